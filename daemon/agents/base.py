@@ -1,0 +1,75 @@
+"""The one interface every agent backend implements.
+
+A backend `start`s a run and hands back an `AgentRun`: a stream of RunEvents plus `steer`,
+`decide` and `cancel`. The executor, reporters and CLI never know which backend ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..runs.events import RunEvent
+from ..spec import Automation, Skill
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a backend needs to carry out one run."""
+
+    run_id: int
+    attempt: int
+    automation: Automation
+    skill: Skill
+    inputs: Mapping[str, Any]
+    event: Mapping[str, Any]
+    workdir: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    repository: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """What a script backend writes to the script's stdin (no secrets: env stays out)."""
+        return {
+            "type": "context",
+            "run": {"id": self.run_id, "attempt": self.attempt},
+            "automation": {
+                "name": self.automation.name,
+                "workspace": {
+                    **self.automation.workspace.model_dump(mode="json"),
+                    "path": str(self.repository) if self.repository else None,
+                },
+            },
+            "skill": {"name": self.skill.name, "path": str(self.skill.path)},
+            "inputs": dict(self.inputs),
+            "event": dict(self.event),
+            "workdir": str(self.workdir),
+        }
+
+
+class AgentRun(Protocol):
+    """A run in progress inside a backend."""
+
+    def events(self) -> AsyncIterator[RunEvent]:
+        """The run's events; the last one is `Finished`."""
+        ...
+
+    async def steer(self, text: str, by: str) -> None:
+        """Deliver steering text into the agent's context."""
+
+    async def decide(self, approval_id: str, approved: bool, reason: str | None) -> None:
+        """Deliver the decision on an approval request."""
+
+    async def cancel(self) -> None:
+        """Stop the agent and everything it started (idempotent)."""
+
+
+class AgentBackend(Protocol):
+    """Starts runs."""
+
+    name: str
+
+    async def start(self, ctx: RunContext) -> AgentRun:
+        """Begin carrying out `ctx`; raise `BackendError` if that is impossible."""
+        ...

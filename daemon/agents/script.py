@@ -1,0 +1,248 @@
+"""The script backend: runs a skill's script and speaks JSON lines with it.
+
+Protocol (documented in docs/script-protocol.md):
+- stdin, first line: the run context (`{"type": "context", ...}`); later lines: steering
+  (`{"type": "steer", "text", "by"}`) and decisions (`{"type": "approval_decision", "id",
+  "approved", "reason"}`) as they arrive. stdin stays open until the script exits.
+- stdout: one RunEvent per line (`step`, `message`, `command`, `file_change`, `artifact`,
+  `approval_request`, `finished`). Anything else is reported as a warning, never a crash.
+- The exit code decides success when the script sends no `finished` event.
+The script runs in its own process group, so a timeout or cancel kills everything it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections import deque
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from ..errors import BackendError
+from ..runs.events import AGENT_EVENT_TYPES, RUN_EVENT, Finished, Message, RunEvent
+from ..runs.status import RunStatus
+from .base import RunContext
+
+log = structlog.get_logger(__name__)
+
+MAX_LINE = 256 * 1024
+_PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL")
+
+
+class _TooLong:
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+async def _read_lines(
+    stream: asyncio.StreamReader, max_line: int
+) -> AsyncIterator[bytes | _TooLong]:
+    """Lines of a stream; a line over `max_line` bytes yields one `_TooLong` and is dropped."""
+    buf = bytearray()
+    dropped = 0
+    while True:
+        chunk = await stream.read(65536)
+        if not chunk:
+            if dropped:
+                yield _TooLong(dropped + len(buf))
+            elif buf:
+                yield bytes(buf)
+            return
+        start = 0
+        while True:
+            nl = chunk.find(b"\n", start)
+            if nl < 0:
+                if dropped:
+                    dropped += len(chunk) - start
+                else:
+                    buf += chunk[start:]
+                    if len(buf) > max_line:
+                        dropped, buf = len(buf), bytearray()
+                break
+            if dropped:
+                yield _TooLong(dropped + nl - start)
+                dropped = 0
+            else:
+                buf += chunk[start:nl]
+                if len(buf) > max_line:
+                    yield _TooLong(len(buf))
+                else:
+                    yield bytes(buf)
+                buf = bytearray()
+            start = nl + 1
+
+
+def _command_for(script: Path) -> list[str]:
+    if script.suffix == ".py":
+        return [sys.executable, str(script)]
+    if os.access(script, os.X_OK):
+        return [str(script)]
+    return ["/bin/sh", str(script)]
+
+
+class ScriptRun:
+    """A running script."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, ctx: RunContext, max_line: int) -> None:
+        self._proc = proc
+        self._ctx = ctx
+        self._max_line = max_line
+        self._stderr_tail: deque[str] = deque(maxlen=20)
+        self._stderr_task = asyncio.create_task(self._drain_stderr())
+        self._cancelled = False
+
+    async def _drain_stderr(self) -> None:
+        assert self._proc.stderr is not None
+        async for line in _read_lines(self._proc.stderr, self._max_line):
+            text = (
+                "<overlong line>" if isinstance(line, _TooLong) else line.decode(errors="replace")
+            )
+            self._stderr_tail.append(text[:500])
+            log.debug("script stderr", run_id=self._ctx.run_id, line=text[:500])
+
+    async def _write(self, message: dict[str, Any]) -> None:
+        stdin = self._proc.stdin
+        if stdin is None or stdin.is_closing():
+            log.warning("script stdin closed; message dropped", run_id=self._ctx.run_id)
+            return
+        try:
+            stdin.write(json.dumps(message).encode() + b"\n")
+            await stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            log.warning("script stdin closed; message dropped", run_id=self._ctx.run_id)
+
+    async def send_context(self) -> None:
+        await self._write(self._ctx.to_json())
+
+    def _parse(self, line: bytes | _TooLong) -> RunEvent | None:
+        if isinstance(line, _TooLong):
+            return Message(
+                level="warning",
+                text=f"script wrote a {line.size}-byte line (limit {self._max_line}); dropped",
+            )
+        text = line.decode(errors="replace").strip()
+        if not text:
+            return None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            return Message(
+                level="warning", text=f"malformed line from script (not JSON): {text[:200]}"
+            )
+        if not isinstance(data, dict) or data.get("type") not in AGENT_EVENT_TYPES:
+            kind = data.get("type") if isinstance(data, dict) else type(data).__name__
+            return Message(
+                level="warning", text=f"unknown event type {kind!r} from script: {text[:200]}"
+            )
+        try:
+            return RUN_EVENT.validate_python(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"][1:])
+            return Message(
+                level="warning",
+                text=f"malformed {data['type']} event from script "
+                f"({where}: {err['msg']}): {text[:200]}",
+            )
+
+    async def events(self) -> AsyncIterator[RunEvent]:
+        assert self._proc.stdout is not None
+        finished: Finished | None = None
+        async for line in _read_lines(self._proc.stdout, self._max_line):
+            event = self._parse(line)
+            if event is None:
+                continue
+            if isinstance(event, Finished):
+                finished = event
+                continue
+            yield event
+        code = await self._proc.wait()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._stderr_task
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        tail = "\n".join(self._stderr_tail)
+        if code != 0:
+            why = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            summary = f"script {why}" + (f": {tail[-1000:]}" if tail else "")
+            yield Finished(status=RunStatus.FAILED, summary=summary)
+        elif finished is not None:
+            status = (
+                finished.status
+                if finished.status in (RunStatus.SUCCEEDED, RunStatus.FAILED)
+                else RunStatus.FAILED
+            )
+            yield Finished(status=status, summary=finished.summary)
+        else:
+            yield Finished(status=RunStatus.SUCCEEDED, summary="script exited with code 0")
+
+    async def steer(self, text: str, by: str) -> None:
+        await self._write({"type": "steer", "text": text, "by": by})
+
+    async def decide(self, approval_id: str, approved: bool, reason: str | None) -> None:
+        await self._write(
+            {"type": "approval_decision", "id": approval_id, "approved": approved, "reason": reason}
+        )
+
+    async def cancel(self, grace: float = 2.0) -> None:
+        if self._proc.returncode is not None or self._cancelled:
+            return
+        self._cancelled = True
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, sig)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._proc.wait()), grace)
+                return
+            except TimeoutError:
+                continue
+
+
+class ScriptBackend:
+    """Runs `scripts/...` of a skill with the JSON-lines protocol."""
+
+    name = "script"
+
+    def __init__(self, max_line: int = MAX_LINE) -> None:
+        self._max_line = max_line
+
+    async def start(self, ctx: RunContext) -> ScriptRun:
+        agent = ctx.automation.agent
+        entry = agent.entrypoint or ctx.skill.manifest.entrypoint
+        if not entry:
+            raise BackendError(f"skill {ctx.skill.name!r} has no script entrypoint")
+        script = ctx.skill.path / entry
+        if not script.is_file():
+            raise BackendError(f"script {script} does not exist")
+        # Scripts get a minimal environment: the daemon's own secrets stay out of reach.
+        env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
+        env.update(ctx.env)
+        env.update(
+            NIGHTSHIFT_RUN_ID=str(ctx.run_id),
+            NIGHTSHIFT_SKILL_DIR=str(ctx.skill.path),
+            NIGHTSHIFT_WORKDIR=str(ctx.workdir),
+            PYTHONUNBUFFERED="1",
+        )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *_command_for(script),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=ctx.workdir,
+                env=env,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise BackendError(f"cannot start {script}: {exc.strerror}") from exc
+        run = ScriptRun(proc, ctx, self._max_line)
+        await run.send_context()
+        return run

@@ -1,0 +1,199 @@
+"""The daemon: wires sources → dispatcher → executor → agent backends → reporters."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import signal
+from collections.abc import Coroutine
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+from .agents import AgentBackend, default_backends
+from .config import DaemonConfig
+from .control.server import serve as serve_control
+from .dispatch import Dispatcher
+from .errors import DaemonAlreadyRunning
+from .loader import Catalog, Loader
+from .reload import watch
+from .reporters import ConsoleReporter
+from .runs import EventBus, Executor
+from .sources import Scheduler
+from .store import Store, utcnow
+
+log = structlog.get_logger(__name__)
+
+
+class Daemon:
+    """One nightshift process. `await Daemon(config).run()` until SIGTERM or `stop()`."""
+
+    def __init__(
+        self,
+        config: DaemonConfig,
+        *,
+        backends: dict[str, AgentBackend] | None = None,
+        console: TextIO | None = None,
+    ) -> None:
+        self.config = config
+        self.loader = Loader(config.automations_dir, config.skills_dir)
+        self.store = Store(config.resolved_database_url())
+        self.bus = EventBus(self.store)
+        self.executor = Executor(
+            store=self.store,
+            bus=self.bus,
+            catalog=self.catalog,
+            backends=backends or default_backends(),
+            max_runs=config.concurrency.max_runs,
+            work_root=config.state_dir / "runs",
+            base_dir=config.base_dir,
+        )
+        self.dispatcher = Dispatcher(self.store, self.executor, self.catalog)
+        self.scheduler = Scheduler(self.store, self.dispatcher)
+        self._console_out = console
+        self._stop = asyncio.Event()
+        self._watch_stop = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.started_at: datetime | None = None
+        self._lock_fd: int | None = None
+
+    def catalog(self) -> Catalog:
+        """The active automations and skills."""
+        return self.loader.catalog
+
+    def stop(self) -> None:
+        """Ask the daemon to stop gracefully (what SIGTERM does)."""
+        self._stop.set()
+
+    def status(self) -> dict[str, Any]:
+        """What `GET /v1/status` answers."""
+        catalog = self.catalog()
+        nexts = self.scheduler.next_fires()
+        return {
+            "pid": os.getpid(),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "automations": {
+                name: {
+                    "enabled": a.enabled,
+                    "source": str(catalog.sources.get(name)),
+                    "next_fire": (nxt := nexts.get(name)) and nxt.isoformat(),
+                }
+                for name, a in sorted(catalog.automations.items())
+            },
+            "problems": [str(p) for p in catalog.problems],
+            "active_runs": self.executor.active_ids,
+            "queued_runs": self.executor.queued_ids,
+        }
+
+    def _take_lock(self) -> None:
+        state = self.config.state_dir
+        state.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            os.chmod(state, 0o700)
+        fd = os.open(state / "daemon.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DaemonAlreadyRunning(f"another nightshift daemon is using {state}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def _report_problems(self, catalog: Catalog, paths: set[Path] | None = None) -> None:
+        for problem in catalog.problems:
+            if paths is None or problem.path in paths or problem.path.parent in paths:
+                log.error("invalid automation or skill", problem=str(problem))
+
+    async def _on_reload(self, catalog: Catalog, paths: set[Path]) -> None:
+        resolved = {p.resolve() for p in paths}
+        self._report_problems(catalog, resolved)
+        bad = {p.path for p in catalog.problems}
+        kept = [n for n, src in catalog.sources.items() if src in bad]
+        if kept:
+            log.warning("keeping the last good version", automations=sorted(kept))
+        await self.scheduler.sync(catalog)
+        log.info(
+            "reloaded",
+            changed=sorted(str(p) for p in paths),
+            automations=len(catalog.automations),
+            problems=len(catalog.problems),
+        )
+
+    async def run(self) -> None:
+        """Run until stopped; returns after a graceful shutdown."""
+        self._take_lock()
+        tasks: list[asyncio.Task[None]] = []
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        try:
+            await asyncio.to_thread(self.store.create_all)
+            catalog = await asyncio.to_thread(self.loader.load)
+            self._report_problems(catalog)
+            self.started_at = utcnow()
+            await self.executor.start()
+            await self.scheduler.sync(catalog)
+
+            def spawn(coro: Coroutine[Any, Any, None], name: str) -> None:
+                task = asyncio.create_task(coro, name=name)
+                task.add_done_callback(self._on_task_done)
+                tasks.append(task)
+
+            control_ready = asyncio.Event()
+            spawn(serve_control(self, control_ready), "control")
+            spawn(self.scheduler.run(), "scheduler")
+            if self.config.console:
+                spawn(ConsoleReporter(self.bus, self.catalog, self._console_out).run(), "console")
+            if self.config.reload.enabled:
+                spawn(
+                    watch(
+                        self.loader,
+                        self._on_reload,
+                        debounce_ms=self.config.reload.debounce_ms,
+                        force_polling=self.config.reload.force_polling,
+                        stop=self._watch_stop,
+                    ),
+                    "reload",
+                )
+            await control_ready.wait()
+            log.info(
+                "nightshift running",
+                automations=len(catalog.automations),
+                problems=len(catalog.problems),
+                socket=str(self.config.socket_path),
+                database=self.store.engine.url.render_as_string(hide_password=True),
+            )
+            self.ready.set()
+            await self._stop.wait()
+            log.info("stopping: no new runs", grace_s=self.config.shutdown_grace.total_seconds())
+        finally:
+            self._watch_stop.set()
+            for task in tasks:
+                if task.get_name() != "console":
+                    task.cancel()
+            await self.executor.shutdown(self.config.shutdown_grace.total_seconds())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.to_thread(self.store.close)
+            with contextlib.suppress(OSError):
+                self.config.socket_path.unlink()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+            log.info("nightshift stopped")
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error(
+                "daemon component failed; stopping", component=task.get_name(), error=repr(exc)
+            )
+            self.stop()

@@ -1,0 +1,124 @@
+"""The daemon's own settings (`config.yaml`), modelled in pydantic.
+
+Lookup order: `--config PATH`, `$NIGHTSHIFT_CONFIG`, `./config.yaml`; with none of them the
+defaults apply, so `nightshift run` works from a checkout's own `automations/` and `skills/`.
+Relative paths in a config file are relative to that file's folder.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .durations import Duration
+from .errors import ConfigError
+from .secrets import SecretRef
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConcurrencyConfig(_Strict):
+    """Global limits of the in-process executor."""
+
+    max_runs: int = Field(4, ge=1, description="runs executing at once across all automations")
+
+
+class LoggingConfig(_Strict):
+    """How the daemon logs (to stderr)."""
+
+    format: Literal["human", "json"] = "human"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class ReloadConfig(_Strict):
+    """Hot reload of automations and skills."""
+
+    enabled: bool = True
+    debounce_ms: int = Field(50, ge=0, le=10_000)
+    force_polling: bool = Field(False, description="poll instead of inotify (containers, NFS)")
+
+
+class DaemonConfig(_Strict):
+    """Everything `config.yaml` may set; every field has a working default."""
+
+    state_dir: Path = Field(Path(".nightshift"), description="database, sockets, run folders")
+    database_url: SecretRef | None = Field(
+        None,
+        description="SQLAlchemy URL; default sqlite:///<state_dir>/nightshift.db. "
+        "postgresql+psycopg://... works too; may reference ${ENV} for the password",
+    )
+    automations_dir: Path = Path("automations")
+    skills_dir: Path = Path("skills")
+    concurrency: ConcurrencyConfig = ConcurrencyConfig()
+    logging: LoggingConfig = LoggingConfig()
+    reload: ReloadConfig = ReloadConfig()
+    shutdown_grace: Duration = Field(
+        timedelta(seconds=10), description="time running runs get after SIGTERM"
+    )
+    control_socket: Path | None = Field(
+        None, description="Unix socket of the control API; default <state_dir>/control.sock"
+    )
+    console: bool = Field(True, description="print live run progress on stdout")
+    base_dir: Path = Field(Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _anchor_paths(self) -> DaemonConfig:
+        base = self.base_dir
+        for name in ("state_dir", "automations_dir", "skills_dir", "control_socket"):
+            value = getattr(self, name)
+            if value is not None and not value.is_absolute():
+                object.__setattr__(self, name, (base / value).resolve())
+        return self
+
+    @property
+    def socket_path(self) -> Path:
+        """Where the control API listens."""
+        return self.control_socket or self.state_dir / "control.sock"
+
+    def resolved_database_url(self) -> str:
+        """The database URL with secrets expanded (never store or log the result)."""
+        if self.database_url is None:
+            return f"sqlite:///{self.state_dir / 'nightshift.db'}"
+        return self.database_url.resolve(base_dir=self.base_dir)
+
+
+def find_config(explicit: Path | None = None) -> Path | None:
+    """The config file to use, or None for the defaults."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get("NIGHTSHIFT_CONFIG")
+    if env:
+        return Path(env)
+    local = Path("config.yaml")
+    return local if local.exists() else None
+
+
+def load_config(path: Path | None = None) -> DaemonConfig:
+    """Read and validate the daemon config; raises `ConfigError` with file and field."""
+    found = find_config(path)
+    if found is None:
+        return DaemonConfig(base_dir=Path.cwd())
+    try:
+        raw = yaml.safe_load(found.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"{found}: cannot read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{found}: invalid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{found}: expected a mapping at the top level")
+    from pydantic import ValidationError as PydanticValidationError
+
+    try:
+        return DaemonConfig.model_validate({**raw, "base_dir": found.resolve().parent})
+    except PydanticValidationError as exc:
+        lines = [
+            f"{found}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        ]
+        raise ConfigError("\n".join(lines)) from None

@@ -1,0 +1,204 @@
+"""The control API: how the CLI talks to the running daemon.
+
+It listens only on a Unix socket inside the state directory (mode 0600 in a 0700 folder), so
+only the local user who runs the daemon can use it; no TCP port is opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from ..errors import AutomationNotFound, NightshiftError, RunNotFound, RunStateError
+from ..runs import Envelope, Finished, envelope_of
+
+if TYPE_CHECKING:
+    from ..app import Daemon
+
+
+class TriggerBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    by: str = "cli"
+
+
+class SteerBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1)
+    by: str = "cli"
+
+
+class DecideBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    approval_id: str | None = None
+    reason: str | None = None
+    by: str = "cli"
+
+
+class CancelBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = None
+    by: str = "cli"
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def build_app(daemon: Daemon) -> Starlette:
+    """The ASGI app over a running daemon."""
+
+    async def body(request: Request, model: type[BaseModel]) -> Any:
+        try:
+            return model.model_validate_json(await request.body() or b"{}")
+        except PydanticValidationError as exc:
+            raise ValueError(exc.errors()[0]["msg"]) from None
+
+    async def guarded(coro: Any) -> Response:
+        try:
+            return await coro  # type: ignore[no-any-return]
+        except (AutomationNotFound, RunNotFound) as exc:
+            return _error(404, str(exc))
+        except RunStateError as exc:
+            return _error(409, str(exc))
+        except (NightshiftError, ValueError) as exc:
+            return _error(400, str(exc))
+
+    async def status(request: Request) -> Response:
+        return JSONResponse(daemon.status())
+
+    async def trigger(request: Request) -> Response:
+        async def go() -> Response:
+            b = await body(request, TriggerBody)
+            run = await daemon.dispatcher.manual(request.path_params["name"], b.inputs, b.by)
+            return JSONResponse({"run_id": run.id, "status": run.status}, status_code=201)
+
+        return await guarded(go())
+
+    async def steer(request: Request) -> Response:
+        async def go() -> Response:
+            b = await body(request, SteerBody)
+            await daemon.executor.steer(int(request.path_params["run_id"]), b.text, b.by)
+            return JSONResponse({"ok": True}, status_code=202)
+
+        return await guarded(go())
+
+    def decide(approved: bool) -> Any:
+        async def handler(request: Request) -> Response:
+            async def go() -> Response:
+                b = await body(request, DecideBody)
+                approval_id = await daemon.executor.decide(
+                    int(request.path_params["run_id"]), b.approval_id, approved, b.by, b.reason
+                )
+                return JSONResponse({"ok": True, "approval_id": approval_id}, status_code=202)
+
+            return await guarded(go())
+
+        return handler
+
+    async def cancel(request: Request) -> Response:
+        async def go() -> Response:
+            b = await body(request, CancelBody)
+            await daemon.executor.cancel(int(request.path_params["run_id"]), b.by, b.reason)
+            return JSONResponse({"ok": True}, status_code=202)
+
+        return await guarded(go())
+
+    async def events(request: Request) -> Response:
+        """The run's log as NDJSON; with follow=1, live until the run finishes."""
+        run_id = int(request.path_params["run_id"])
+        after = int(request.query_params.get("after", "0"))
+        follow = request.query_params.get("follow") in ("1", "true")
+        store = daemon.store
+        try:
+            await store.call(store.get_run, run_id)
+        except RunNotFound as exc:
+            return _error(404, str(exc))
+
+        async def stream() -> AsyncIterator[bytes]:
+            with daemon.bus.subscribe(run_id) as sub:
+                rows = await store.call(store.run_events, run_id, after)
+                last = after
+                done = False
+                for row in rows:
+                    env = envelope_of(row)
+                    last = env.seq
+                    done = done or isinstance(env.event, Finished)
+                    yield _line(env)
+                if not follow or done:
+                    return
+                while True:
+                    env = await sub.queue.get()
+                    if env.seq <= last:
+                        continue
+                    last = env.seq
+                    yield _line(env)
+                    if isinstance(env.event, Finished):
+                        return
+
+        return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+    return Starlette(
+        routes=[
+            Route("/v1/status", status),
+            Route("/v1/automations/{name}/trigger", trigger, methods=["POST"]),
+            Route("/v1/runs/{run_id:int}/events", events),
+            Route("/v1/runs/{run_id:int}/steer", steer, methods=["POST"]),
+            Route("/v1/runs/{run_id:int}/approve", decide(True), methods=["POST"]),
+            Route("/v1/runs/{run_id:int}/deny", decide(False), methods=["POST"]),
+            Route("/v1/runs/{run_id:int}/cancel", cancel, methods=["POST"]),
+        ]
+    )
+
+
+def _line(env: Envelope) -> bytes:
+    return json.dumps(env.to_json()).encode() + b"\n"
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the daemon owns SIGTERM and SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve(daemon: Daemon, started: asyncio.Event) -> None:
+    """Serve the control API on the daemon's Unix socket until cancelled."""
+
+    path = daemon.config.socket_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        path.unlink()  # stale: the state-dir lock already proved no daemon owns it
+    config = uvicorn.Config(
+        build_app(daemon), uds=str(path), log_config=None, access_log=False, lifespan="off"
+    )
+    server = _QuietServer(config)
+    old = os.umask(0o077)
+    try:
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            if task.done():
+                await task
+                return
+            await asyncio.sleep(0.01)
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    started.set()
+    try:
+        await task
+    finally:
+        server.should_exit = True

@@ -1,0 +1,69 @@
+"""The RunEvent stream: every event is redacted, stored, then published to subscribers.
+
+Reporters (console, Slack) and CLI followers subscribe to the same stream, so what a person
+sees is exactly what the store holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+
+import structlog
+
+from ..secrets import redactor
+from ..store import RunEventRow, Store
+from .events import RUN_EVENT, Envelope, RunEvent
+
+log = structlog.get_logger(__name__)
+
+
+def envelope_of(row: RunEventRow) -> Envelope:
+    """The typed form of a stored run event."""
+    return Envelope(
+        run_id=row.run_id, seq=row.seq, at=row.at, event=RUN_EVENT.validate_python(row.data)
+    )
+
+
+class Subscription:
+    """A subscriber's queue of envelopes; iterate it to consume."""
+
+    def __init__(self, run_id: int | None) -> None:
+        self.run_id = run_id
+        self.queue: asyncio.Queue[Envelope] = asyncio.Queue()
+
+    def __aiter__(self) -> AsyncIterator[Envelope]:
+        return self._iter()
+
+    async def _iter(self) -> AsyncIterator[Envelope]:
+        while True:
+            yield await self.queue.get()
+
+
+class EventBus:
+    """Stores and fans out RunEvents."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._subs: set[Subscription] = set()
+
+    @contextlib.contextmanager
+    def subscribe(self, run_id: int | None = None) -> Iterator[Subscription]:
+        """Receive every envelope published from now on (of one run, or all)."""
+        sub = Subscription(run_id)
+        self._subs.add(sub)
+        try:
+            yield sub
+        finally:
+            self._subs.discard(sub)
+
+    async def emit(self, run_id: int, event: RunEvent) -> Envelope:
+        """Redact, store and publish one event of a run."""
+        data = redactor.redact_obj(event.model_dump(mode="json", exclude_none=True))
+        row = await self._store.call(self._store.append_run_event, run_id, data["type"], data)
+        env = envelope_of(row)
+        for sub in list(self._subs):
+            if sub.run_id is None or sub.run_id == run_id:
+                sub.queue.put_nowait(env)
+        return env

@@ -1,0 +1,491 @@
+"""The in-process executor: starts queued runs within the global and per-automation limits,
+drives each through its agent backend, and records every state change.
+
+Replies reach a running run only through its `Inbox`; the executor forwards them to the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from ..agents import AgentBackend, AgentRun, RunContext
+from ..errors import NightshiftError, RunStateError
+from ..loader import Catalog
+from ..spec import Automation
+from ..store import NewRun, RunRow, Store, utcnow
+from .bus import EventBus
+from .events import (
+    ApprovalDecision,
+    ApprovalRequest,
+    Command,
+    Finished,
+    Message,
+    RunEvent,
+    Started,
+    StatusChanged,
+    SteerReceived,
+)
+from .inbox import Cancel, Decision, Inbox, Steer
+from .status import RunStatus
+
+log = structlog.get_logger(__name__)
+
+OUTPUT_TAIL = 4000
+_DRAIN_AFTER_CANCEL = 15.0
+
+
+@dataclass
+class _Active:
+    run_id: int
+    automation: str
+    inbox: Inbox = field(default_factory=Inbox)
+    agent: AgentRun | None = None
+    task: asyncio.Task[None] | None = None
+    status: RunStatus = RunStatus.RUNNING
+    cancelled_by: str | None = None
+    interrupted: bool = False
+
+
+@dataclass(order=True)
+class _Queued:
+    run_id: int
+    automation: str = field(compare=False)
+    not_before: Any = field(compare=False, default=None)
+
+
+class Executor:
+    """Runs queued runs; the one owner of run state transitions while the daemon lives."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        bus: EventBus,
+        catalog: Callable[[], Catalog],
+        backends: Mapping[str, AgentBackend],
+        max_runs: int,
+        work_root: Path,
+        base_dir: Path,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._catalog = catalog
+        self._backends = backends
+        self.max_runs = max_runs
+        self._work_root = work_root
+        self._base_dir = base_dir
+        self._queue: list[_Queued] = []
+        self._active: dict[int, _Active] = {}
+        self._wake = asyncio.Event()
+        self._pump_task: asyncio.Task[None] | None = None
+        self._accepting = True
+        self._stopping = False
+        self._started_cb: list[Callable[[int], None]] = []
+
+    # -- public surface -------------------------------------------------------------------
+    @property
+    def active_ids(self) -> list[int]:
+        """Ids of runs executing now."""
+        return sorted(self._active)
+
+    @property
+    def queued_ids(self) -> list[int]:
+        """Ids of runs waiting for a slot, in start order."""
+        return [q.run_id for q in self._queue]
+
+    async def start(self) -> None:
+        """Recover what a previous daemon left behind, then start taking runs."""
+        await self._recover()
+        self._pump_task = asyncio.create_task(self._pump_loop(), name="executor-pump")
+
+    def enqueue(self, run: RunRow) -> None:
+        """Queue a stored run for execution."""
+        assert run.id is not None
+        if not self._accepting:
+            return  # it stays queued in the store and starts with the next daemon
+        self._queue.append(_Queued(run.id, run.automation, run.not_before))
+        self._queue.sort()
+        self._wake.set()
+
+    async def steer(self, run_id: int, text: str, by: str) -> None:
+        """Deliver steering text to a running run."""
+        self._require_active(run_id).inbox.put(Steer(text=text, by=by))
+
+    async def decide(
+        self, run_id: int, approval_id: str | None, approved: bool, by: str, reason: str | None
+    ) -> str:
+        """Approve or deny a pending request (the oldest when `approval_id` is None)."""
+        active = self._require_active(run_id)
+        pending = await self._store.call(self._store.approvals, run_id, "pending")
+        if approval_id is None:
+            if not pending:
+                raise RunStateError(f"run {run_id} has no pending approval request")
+            approval_id = pending[0].request_id
+        elif approval_id not in {a.request_id for a in pending}:
+            raise RunStateError(f"run {run_id} has no pending approval {approval_id!r}")
+        active.inbox.put(Decision(approval_id=approval_id, approved=approved, by=by, reason=reason))
+        return approval_id
+
+    async def cancel(self, run_id: int, by: str, reason: str | None = None) -> None:
+        """Cancel a queued or running run."""
+        for q in self._queue:
+            if q.run_id == run_id:
+                self._queue.remove(q)
+                await self._emit(run_id, Message(text=f"cancelled by {by} before it started"))
+                await self._finish(run_id, RunStatus.CANCELLED, f"cancelled by {by}", None, None)
+                return
+        self._require_active(run_id).inbox.put(Cancel(by=by, reason=reason))
+
+    def on_started(self, callback: Callable[[int], None]) -> None:
+        """Call `callback(run_id)` whenever a run starts executing (benchmarks, tests)."""
+        self._started_cb.append(callback)
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop taking runs; give running ones `grace` seconds, then interrupt them."""
+        self._accepting = False
+        self._stopping = True
+        if self._pump_task is not None:
+            self._pump_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump_task
+        tasks = [a.task for a in self._active.values() if a.task is not None]
+        if tasks:
+            log.info("waiting for running runs", count=len(tasks), grace_s=grace)
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for active in list(self._active.values()):
+                active.interrupted = True
+                if active.agent is not None:
+                    await active.agent.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=_DRAIN_AFTER_CANCEL + 5)
+
+    # -- internals ------------------------------------------------------------------------
+    def _require_active(self, run_id: int) -> _Active:
+        active = self._active.get(run_id)
+        if active is None:
+            if any(q.run_id == run_id for q in self._queue):
+                raise RunStateError(f"run {run_id} is queued and has not started yet")
+            raise RunStateError(f"run {run_id} is not running")
+        return active
+
+    async def _emit(self, run_id: int, event: RunEvent) -> None:
+        await self._bus.emit(run_id, event)
+
+    async def _recover(self) -> None:
+        stale = await self._store.call(
+            self._store.list_runs,
+            statuses=[RunStatus.RUNNING, RunStatus.WAITING],
+            limit=10_000,
+            oldest_first=True,
+        )
+        for run in stale:
+            assert run.id is not None
+            log.warning("run was left running by a previous daemon", run_id=run.id)
+            await self._emit(
+                run.id,
+                Message(level="warning", text="the daemon stopped while this run was active"),
+            )
+            await self._finish(
+                run.id,
+                RunStatus.INTERRUPTED,
+                "interrupted: the daemon stopped during the run",
+                run,
+                None,
+            )
+        queued = await self._store.call(
+            self._store.list_runs, statuses=[RunStatus.QUEUED], limit=100_000, oldest_first=True
+        )
+        for run in queued:
+            self.enqueue(run)
+
+    async def _pump_loop(self) -> None:
+        while True:
+            timeout = self._start_ready()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+
+    def _start_ready(self) -> float | None:
+        """Start whatever fits; return seconds until a delayed (retry) run becomes due."""
+        now = utcnow()
+        catalog = self._catalog()
+        next_due: float | None = None
+        per_automation: dict[str, int] = {}
+        for a in self._active.values():
+            per_automation[a.automation] = per_automation.get(a.automation, 0) + 1
+        for q in list(self._queue):
+            if len(self._active) >= self.max_runs:
+                break
+            if q.not_before is not None and q.not_before > now:
+                wait = (q.not_before - now).total_seconds()
+                next_due = wait if next_due is None else min(next_due, wait)
+                continue
+            automation = catalog.automations.get(q.automation)
+            limit = automation.policies.concurrency.max_instances if automation else 1
+            if per_automation.get(q.automation, 0) >= limit:
+                continue
+            self._queue.remove(q)
+            per_automation[q.automation] = per_automation.get(q.automation, 0) + 1
+            active = _Active(q.run_id, q.automation)
+            self._active[q.run_id] = active
+            active.task = asyncio.create_task(self._execute(active), name=f"run-{q.run_id}")
+        return next_due
+
+    async def _execute(self, active: _Active) -> None:
+        run_id = active.run_id
+        try:
+            status, summary, run, automation = await self._run(active)
+        except Exception as exc:  # the executor must survive any bug in one run
+            log.exception("run crashed", run_id=run_id)
+            status, summary, run, automation = (
+                RunStatus.FAILED,
+                f"internal error: {exc}",
+                None,
+                None,
+            )
+        try:
+            await self._finish(run_id, status, summary, run, automation)
+        finally:
+            self._active.pop(run_id, None)
+            self._wake.set()
+
+    async def _set_status(self, active: _Active, status: RunStatus) -> None:
+        if active.status == status:
+            return
+        active.status = status
+        await self._store.call(self._store.update_run, active.run_id, status=status.value)
+        await self._emit(active.run_id, StatusChanged(status=status))
+
+    async def _run(
+        self, active: _Active
+    ) -> tuple[RunStatus, str, RunRow | None, Automation | None]:
+        run_id = active.run_id
+        run = await self._store.call(self._store.get_run, run_id)
+        catalog = self._catalog()
+        automation = catalog.automations.get(run.automation)
+        if automation is None:
+            return RunStatus.FAILED, f"automation {run.automation!r} is no longer loaded", run, None
+        skill = catalog.skills.get(automation.skill)
+        backend = self._backends.get(automation.agent.backend)
+        await self._store.call(
+            self._store.update_run, run_id, status=RunStatus.RUNNING.value, started_at=utcnow()
+        )
+        await self._emit(
+            run_id, Started(automation=automation.name, trigger=run.trigger, attempt=run.attempt)
+        )
+        for cb in self._started_cb:
+            cb(run_id)
+        if skill is None or backend is None:
+            missing = (
+                f"skill {automation.skill!r}"
+                if skill is None
+                else f"backend {automation.agent.backend!r}"
+            )
+            return RunStatus.FAILED, f"{missing} is not available", run, automation
+        try:
+            inputs = skill.resolve_inputs(run.inputs)
+            env = {k: v.resolve() for k, v in automation.env.items()}
+        except (ValueError, NightshiftError) as exc:
+            return RunStatus.FAILED, f"cannot start: {exc}", run, automation
+        event: dict[str, Any] = {}
+        if run.event_id is not None:
+            found = await self._store.call(self._store.get_event, run.event_id)
+            if found is not None:
+                ev = found[0]
+                event = {
+                    "id": ev.id,
+                    "source": ev.source,
+                    "type": ev.type,
+                    "received_at": ev.received_at.isoformat(),
+                    "payload": ev.payload,
+                }
+        workdir = self._work_root / str(run_id)
+        await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+        ctx = RunContext(
+            run_id=run_id,
+            attempt=run.attempt,
+            automation=automation,
+            skill=skill,
+            inputs=inputs,
+            event=event,
+            workdir=workdir,
+            env=env,
+            repository=self._local_repository(automation),
+        )
+        try:
+            active.agent = await backend.start(ctx)
+        except NightshiftError as exc:
+            return RunStatus.FAILED, str(exc), run, automation
+        status, summary = await self._drive(active, active.agent, automation)
+        return status, summary, run, automation
+
+    def _local_repository(self, automation: Automation) -> Path | None:
+        repo = automation.workspace.repository
+        if "://" in repo or repo.startswith("git@"):
+            return None  # a clone URL: workspaces (worktrees of a mirror) handle those
+        path = Path(repo).expanduser()
+        return path if path.is_absolute() else (self._base_dir / path).resolve()
+
+    async def _drive(
+        self, active: _Active, agent: AgentRun, automation: Automation
+    ) -> tuple[RunStatus, str]:
+        inbox_task = asyncio.create_task(self._serve_inbox(active, agent))
+        timeout = automation.policies.timeout.total_seconds()
+        finished: Finished | None = None
+        timed_out = False
+        stream = agent.events()
+        try:
+            try:
+                async with asyncio.timeout(timeout):
+                    finished = await self._consume(active, stream)
+            except TimeoutError:
+                timed_out = True
+                await agent.cancel()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_DRAIN_AFTER_CANCEL):
+                        await self._consume(active, stream)
+        finally:
+            inbox_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await inbox_task
+        if timed_out:
+            return RunStatus.TIMED_OUT, f"timed out after {automation.policies.timeout}"
+        if active.interrupted:
+            return RunStatus.INTERRUPTED, "interrupted: the daemon was stopped"
+        if active.cancelled_by is not None:
+            return RunStatus.CANCELLED, f"cancelled by {active.cancelled_by}"
+        if finished is None:
+            return RunStatus.FAILED, "the agent ended without a result"
+        return finished.status, finished.summary
+
+    async def _consume(self, active: _Active, stream: Any) -> Finished | None:
+        async for event in stream:
+            if isinstance(event, Finished):
+                return event
+            if isinstance(event, Command) and len(event.output_tail) > OUTPUT_TAIL:
+                event = event.model_copy(
+                    update={"output_tail": "[…truncated]\n" + event.output_tail[-OUTPUT_TAIL:]}
+                )
+            if isinstance(event, ApprovalRequest):
+                try:
+                    await self._store.call(
+                        self._store.create_approval,
+                        active.run_id,
+                        event.id,
+                        event.action,
+                        event.description,
+                        event.expires_at,
+                    )
+                except NightshiftError as exc:
+                    await self._emit(active.run_id, Message(level="warning", text=str(exc)))
+                    continue
+                await self._emit(active.run_id, event)
+                await self._set_status(active, RunStatus.WAITING)
+                continue
+            await self._emit(active.run_id, event)
+        return None
+
+    async def _serve_inbox(self, active: _Active, agent: AgentRun) -> None:
+        while True:
+            msg = await active.inbox.get()
+            if isinstance(msg, Steer):
+                await self._emit(active.run_id, SteerReceived(text=msg.text, by=msg.by))
+                await agent.steer(msg.text, msg.by)
+            elif isinstance(msg, Decision):
+                row = await self._store.call(
+                    self._store.decide_approval,
+                    active.run_id,
+                    msg.approval_id,
+                    "approved" if msg.approved else "denied",
+                    msg.by,
+                    msg.reason,
+                )
+                if row is None:
+                    continue  # decided already: a second click changes nothing
+                await self._emit(
+                    active.run_id,
+                    ApprovalDecision(
+                        id=msg.approval_id, approved=msg.approved, by=msg.by, reason=msg.reason
+                    ),
+                )
+                await agent.decide(msg.approval_id, msg.approved, msg.reason)
+                pending = await self._store.call(self._store.approvals, active.run_id, "pending")
+                if not pending:
+                    await self._set_status(active, RunStatus.RUNNING)
+            elif isinstance(msg, Cancel):
+                active.cancelled_by = msg.by
+                note = f"cancel requested by {msg.by}" + (f": {msg.reason}" if msg.reason else "")
+                await self._emit(active.run_id, Message(text=note))
+                await agent.cancel()
+
+    async def _finish(
+        self,
+        run_id: int,
+        status: RunStatus,
+        summary: str,
+        run: RunRow | None,
+        automation: Automation | None,
+    ) -> None:
+        for approval in await self._store.call(self._store.approvals, run_id, "pending"):
+            await self._store.call(
+                self._store.decide_approval,
+                run_id,
+                approval.request_id,
+                "expired",
+                "nightshift",
+                f"run ended ({status.value})",
+            )
+        await self._store.call(
+            self._store.update_run,
+            run_id,
+            status=status.value,
+            finished_at=utcnow(),
+            summary=summary,
+        )
+        await self._emit(run_id, Finished(status=status, summary=summary))
+        log.info("run finished", run_id=run_id, status=status.value, summary=summary[:200])
+        if run is None:
+            run = await self._store.call(self._store.get_run, run_id)
+        if automation is None:
+            automation = self._catalog().automations.get(run.automation)
+        if automation is not None:
+            await self._maybe_retry(run, automation, status)
+
+    async def _maybe_retry(self, run: RunRow, automation: Automation, status: RunStatus) -> None:
+        policy = automation.policies
+        if status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
+            if run.attempt > policy.retries.max:
+                return
+            delay = policy.retries.delay(run.attempt + 1)
+        elif status == RunStatus.INTERRUPTED:
+            # An interrupted run gets one more attempt beyond the retry budget.
+            if policy.on_interrupt != "retry" or run.attempt > policy.retries.max + 1:
+                return
+            delay = timedelta(0)
+        else:
+            return
+        assert run.id is not None
+        new = await self._store.call(
+            self._store.create_run,
+            NewRun(
+                automation=run.automation,
+                trigger=run.trigger,
+                inputs=run.inputs,
+                attempt=run.attempt + 1,
+                retry_of=run.id,
+                not_before=utcnow() + delay if delay else None,
+            ),
+            run.event_id,
+        )
+        assert new.id is not None
+        when = f"in {delay}" if delay else "now"
+        await self._emit(run.id, Message(text=f"retrying as run {new.id} ({when})"))
+        self.enqueue(new)

@@ -1,0 +1,129 @@
+"""Secrets by reference, and the one redaction every outgoing text passes through.
+
+Config and automation files hold references (`${GITHUB_TOKEN}`, `${file:/run/secrets/x}`), never
+values. A reference is resolved only where the value is used, and every resolved value is
+registered with the process-wide `Redactor` so it cannot leak into logs, the store or reporters.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
+
+from .errors import SecretError
+
+_REF = re.compile(r"\$\{(?:(file):)?([^}]+)\}")
+
+# Shapes of well-known credentials, scrubbed even when nobody registered them.
+_KNOWN_TOKENS = re.compile(
+    r"(?:gh[pousr]_[A-Za-z0-9]{20,}"
+    r"|github_pat_[A-Za-z0-9_]{20,}"
+    r"|xox[abposr]-[A-Za-z0-9-]{10,}"
+    r"|xapp-[A-Za-z0-9-]{10,}"
+    r"|sk-(?:ant-|proj-)?[A-Za-z0-9_-]{16,}"
+    r"|AKIA[0-9A-Z]{16})"
+)
+MASK = "***"
+
+
+class Redactor:
+    """Replaces every registered secret value (and known token shapes) with `***`."""
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self._lock = threading.Lock()
+
+    def register(self, value: str) -> None:
+        """Remember a resolved secret; values shorter than 4 characters are too ambiguous."""
+        if len(value) < 4 or value in self._values:
+            return
+        with self._lock:
+            self._values.add(value)
+            alternatives = sorted(self._values, key=len, reverse=True)
+            self._pattern = re.compile("|".join(re.escape(v) for v in alternatives))
+
+    def redact(self, text: str) -> str:
+        """Return `text` with every secret masked."""
+        if self._pattern is not None:
+            text = self._pattern.sub(MASK, text)
+        return _KNOWN_TOKENS.sub(MASK, text)
+
+    def redact_obj(self, obj: Any) -> Any:
+        """Redact every string inside a JSON-like structure (dicts, lists, scalars)."""
+        if isinstance(obj, str):
+            return self.redact(obj)
+        if isinstance(obj, dict):
+            return {k: self.redact_obj(v) for k, v in obj.items()}
+        if isinstance(obj, list | tuple):
+            return [self.redact_obj(v) for v in obj]
+        return obj
+
+
+redactor = Redactor()
+"""The process-wide redactor used by logging, the store and every reporter."""
+
+
+def resolve_references(text: str, *, base_dir: Path | None = None) -> str:
+    """Expand `${ENV}` and `${file:path}` in `text`, registering each value as a secret."""
+
+    def expand(m: re.Match[str]) -> str:
+        kind, name = m.group(1), m.group(2).strip()
+        if kind == "file":
+            path = Path(name).expanduser()
+            if not path.is_absolute() and base_dir is not None:
+                path = base_dir / path
+            try:
+                value = path.read_text().strip()
+            except OSError as exc:
+                raise SecretError(f"secret file {path} cannot be read: {exc.strerror}") from exc
+        else:
+            if name not in os.environ:
+                raise SecretError(f"environment variable {name} is not set")
+            value = os.environ[name]
+        redactor.register(value)
+        return value
+
+    return _REF.sub(expand, text)
+
+
+class SecretRef(str):
+    """A config value that may hold `${ENV}` / `${file:path}` references.
+
+    It validates and serialises as the reference text; `resolve()` yields the value.
+    """
+
+    __slots__ = ()
+
+    def resolve(self, *, base_dir: Path | None = None) -> str:
+        """The value with every reference expanded (and registered for redaction)."""
+        return resolve_references(str(self), base_dir=base_dir)
+
+    @property
+    def is_reference(self) -> bool:
+        """True when the text contains at least one `${...}` reference."""
+        return bool(_REF.search(self))
+
+    def __repr__(self) -> str:
+        return f"SecretRef({str(self) if self.is_reference else MASK!r})"
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(
+            cls, core_schema.str_schema(), serialization=core_schema.to_string_ser_schema()
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "description": "a value, or ${ENV_VAR} / ${file:path}"}

@@ -1,0 +1,160 @@
+"""Time-based triggers: cron, interval and date.
+
+APScheduler's triggers compute fire times; this module decides what fires. The last slot of
+each schedule is persisted, and each slot is claimed through the store's unique event key, so
+a slot fires once — across restarts and across replicas sharing one database. After downtime
+the automation's misfire policy decides, and every fire that will not run is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from apscheduler.triggers.base import BaseTrigger
+
+from ..dispatch import Dispatcher
+from ..loader import Catalog
+from ..spec import Automation, ScheduleTrigger
+from ..store import Store, utcnow
+
+log = structlog.get_logger(__name__)
+
+_TICK = timedelta(microseconds=1)
+# A catch-up never enumerates more slots than this (an every-second schedule down for a week).
+MAX_CATCH_UP = 10_000
+
+
+def next_after(trigger: BaseTrigger, t: datetime) -> datetime | None:
+    """The first fire time strictly after `t` (stateless for cron, interval and date)."""
+    nxt: datetime | None = trigger.get_next_fire_time(None, t + _TICK)
+    return nxt if nxt is not None and nxt > t else None
+
+
+@dataclass
+class _Entry:
+    automation: Automation
+    key: str
+    spec: ScheduleTrigger
+    trigger: BaseTrigger
+    last: datetime
+    next_fire: datetime | None
+
+
+class Scheduler:
+    """Keeps one entry per (automation, trigger) and fires them on time."""
+
+    def __init__(
+        self, store: Store, dispatcher: Dispatcher, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self._store = store
+        self._dispatcher = dispatcher
+        self._clock = clock
+        self._entries: dict[tuple[str, str], _Entry] = {}
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    def next_fires(self) -> dict[str, datetime | None]:
+        """Next fire time per automation (the earliest of its triggers)."""
+        out: dict[str, datetime | None] = {}
+        for (name, _), entry in self._entries.items():
+            cur = out.get(name)
+            if entry.next_fire is not None and (cur is None or entry.next_fire < cur):
+                out[name] = entry.next_fire
+            else:
+                out.setdefault(name, cur)
+        return out
+
+    async def sync(self, catalog: Catalog) -> None:
+        """Make the entries match the catalog; new entries catch up on missed fires."""
+        async with self._lock:
+            wanted: dict[tuple[str, str], tuple[Automation, ScheduleTrigger]] = {}
+            for automation in catalog.automations.values():
+                if not automation.enabled:
+                    continue
+                for key, spec in automation.schedule_triggers():
+                    wanted[(automation.name, key)] = (automation, spec)
+            for ident in list(self._entries):
+                entry = self._entries[ident]
+                if ident not in wanted or wanted[ident][1] != entry.spec:
+                    del self._entries[ident]
+                else:
+                    entry.automation = wanted[ident][0]  # policies or inputs may have changed
+            now = self._clock()
+            for ident, (automation, spec) in wanted.items():
+                if ident in self._entries:
+                    continue
+                trigger = spec.build()
+                last = await self._store.call(self._store.last_fire, *ident)
+                if last is None:
+                    # First sight: remember it, so downtime from now on is noticed.
+                    await self._store.call(self._store.mark_schedule, *ident, now)
+                    last = now
+                entry = _Entry(automation, ident[1], spec, trigger, last, next_after(trigger, last))
+                self._entries[ident] = entry
+                await self._process(entry, now)
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Fire due slots until cancelled."""
+        while True:
+            now = self._clock()
+            async with self._lock:
+                for entry in list(self._entries.values()):
+                    if entry.next_fire is not None and entry.next_fire <= now:
+                        await self._process(entry, now)
+            upcoming = [e.next_fire for e in self._entries.values() if e.next_fire is not None]
+            delay = None
+            if upcoming:
+                delay = max((min(upcoming) - self._clock()).total_seconds(), 0.0)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _process(self, entry: _Entry, now: datetime) -> None:
+        """Fire (or record as skipped) every slot of `entry` in (last, now]."""
+        due: list[datetime] = []
+        slot = next_after(entry.trigger, entry.last)
+        while slot is not None and slot <= now:
+            due.append(slot)
+            if len(due) >= MAX_CATCH_UP:
+                # Jump ahead: the rest are beyond any sane grace window anyway.
+                nxt = next_after(entry.trigger, now - entry.automation.policies.misfire.grace)
+                slot = nxt if nxt is not None and nxt > slot else next_after(entry.trigger, slot)
+                continue
+            slot = next_after(entry.trigger, slot)
+        entry.next_fire = slot
+        if not due:
+            return
+        name = entry.automation.name
+        policy = entry.automation.policies.misfire
+        # A slot counts as on time when it is the only one due and fired within the grace window;
+        # everything else is a misfire, handled by the automation's policy.
+        in_grace = [s for s in due if now - s <= policy.grace]
+        too_old = [s for s in due if now - s > policy.grace]
+        await self._dispatcher.skip(name, entry.key, too_old, f"missed by more than {policy.grace}")
+        if len(in_grace) == 1 and len(due) == 1 and now - in_grace[0] < timedelta(seconds=60):
+            to_run, skipped = in_grace, []
+        elif policy.policy == "skip":
+            to_run, skipped = [], in_grace
+        elif policy.policy == "run_once":
+            to_run, skipped = in_grace[-1:], in_grace[:-1]
+        else:
+            to_run, skipped = in_grace, []
+        await self._dispatcher.skip(name, entry.key, skipped, f"misfire policy {policy.policy}")
+        for s in to_run:
+            late = now - s >= timedelta(seconds=60)
+            run = await self._dispatcher.fire(entry.automation, entry.key, s, late)
+            log.info(
+                "schedule fired",
+                automation=name,
+                trigger=entry.key,
+                slot=s.isoformat(),
+                run_id=run.id if run else None,
+                late=late,
+            )
+        entry.last = due[-1]

@@ -1,0 +1,38 @@
+"""The file formats nightshift reads: automations and skills, as pydantic models."""
+
+from .automation import (
+    Automation,
+    CronTrigger,
+    DateTrigger,
+    IntervalTrigger,
+    ManualTrigger,
+    MisfirePolicy,
+    Policies,
+    RetryPolicy,
+    ScheduleTrigger,
+    ScriptAgent,
+    Trigger,
+)
+from .schema import schemas, write_schemas
+from .skill import InputSpec, Permissions, Skill, SkillFrontMatter, SkillManifest
+
+__all__ = [
+    "Automation",
+    "CronTrigger",
+    "DateTrigger",
+    "InputSpec",
+    "IntervalTrigger",
+    "ManualTrigger",
+    "MisfirePolicy",
+    "Permissions",
+    "Policies",
+    "RetryPolicy",
+    "ScheduleTrigger",
+    "ScriptAgent",
+    "Skill",
+    "SkillFrontMatter",
+    "SkillManifest",
+    "Trigger",
+    "schemas",
+    "write_schemas",
+]

@@ -1,0 +1,70 @@
+"""Crontab expressions with crontab semantics, translated for APScheduler.
+
+APScheduler 3.x reads day-of-week 0 as Monday, crontab as Sunday; numbers are therefore
+expanded here to day names so `0 9 * * 0` fires on Sunday as everyone expects.
+"""
+
+from __future__ import annotations
+
+from apscheduler.triggers.cron import CronTrigger as _APCron
+
+_MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+
+
+def _day_number(token: str) -> int:
+    token = token.strip().lower()
+    if token[:3] in _DAYS and not token.isdigit():
+        return _DAYS.index(token[:3])
+    value = int(token)
+    if not 0 <= value <= 7:
+        raise ValueError(f"day of week {value} is out of range 0-7")
+    return value % 7
+
+
+def _expand_dow(field: str) -> list[int]:
+    days: set[int] = set()
+    for item in field.split(","):
+        rng, _, step_text = item.partition("/")
+        step = int(step_text) if step_text else 1
+        if step < 1:
+            raise ValueError("step must be positive")
+        if rng == "*":
+            lo, hi = 0, 6
+        elif "-" in rng:
+            a, b = rng.split("-", 1)
+            lo, hi = _day_number(a), _day_number(b)
+            if b.strip() == "7":
+                hi = 7
+            if hi < lo:
+                raise ValueError(f"day-of-week range {rng} runs backwards")
+        else:
+            lo = _day_number(rng)
+            hi = 6 if step_text else lo
+        days.update(d % 7 for d in range(lo, hi + 1, step))
+    return sorted(days)
+
+
+def parse_crontab(expr: str, timezone: str) -> _APCron:
+    """Build an APScheduler trigger from a 5-field crontab expression or an @macro."""
+    text = _MACROS.get(expr.strip().lower(), expr.strip())
+    fields = text.split()
+    if len(fields) != 5:
+        raise ValueError(f"cron expression {expr!r} needs 5 fields (minute hour day month weekday)")
+    minute, hour, day, month, dow = fields
+    if day != "*" and dow != "*":
+        # crontab ORs the two day fields, APScheduler ANDs them: refuse rather than surprise.
+        raise ValueError("restrict either day-of-month or day-of-week, not both")
+    days = _expand_dow(dow)
+    dow_names = "*" if len(days) == 7 else ",".join(_DAYS[d] for d in days)
+    return _APCron(
+        minute=minute, hour=hour, day=day, month=month, day_of_week=dow_names, timezone=timezone
+    )

@@ -1,0 +1,89 @@
+"""Sandboxed Jinja templates for automation inputs and `when` filters.
+
+Templates see only the context they are given (`event`, `automation`, `now`); the sandbox
+refuses attribute tricks, so an event payload cannot reach into the daemon.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined
+from jinja2 import TemplateError as JinjaTemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from ..errors import TemplateError
+
+_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+_SINGLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.S)
+
+
+def is_template(value: str) -> bool:
+    """True when the string contains Jinja markup."""
+    return "{{" in value or "{%" in value
+
+
+@lru_cache(maxsize=4096)
+def _compile_expression(expr: str) -> Any:
+    return _env.compile_expression(expr, undefined_to_none=False)
+
+
+@lru_cache(maxsize=4096)
+def _compile_template(text: str) -> Any:
+    return _env.from_string(text)
+
+
+def check_syntax(value: str) -> str | None:
+    """Compile a template or expression; return the error text, or None when it is valid."""
+    try:
+        m = _SINGLE_EXPR.match(value)
+        if m:
+            _compile_expression(m.group("expr"))
+        else:
+            _compile_template(value)
+    except JinjaTemplateError as exc:
+        return f"template error: {exc}"
+    return None
+
+
+def check_condition(expr: str) -> str | None:
+    """Compile a `when` expression; return the error text, or None when it is valid."""
+    try:
+        _compile_expression(expr)
+    except JinjaTemplateError as exc:
+        return f"expression error: {exc}"
+    return None
+
+
+def render(value: Any, context: Mapping[str, Any]) -> Any:
+    """Render every template inside `value` (recursively).
+
+    A string that is exactly one `{{ expression }}` keeps the expression's native type, so
+    `{{ event.payload.number }}` stays an integer.
+    """
+    if isinstance(value, str):
+        if not is_template(value):
+            return value
+        try:
+            m = _SINGLE_EXPR.match(value)
+            if m:
+                return _compile_expression(m.group("expr"))(**context)
+            return _compile_template(value).render(**context)
+        except JinjaTemplateError as exc:
+            raise TemplateError(f"{value!r}: {exc}") from exc
+    if isinstance(value, dict):
+        return {k: render(v, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render(v, context) for v in value]
+    return value
+
+
+def evaluate(expr: str, context: Mapping[str, Any]) -> bool:
+    """Evaluate a `when` expression to a boolean."""
+    try:
+        return bool(_compile_expression(expr)(**context))
+    except JinjaTemplateError as exc:
+        raise TemplateError(f"when {expr!r}: {exc}") from exc

@@ -1,0 +1,17 @@
+"""Durable state: events, runs, the step log, approvals and schedule marks."""
+
+from .store import Decision, Dispatched, NewRun, Store
+from .tables import ApprovalRow, DecisionRow, EventRow, RunEventRow, RunRow, utcnow
+
+__all__ = [
+    "ApprovalRow",
+    "Decision",
+    "DecisionRow",
+    "Dispatched",
+    "EventRow",
+    "NewRun",
+    "RunEventRow",
+    "RunRow",
+    "Store",
+    "utcnow",
+]

@@ -1,0 +1,336 @@
+"""The store: every event, run, step and decision, in SQLite or PostgreSQL.
+
+Methods are synchronous and short; async callers go through `Store.call`, which runs them on
+the store's own worker thread so the event loop never waits on the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ParamSpec, TypeVar
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlmodel import Session, SQLModel, col, select
+
+from ..errors import RunNotFound, StoreError
+from ..secrets import redactor
+from .engine import make_engine
+from .tables import (
+    ApprovalRow,
+    DecisionRow,
+    EventRow,
+    RunEventRow,
+    RunRow,
+    ScheduleStateRow,
+    utcnow,
+)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@dataclass
+class NewRun:
+    """A run to create together with its event."""
+
+    automation: str
+    trigger: str
+    inputs: dict[str, Any]
+    attempt: int = 1
+    retry_of: int | None = None
+    not_before: datetime | None = None
+
+
+@dataclass
+class Decision:
+    """What an event means for one automation; `run` is set when it starts one."""
+
+    automation: str
+    decision: str
+    detail: str = ""
+    run: NewRun | None = None
+
+
+@dataclass
+class Dispatched:
+    """The outcome of `Store.dispatch`: the stored event and the runs it created."""
+
+    event: EventRow
+    runs: list[RunRow] = field(default_factory=list)
+
+
+class Store:
+    """Persistent state of the daemon."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        self.dialect = self.engine.dialect.name
+        # SQLite has one writer at a time anyway; one thread keeps writes ordered.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+
+    def create_all(self) -> None:
+        """Create missing tables."""
+        SQLModel.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        """Release connections and the worker thread."""
+        self._pool.shutdown(wait=True)
+        self.engine.dispose()
+
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a store method on the store thread and await its result."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    def _session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # -- events and runs ------------------------------------------------------------------
+    def dispatch(
+        self,
+        *,
+        source: str,
+        type: str,
+        payload: dict[str, Any],
+        key: str | None = None,
+        decisions: Sequence[Decision] = (),
+        received_at: datetime | None = None,
+        schedule_mark: tuple[str, str, datetime] | None = None,
+    ) -> Dispatched | None:
+        """Store an event, its decisions and the runs it starts in one transaction.
+
+        Returns None when `key` was stored before: a redelivery or a slot another replica
+        already fired. `schedule_mark` (automation, trigger key, slot) advances a schedule.
+        """
+        with self._session() as s:
+            event = EventRow(
+                source=source,
+                type=type,
+                key=key,
+                payload=redactor.redact_obj(payload),
+                received_at=received_at or utcnow(),
+            )
+            s.add(event)
+            try:
+                s.flush()
+            except IntegrityError:
+                s.rollback()
+                return None
+            assert event.id is not None
+            out = Dispatched(event)
+            for d in decisions:
+                run_id = None
+                if d.run is not None:
+                    run = RunRow(
+                        automation=d.run.automation,
+                        trigger=d.run.trigger,
+                        event_id=event.id,
+                        inputs=redactor.redact_obj(d.run.inputs),
+                        attempt=d.run.attempt,
+                        retry_of=d.run.retry_of,
+                        not_before=d.run.not_before,
+                        created_at=utcnow(),
+                    )
+                    s.add(run)
+                    s.flush()
+                    out.runs.append(run)
+                    run_id = run.id
+                s.add(
+                    DecisionRow(
+                        event_id=event.id,
+                        automation=d.automation,
+                        decision=d.decision,
+                        detail=d.detail,
+                        run_id=run_id,
+                    )
+                )
+            if schedule_mark is not None:
+                self._mark(s, *schedule_mark)
+            s.commit()
+            return out
+
+    def create_run(self, new: NewRun, event_id: int | None = None) -> RunRow:
+        """Create a queued run outside an event (retries)."""
+        with self._session() as s:
+            run = RunRow(
+                automation=new.automation,
+                trigger=new.trigger,
+                event_id=event_id,
+                inputs=new.inputs,
+                attempt=new.attempt,
+                retry_of=new.retry_of,
+                not_before=new.not_before,
+                created_at=utcnow(),
+            )
+            s.add(run)
+            s.commit()
+            return run
+
+    def get_run(self, run_id: int) -> RunRow:
+        """One run; raises `RunNotFound`."""
+        with self._session() as s:
+            run = s.get(RunRow, run_id)
+            if run is None:
+                raise RunNotFound(run_id)
+            return run
+
+    def list_runs(
+        self,
+        *,
+        automation: str | None = None,
+        statuses: Iterable[str] | None = None,
+        limit: int = 50,
+        oldest_first: bool = False,
+    ) -> list[RunRow]:
+        """Runs, newest first unless `oldest_first`."""
+        with self._session() as s:
+            q = select(RunRow)
+            if automation:
+                q = q.where(RunRow.automation == automation)
+            if statuses is not None:
+                q = q.where(col(RunRow.status).in_(list(statuses)))
+            order = col(RunRow.id).asc() if oldest_first else col(RunRow.id).desc()
+            return list(s.exec(q.order_by(order).limit(limit)))
+
+    def update_run(self, run_id: int, **fields: Any) -> RunRow:
+        """Set fields of a run (status, started_at, finished_at, summary…)."""
+        with self._session() as s:
+            run = s.get(RunRow, run_id)
+            if run is None:
+                raise RunNotFound(run_id)
+            for name, value in fields.items():
+                if name == "summary" and isinstance(value, str):
+                    value = redactor.redact(value)
+                setattr(run, name, value)
+            s.add(run)
+            s.commit()
+            return run
+
+    def append_run_event(
+        self, run_id: int, type: str, data: dict[str, Any], at: datetime | None = None
+    ) -> RunEventRow:
+        """Append one RunEvent to a run's log; `data` must already be redacted."""
+        with self._session() as s:
+            seq = s.exec(
+                select(func.coalesce(func.max(RunEventRow.seq), 0)).where(
+                    RunEventRow.run_id == run_id
+                )
+            ).one()
+            row = RunEventRow(
+                run_id=run_id, seq=int(seq) + 1, at=at or utcnow(), type=type, data=data
+            )
+            s.add(row)
+            s.commit()
+            return row
+
+    def run_events(self, run_id: int, after_seq: int = 0) -> list[RunEventRow]:
+        """A run's log from `after_seq` on."""
+        with self._session() as s:
+            q = (
+                select(RunEventRow)
+                .where(RunEventRow.run_id == run_id, RunEventRow.seq > after_seq)
+                .order_by(col(RunEventRow.seq))
+            )
+            return list(s.exec(q))
+
+    def list_events(self, limit: int = 50, source: str | None = None) -> list[EventRow]:
+        """Recent events, newest first."""
+        with self._session() as s:
+            q = select(EventRow)
+            if source:
+                q = q.where(EventRow.source == source)
+            return list(s.exec(q.order_by(col(EventRow.id).desc()).limit(limit)))
+
+    def get_event(self, event_id: int) -> tuple[EventRow, list[DecisionRow]] | None:
+        """An event and what it meant for each automation."""
+        with self._session() as s:
+            event = s.get(EventRow, event_id)
+            if event is None:
+                return None
+            q = select(DecisionRow).where(DecisionRow.event_id == event_id)
+            return event, list(s.exec(q.order_by(col(DecisionRow.id))))
+
+    # -- approvals ------------------------------------------------------------------------
+    def create_approval(
+        self,
+        run_id: int,
+        request_id: str,
+        action: str,
+        description: str,
+        expires_at: datetime | None,
+    ) -> ApprovalRow:
+        """Record a pending approval request."""
+        with self._session() as s:
+            row = ApprovalRow(
+                run_id=run_id,
+                request_id=request_id,
+                action=action,
+                description=redactor.redact(description),
+                requested_at=utcnow(),
+                expires_at=expires_at,
+            )
+            s.add(row)
+            try:
+                s.commit()
+            except IntegrityError as exc:
+                raise StoreError(f"run {run_id}: approval {request_id!r} requested twice") from exc
+            return row
+
+    def decide_approval(
+        self, run_id: int, request_id: str, status: str, by: str, reason: str | None
+    ) -> ApprovalRow | None:
+        """Decide a pending request; None when it is not pending (decided already, unknown)."""
+        with self._session() as s:
+            row = s.exec(
+                select(ApprovalRow).where(
+                    ApprovalRow.run_id == run_id, ApprovalRow.request_id == request_id
+                )
+            ).first()
+            if row is None or row.status != "pending":
+                return None
+            row.status, row.decided_by, row.decided_at = status, by, utcnow()
+            row.reason = redactor.redact(reason) if reason else None
+            s.add(row)
+            s.commit()
+            return row
+
+    def approvals(self, run_id: int, status: str | None = None) -> list[ApprovalRow]:
+        """A run's approval requests, oldest first."""
+        with self._session() as s:
+            q = select(ApprovalRow).where(ApprovalRow.run_id == run_id)
+            if status:
+                q = q.where(ApprovalRow.status == status)
+            return list(s.exec(q.order_by(col(ApprovalRow.id))))
+
+    # -- schedules ------------------------------------------------------------------------
+    def last_fire(self, automation: str, trigger_key: str) -> datetime | None:
+        """The last slot a schedule fired or was registered at."""
+        with self._session() as s:
+            row = s.get(ScheduleStateRow, (automation, trigger_key))
+            return row.last_fire_at if row else None
+
+    def mark_schedule(self, automation: str, trigger_key: str, at: datetime) -> None:
+        """Advance a schedule's last fire (never backwards)."""
+        with self._session() as s:
+            self._mark(s, automation, trigger_key, at)
+            s.commit()
+
+    @staticmethod
+    def _mark(s: Session, automation: str, trigger_key: str, at: datetime) -> None:
+        row = s.get(ScheduleStateRow, (automation, trigger_key))
+        if row is None:
+            s.add(ScheduleStateRow(automation=automation, trigger_key=trigger_key, last_fire_at=at))
+        elif row.last_fire_at < at:
+            row.last_fire_at = at
+            s.add(row)
+
+
+def wrap_errors(exc: SQLAlchemyError) -> StoreError:
+    """The one place database exceptions become nightshift's own."""
+    return StoreError(f"database error: {exc.__class__.__name__}: {exc}")

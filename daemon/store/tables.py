@@ -1,0 +1,129 @@
+"""Database tables (sqlmodel). Timestamps are stored as UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, String, TypeDecorator, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC (patched by freezegun in tests)."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ts(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+class EventRow(SQLModel, table=True):
+    """What a source saw. `key` is unique: a schedule slot or delivery id fires once."""
+
+    __tablename__ = "events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(index=True)
+    type: str
+    key: str | None = Field(default=None, sa_column=Column(String, unique=True, nullable=True))
+    received_at: datetime = _ts(nullable=False, index=True)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class DecisionRow(SQLModel, table=True):
+    """What one event meant for one automation: matched (with its run), filtered, skipped…"""
+
+    __tablename__ = "event_decisions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int = Field(foreign_key="events.id", index=True)
+    automation: str = Field(index=True)
+    decision: str
+    detail: str = ""
+    run_id: int | None = None
+
+
+class RunRow(SQLModel, table=True):
+    """One execution of one automation."""
+
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_status_automation", "status", "automation"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    automation: str = Field(index=True)
+    status: str = Field(default="queued")
+    trigger: str = ""
+    event_id: int | None = Field(default=None, foreign_key="events.id")
+    inputs: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    attempt: int = 1
+    retry_of: int | None = None
+    created_at: datetime = _ts(nullable=False)
+    not_before: datetime | None = _ts()
+    started_at: datetime | None = _ts()
+    finished_at: datetime | None = _ts()
+    summary: str = ""
+
+
+class RunEventRow(SQLModel, table=True):
+    """One entry of a run's step log."""
+
+    __tablename__ = "run_events"
+    __table_args__ = (UniqueConstraint("run_id", "seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id", index=True)
+    seq: int
+    at: datetime = _ts(nullable=False)
+    type: str
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class ApprovalRow(SQLModel, table=True):
+    """An approval request and its decision."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (UniqueConstraint("run_id", "request_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id", index=True)
+    request_id: str
+    action: str
+    description: str = ""
+    status: str = "pending"  # pending | approved | denied | expired
+    requested_at: datetime = _ts(nullable=False)
+    expires_at: datetime | None = _ts()
+    decided_at: datetime | None = _ts()
+    decided_by: str | None = None
+    reason: str | None = None
+
+
+class ScheduleStateRow(SQLModel, table=True):
+    """The last slot each schedule fired (or was registered at), for misfire handling."""
+
+    __tablename__ = "schedule_state"
+
+    automation: str = Field(primary_key=True)
+    trigger_key: str = Field(primary_key=True)
+    last_fire_at: datetime = _ts(nullable=False)
