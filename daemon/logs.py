@@ -52,4 +52,4 @@ def configure(fmt: str = "human", level: str = "info", stream: TextIO | None = N
         cache_logger_on_first_use=False,
     )
     # Libraries that log through stdlib logging (uvicorn, sqlalchemy) go to stderr too.
-    logging.basicConfig(level=max(_LEVELS[level], logging.WARNING), stream=stream or sys.stderr)
+    logging.basicConfig(level=max(_LEVELS[level], logging.WARNING), stream=sys.stderr)

@@ -20,7 +20,10 @@ def hello_skill(project: Project) -> None:
     project.skill(
         "hello",
         "print('hi')",
-        inputs={"who": {"type": "string", "required": True}, "times": {"type": "integer", "default": 1}},
+        inputs={
+            "who": {"type": "string", "required": True},
+            "times": {"type": "integer", "default": 1},
+        },
     )
 
 
@@ -108,7 +111,9 @@ def test_missing_skill_and_duplicate_name(project: Project) -> None:
     assert "b.yaml:1: name: automation 'same' is already defined in" in found[0] or any(
         "b.yaml:1: name: automation 'same' is already defined" in f for f in found
     )
-    assert any(f.startswith("c.yaml:3: skill: no skill named 'nowhere' (skills: hello)") for f in found)
+    assert any(
+        f.startswith("c.yaml:3: skill: no skill named 'nowhere' (skills: hello)") for f in found
+    )
 
 
 def test_skill_front_matter_follows_the_agent_skills_spec(project: Project) -> None:
@@ -118,12 +123,16 @@ def test_skill_front_matter_follows_the_agent_skills_spec(project: Project) -> N
     other = project.skills / "mismatch"
     other.mkdir()
     (other / "SKILL.md").write_text("---\nname: other\ndescription: x\n---\nbody\n")
-    (other / "nightshift.yaml").write_text("entrypoint: scripts/missing.py\ninputs: {a: {type: text}}\n")
+    (other / "nightshift.yaml").write_text(
+        "entrypoint: scripts/missing.py\ninputs: {a: {type: text}}\n"
+    )
     found = problems(project)
     assert any(f.startswith("SKILL.md:2: name: String should match pattern") for f in found)
     assert any(f.startswith("SKILL.md:2: description: Field required") for f in found)
     assert any(f.startswith("SKILL.md:3: version: Extra inputs are not permitted") for f in found)
-    assert any(f.startswith("SKILL.md:2: name: 'other' must match the folder 'mismatch'") for f in found)
+    assert any(
+        f.startswith("SKILL.md:2: name: 'other' must match the folder 'mismatch'") for f in found
+    )
     assert any(f.startswith("nightshift.yaml:2: inputs.a.type: Input should be") for f in found)
 
 

@@ -97,7 +97,7 @@ class ScriptRun:
         self._max_line = max_line
         self._stderr_tail: deque[str] = deque(maxlen=20)
         self._stderr_task = asyncio.create_task(self._drain_stderr())
-        self._cancelled = False
+        self._kill: asyncio.Task[None] | None = None
 
     async def _drain_stderr(self) -> None:
         assert self._proc.stderr is not None
@@ -192,18 +192,25 @@ class ScriptRun:
             {"type": "approval_decision", "id": approval_id, "approved": approved, "reason": reason}
         )
 
-    async def cancel(self, grace: float = 2.0) -> None:
-        if self._proc.returncode is not None or self._cancelled:
-            return
-        self._cancelled = True
+    async def cancel(self) -> None:
+        if self._kill is None:
+            self._kill = asyncio.create_task(self._terminate())
+        # Every caller waits for the same kill; shield keeps it going if one caller is cancelled.
+        await asyncio.shield(self._kill)
+
+    async def _terminate(self, grace: float = 2.0) -> None:
+        """SIGTERM the whole process group, then SIGKILL it after `grace` seconds."""
+        waiter = asyncio.ensure_future(self._proc.wait())
         for sig in (signal.SIGTERM, signal.SIGKILL):
+            if waiter.done():
+                break
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._proc.pid, sig)
-            try:
-                await asyncio.wait_for(asyncio.shield(self._proc.wait()), grace)
-                return
-            except TimeoutError:
-                continue
+            # asyncio.wait, not wait_for: 3.11's wait_for can swallow a cancellation.
+            await asyncio.wait({waiter}, timeout=grace)
+        # The leader may be gone while children it started linger in the group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
 
 
 class ScriptBackend:

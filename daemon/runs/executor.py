@@ -17,6 +17,8 @@ from typing import Any
 import structlog
 
 from ..agents import AgentBackend, AgentRun, RunContext
+from ..agents.processes import kill_orphans
+from ..durations import format_duration
 from ..errors import NightshiftError, RunStateError
 from ..loader import Catalog
 from ..spec import Automation
@@ -188,7 +190,8 @@ class Executor:
         )
         for run in stale:
             assert run.id is not None
-            log.warning("run was left running by a previous daemon", run_id=run.id)
+            killed = await asyncio.to_thread(kill_orphans, self._work_root / str(run.id))
+            log.warning("run was left running by a previous daemon", run_id=run.id, killed=killed)
             await self._emit(
                 run.id,
                 Message(level="warning", text="the daemon stopped while this run was active"),
@@ -354,10 +357,12 @@ class Executor:
                         await self._consume(active, stream)
         finally:
             inbox_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await inbox_task
+            await asyncio.wait({inbox_task}, timeout=_DRAIN_AFTER_CANCEL)
         if timed_out:
-            return RunStatus.TIMED_OUT, f"timed out after {automation.policies.timeout}"
+            return (
+                RunStatus.TIMED_OUT,
+                f"timed out after {format_duration(automation.policies.timeout)}",
+            )
         if active.interrupted:
             return RunStatus.INTERRUPTED, "interrupted: the daemon was stopped"
         if active.cancelled_by is not None:
@@ -416,10 +421,10 @@ class Executor:
                         id=msg.approval_id, approved=msg.approved, by=msg.by, reason=msg.reason
                     ),
                 )
-                await agent.decide(msg.approval_id, msg.approved, msg.reason)
                 pending = await self._store.call(self._store.approvals, active.run_id, "pending")
                 if not pending:
                     await self._set_status(active, RunStatus.RUNNING)
+                await agent.decide(msg.approval_id, msg.approved, msg.reason)
             elif isinstance(msg, Cancel):
                 active.cancelled_by = msg.by
                 note = f"cancel requested by {msg.by}" + (f": {msg.reason}" if msg.reason else "")
@@ -486,6 +491,6 @@ class Executor:
             run.event_id,
         )
         assert new.id is not None
-        when = f"in {delay}" if delay else "now"
+        when = f"in {format_duration(delay)}" if delay else "now"
         await self._emit(run.id, Message(text=f"retrying as run {new.id} ({when})"))
         self.enqueue(new)

@@ -12,12 +12,14 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
 
 from ..dispatch import Dispatcher
+from ..durations import format_duration
 from ..loader import Catalog
 from ..spec import Automation, ScheduleTrigger
 from ..store import Store, utcnow
@@ -29,10 +31,34 @@ _TICK = timedelta(microseconds=1)
 MAX_CATCH_UP = 10_000
 
 
+def _repeated_wall_time(trigger: BaseTrigger, at: datetime) -> bool:
+    """True for the second pass of a fixed-hour cron time in a DST fall-back hour."""
+    if not isinstance(trigger, CronTrigger):
+        return False
+    hour = str(trigger.fields[5])
+    if "*" in hour or "/" in hour:
+        return False  # wildcard hours follow real elapsed time, both passes included
+    local = at.astimezone(trigger.timezone)
+    return local.fold == 1 and local.replace(fold=0).utcoffset() != local.utcoffset()
+
+
 def next_after(trigger: BaseTrigger, t: datetime) -> datetime | None:
-    """The first fire time strictly after `t` (stateless for cron, interval and date)."""
-    nxt: datetime | None = trigger.get_next_fire_time(None, t + _TICK)
-    return nxt if nxt is not None and nxt > t else None
+    """The first fire time strictly after `t`, in UTC (stateless for cron, interval and date).
+
+    Times go in and come out as UTC: APScheduler 3.x can get stuck after a DST change when fed
+    its own zone-aware results. Like cron, a fixed-time job fires once in a repeated hour.
+    """
+    cur = t
+    while True:
+        nxt: datetime | None = trigger.get_next_fire_time(None, (cur + _TICK).astimezone(UTC))
+        if nxt is None:
+            return None
+        nxt = nxt.astimezone(UTC)
+        if nxt <= t:
+            return None  # a date trigger in the past
+        if not _repeated_wall_time(trigger, nxt):
+            return nxt
+        cur = nxt
 
 
 @dataclass
@@ -58,6 +84,10 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
 
+    def schedules(self) -> list[tuple[str, str, str]]:
+        """(automation, trigger key, trigger type) of every active schedule."""
+        return sorted((name, key, e.spec.type) for (name, key), e in self._entries.items())
+
     def next_fires(self) -> dict[str, datetime | None]:
         """Next fire time per automation (the earliest of its triggers)."""
         out: dict[str, datetime | None] = {}
@@ -78,15 +108,14 @@ class Scheduler:
                     continue
                 for key, spec in automation.schedule_triggers():
                     wanted[(automation.name, key)] = (automation, spec)
-            for ident in list(self._entries):
-                entry = self._entries[ident]
-                if ident not in wanted or wanted[ident][1] != entry.spec:
-                    del self._entries[ident]
-                else:
-                    entry.automation = wanted[ident][0]  # policies or inputs may have changed
             now = self._clock()
+            entries: dict[tuple[str, str], _Entry] = {}
+            fresh: list[_Entry] = []
             for ident, (automation, spec) in wanted.items():
-                if ident in self._entries:
+                entry = self._entries.get(ident)
+                if entry is not None and entry.spec == spec:
+                    entry.automation = automation  # policies or inputs may have changed
+                    entries[ident] = entry
                     continue
                 trigger = spec.build()
                 last = await self._store.call(self._store.last_fire, *ident)
@@ -95,7 +124,10 @@ class Scheduler:
                     await self._store.call(self._store.mark_schedule, *ident, now)
                     last = now
                 entry = _Entry(automation, ident[1], spec, trigger, last, next_after(trigger, last))
-                self._entries[ident] = entry
+                entries[ident] = entry
+                fresh.append(entry)
+            self._entries = entries  # one swap: readers never see a half-applied reload
+            for entry in fresh:
                 await self._process(entry, now)
         self._wake.set()
 
@@ -136,7 +168,9 @@ class Scheduler:
         # everything else is a misfire, handled by the automation's policy.
         in_grace = [s for s in due if now - s <= policy.grace]
         too_old = [s for s in due if now - s > policy.grace]
-        await self._dispatcher.skip(name, entry.key, too_old, f"missed by more than {policy.grace}")
+        await self._dispatcher.skip(
+            name, entry.key, too_old, f"missed by more than {format_duration(policy.grace)}"
+        )
         if len(in_grace) == 1 and len(due) == 1 and now - in_grace[0] < timedelta(seconds=60):
             to_run, skipped = in_grace, []
         elif policy.policy == "skip":

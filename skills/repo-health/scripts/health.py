@@ -53,7 +53,11 @@ class Check:
     def steer(self) -> None:
         for text in pending_steers():
             words = text.lower()
-            hit = [s for s in ("git", "lint", "tests", "outdated") if s in words or s.rstrip("s") in words]
+            hit = [
+                s
+                for s in ("git", "lint", "tests", "outdated")
+                if s in words or s.rstrip("s") in words
+            ]
             if "skip" in words and hit:
                 self.skipped.update(hit)
                 emit(type="message", text=f"steering taken: skipping {', '.join(hit)}")
@@ -80,8 +84,13 @@ class Check:
             code, output = None, f"{argv[0]}: not found"
         except subprocess.TimeoutExpired:
             code, output = None, f"timed out after {self.timeout}s"
-        emit(type="command", command=shown, exit_code=code, output_tail=output[-3000:],
-             duration_s=round(time.monotonic() - start, 3))
+        emit(
+            type="command",
+            command=shown,
+            exit_code=code,
+            output_tail=output[-3000:],
+            duration_s=round(time.monotonic() - start, 3),
+        )
         return code, output
 
     def python(self) -> str:
@@ -97,8 +106,8 @@ class Check:
             return
         lines = out.splitlines()
         branch = lines[0].removeprefix("## ") if lines else "?"
-        changed = [l for l in lines[1:] if not l.startswith("??")]
-        untracked = [l for l in lines[1:] if l.startswith("??")]
+        changed = [line for line in lines[1:] if not line.startswith("??")]
+        untracked = [line for line in lines[1:] if line.startswith("??")]
         _, last = self.sh(["git", "log", "-1", "--format=%h %s (%cr)"])
         emit(type="message", text=f"branch {branch}; last commit {last.strip() or 'none'}")
         if changed:
@@ -114,12 +123,21 @@ class Check:
                 emit(type="message", text="no Python project found; lint skipped")
                 return
             ruff = self.repo / ".venv" / "bin" / "ruff"
-            command = [str(ruff) if ruff.exists() else "ruff", "check", "--output-format", "concise", "."]
+            command = [
+                str(ruff) if ruff.exists() else "ruff",
+                "check",
+                "--output-format",
+                "concise",
+                ".",
+            ]
         code, out = self.sh(command)
         if code is None:
             self.findings.append(("lint", out.strip()))
         elif code != 0:
-            count = len([l for l in out.splitlines() if re.match(r"^\S+:\d+:\d+: ", l)]) or "some"
+            count = (
+                len([line for line in out.splitlines() if re.match(r"^\S+:\d+:\d+: ", line)])
+                or "some"
+            )
             self.findings.append(("lint", f"{count} lint problem(s)"))
 
     def tests(self) -> None:
@@ -152,7 +170,7 @@ class Check:
         behind = []
         for name, version in sorted(deps.items()):
             try:
-                with urllib.request.urlopen(f"{index}/{name}/json", timeout=10) as resp:  # noqa: S310
+                with urllib.request.urlopen(f"{index}/{name}/json", timeout=10) as resp:
                     latest = json.load(resp)["info"]["version"]
             except (urllib.error.URLError, OSError, KeyError, ValueError) as exc:
                 emit(type="message", level="warning", text=f"{name}: index lookup failed ({exc})")
@@ -169,7 +187,9 @@ def release(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts.group(1).split(".")) if parts else (0,)
 
 
-_REQ = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(?:(==|>=|~=)\s*([0-9][^,;\s]*))?")
+_REQ = re.compile(
+    r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(?:(==|>=|~=)\s*([0-9][^,;\s]*))?"
+)
 
 
 def declared_dependencies(repo: Path) -> dict[str, str | None]:
@@ -180,7 +200,11 @@ def declared_dependencies(repo: Path) -> dict[str, str | None]:
         data = tomllib.loads(pyproject.read_text())
         specs += data.get("project", {}).get("dependencies", [])
     for req in sorted(repo.glob("requirements*.txt")):
-        specs += [l for l in req.read_text().splitlines() if l.strip() and not l.lstrip().startswith(("#", "-"))]
+        specs += [
+            l
+            for l in req.read_text().splitlines()
+            if line.strip() and not line.lstrip().startswith(("#", "-"))
+        ]
     out: dict[str, str | None] = {}
     for spec in specs:
         m = _REQ.match(spec)

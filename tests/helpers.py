@@ -1,0 +1,53 @@
+"""Shared bits of the test suite."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from daemon.app import Daemon
+from daemon.control import ControlClient
+from daemon.runs import RunStatus, envelope_of
+from daemon.store import RunRow
+from daemon.testing import wait_for
+
+
+async def run_row(daemon: Daemon, run_id: int) -> RunRow:
+    return await daemon.store.call(daemon.store.get_run, run_id)
+
+
+async def wait_status(
+    daemon: Daemon, run_id: int, *statuses: RunStatus, timeout: float = 15
+) -> RunRow:
+    async def check() -> RunRow | None:
+        run = await run_row(daemon, run_id)
+        return run if run.status in statuses else None
+
+    return await wait_for(check, timeout)
+
+
+async def events(daemon: Daemon, run_id: int) -> list[dict[str, Any]]:
+    rows = await daemon.store.call(daemon.store.run_events, run_id)
+    return [envelope_of(r).event.model_dump(mode="json") for r in rows]
+
+
+async def wait_event(
+    daemon: Daemon, run_id: int, type: str, timeout: float = 15, **match: Any
+) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        for ev in await events(daemon, run_id):
+            if ev["type"] == type and all(ev.get(k) == v for k, v in match.items()):
+                return ev
+        return None
+
+    return await wait_for(check, timeout)
+
+
+async def client_call(daemon: Daemon, method: str, *args: Any) -> Any:
+    """Call the real control API through the CLI's client (it is synchronous: use a thread)."""
+
+    def go() -> Any:
+        with ControlClient(daemon.config.socket_path) as client:
+            return getattr(client, method)(*args)
+
+    return await asyncio.to_thread(go)

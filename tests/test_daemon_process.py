@@ -1,0 +1,182 @@
+"""The real `nightshift` daemon process: crash recovery after kill -9, SIGTERM, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon.control import ControlClient
+from daemon.errors import ControlError
+from daemon.testing import Project, wait_for_sync
+
+# First attempt: leaves a marker and hangs (with a child process); later attempts succeed.
+SLEEPY = """\
+import json, pathlib, subprocess, sys, time
+ctx = json.loads(sys.stdin.readline())
+marker = pathlib.Path(ctx["inputs"]["marker"])
+if ctx["run"]["attempt"] == 1 and not marker.exists():
+    child = subprocess.Popen(["sleep", "300"])
+    print(json.dumps({"type": "step", "title": "working on attempt 1"}), flush=True)
+    marker.write_text(str(child.pid))
+    time.sleep(300)
+print(json.dumps({"type": "step", "title": f"attempt {ctx['run']['attempt']}"}), flush=True)
+print(json.dumps({"type": "finished", "status": "succeeded", "summary": "all done"}), flush=True)
+"""
+
+
+class DaemonProcess:
+    def __init__(self, project: Project, config: Path) -> None:
+        self.project, self.config = project, config
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = project.root / "daemon.log"
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "daemon", "--config", str(self.config), "run"],
+                cwd=self.project.root,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        socket = self.project.root / ".nightshift" / "control.sock"
+
+        def up() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
+            try:
+                with ControlClient(socket, timeout=1) as c:
+                    c.status()
+                return True
+            except ControlError:
+                return False
+
+        wait_for_sync(up, 20)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "daemon", "--config", str(self.config), *args],
+            cwd=self.project.root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def runs(self) -> list[dict[str, Any]]:
+        out = self.cli("runs", "--json")
+        assert out.returncode == 0, out.stderr
+        return sorted(json.loads(out.stdout), key=lambda r: r["id"])
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+        return self.proc.wait(30)
+
+
+@pytest.fixture
+def daemon_proc(project: Project) -> Iterator[DaemonProcess]:
+    project.skill("sleepy", SLEEPY, inputs={"marker": {"type": "string", "required": True}})
+    project.automation("sleepy", skill="sleepy", inputs={"marker": str(project.root / "marker")})
+    config = project.write_config(shutdown_grace="1s")
+    proc = DaemonProcess(project, config)
+    yield proc
+    if proc.proc is not None and proc.proc.poll() is None:
+        proc.stop(signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split()[2] == "Z")
+
+
+def test_kill_9_mid_run_then_restart_reconciles_the_run(
+    daemon_proc: DaemonProcess, project: Project
+) -> None:
+    daemon_proc.start()
+    out = daemon_proc.cli("trigger", "sleepy")
+    assert out.returncode == 0 and out.stdout.strip() == "run 1 queued for sleepy", out
+    marker = project.root / "marker"
+    wait_for_sync(marker.exists)
+    orphan = int(wait_for_sync(marker.read_text))
+    assert daemon_proc.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert daemon_proc.runs()[0]["status"] == "running"  # what the crash left behind
+    assert _alive(orphan)
+
+    daemon_proc.start()
+    runs = wait_for_sync(lambda: (r := daemon_proc.runs()) and r[-1]["status"] == "succeeded" and r)
+    assert [(r["id"], r["status"], r["attempt"], r["retry_of"]) for r in runs] == [
+        (1, "interrupted", 1, None),
+        (2, "succeeded", 2, 1),
+    ]
+    wait_for_sync(lambda: not _alive(orphan), 5)
+    shown = daemon_proc.cli("show", "1")
+    assert shown.returncode == 0
+    lines = shown.stdout.splitlines()
+    assert any("→ working on attempt 1" in line for line in lines)  # the step log survived
+    assert "⚡ interrupted: interrupted: the daemon stopped during the run" in lines[-2]
+    assert "retrying as run 2 (now)" in lines[-1]
+    assert daemon_proc.stop() == 0
+
+
+def test_cli_trigger_wait_steer_and_show(daemon_proc: DaemonProcess, project: Project) -> None:
+    (project.root / "marker").write_text("skip the hang")
+    daemon_proc.start()
+    out = daemon_proc.cli("trigger", "sleepy", "--wait")
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "run 1 queued for sleepy" in text
+    assert "▶ sleepy started (manual, attempt 1)" in text
+    assert "✔ succeeded: all done" in text
+
+    listed = daemon_proc.cli("runs", "--status", "succeeded")
+    assert listed.stdout.splitlines()[1].split()[:3] == ["1", "sleepy", "succeeded"]
+    shown = daemon_proc.cli("show", "1")
+    assert "run 1  sleepy  succeeded" in shown.stdout and "→ attempt 1" in shown.stdout
+
+    refused = daemon_proc.cli("steer", "1", "too late")
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == "nightshift: run 1 is not running"
+    unknown = daemon_proc.cli("trigger", "nope")
+    assert unknown.stderr.strip() == "nightshift: automation 'nope' not found"
+
+    listing = daemon_proc.cli("list")
+    assert listing.stdout.splitlines()[1].split()[:3] == ["sleepy", "yes", "manual"]
+    # The console reporter showed the run live in the daemon's own terminal.
+    assert "▶ sleepy started" in daemon_proc.log.read_text()
+
+
+def test_sigterm_gives_runs_grace_then_records_them_interrupted(
+    daemon_proc: DaemonProcess, project: Project
+) -> None:
+    daemon_proc.start()
+    daemon_proc.cli("trigger", "sleepy")
+    wait_for_sync((project.root / "marker").exists)
+    orphan = int(wait_for_sync((project.root / "marker").read_text))
+    assert daemon_proc.stop(signal.SIGTERM) == 0
+    runs = daemon_proc.runs()
+    assert [(r["status"], r["summary"]) for r in runs] == [
+        ("interrupted", "interrupted: the daemon was stopped"),
+        ("queued", ""),  # the retry waits for the next start
+    ]
+    assert not _alive(orphan)
+    daemon_proc.start()
+    wait_for_sync(lambda: daemon_proc.runs()[-1]["status"] == "succeeded")
+
+
+def test_cli_without_daemon_says_so(project: Project) -> None:
+    proc = DaemonProcess(project, project.write_config())
+    out = proc.cli("trigger", "anything")
+    assert out.returncode == 1
+    assert out.stderr.startswith("nightshift: the daemon is not running")

@@ -1,0 +1,296 @@
+"""Runs end to end through the in-process daemon, the script backend and the control API."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from daemon.errors import ControlError
+from daemon.runs import RunStatus
+from daemon.testing import Project, running_daemon, wait_for
+
+from .helpers import client_call, events, run_row, wait_event, wait_status
+
+# A script that waits for a file to appear, so tests decide when runs end.
+GATED = """\
+import json, sys, time, pathlib
+ctx = json.loads(sys.stdin.readline())
+gate = pathlib.Path(ctx["inputs"]["gate"])
+print(json.dumps({"type": "step", "title": "waiting for gate"}), flush=True)
+while not gate.exists():
+    time.sleep(0.01)
+print(json.dumps({"type": "finished", "status": "succeeded", "summary": "gate opened"}), flush=True)
+"""
+
+
+def gated_project(project: Project, limits: dict[str, int]) -> Path:
+    project.skill("gated", GATED, inputs={"gate": {"type": "string", "required": True}})
+    gate = project.root / "gate"
+    for name, limit in limits.items():
+        project.automation(
+            name,
+            skill="gated",
+            inputs={"gate": str(gate)},
+            policies={"concurrency": {"max_instances": limit}},
+        )
+    return gate
+
+
+async def test_limits_hold_under_many_simultaneous_triggers(project: Project) -> None:
+    gate = gated_project(project, {"alpha": 2, "beta": 3})
+    config = project.config(concurrency={"max_runs": 4})
+    async with running_daemon(config) as d:
+        ids = await asyncio.gather(
+            *[d.dispatcher.manual(name, {}, "test") for name in ["alpha", "beta"] * 6]
+        )
+        await wait_for(lambda: len(d.executor.active_ids) == 4)
+        for _ in range(20):  # the limits hold while runs keep waiting, not just at one instant
+            active = [await run_row(d, i) for i in d.executor.active_ids]
+            assert len(active) <= 4
+            assert sum(r.automation == "alpha" for r in active) <= 2
+            assert sum(r.automation == "beta" for r in active) <= 3
+            await asyncio.sleep(0.01)
+        assert len(d.executor.queued_ids) == 8
+        gate.touch()
+        for run in ids:
+            assert run.id is not None
+            await wait_status(d, run.id, RunStatus.SUCCEEDED)
+        # FIFO per automation: started in the order they were triggered
+        alpha = [await run_row(d, r.id) for r in ids if r.automation == "alpha" and r.id]
+        starts = [r.started_at for r in alpha]
+        assert starts == sorted(starts)  # type: ignore[type-var]
+
+
+async def test_steering_reaches_the_script_and_changes_what_it_does(project: Project) -> None:
+    project.skill(
+        "steerable",
+        """\
+        import json, sys
+        ctx = json.loads(sys.stdin.readline())
+        print(json.dumps({"type": "step", "title": "ready for guidance"}), flush=True)
+        msg = json.loads(sys.stdin.readline())
+        plan = "patch only" if "patch" in msg["text"] else "everything"
+        print(json.dumps({"type": "message", "text": f"plan: {plan} (from {msg['by']})"}), flush=True)
+        print(json.dumps({"type": "finished", "status": "succeeded", "summary": plan}), flush=True)
+        """,
+    )
+    project.automation("steer-me", skill="steerable")
+    async with running_daemon(project.config()) as d:
+        run_id = await client_call(d, "trigger", "steer-me", {})
+        await wait_event(d, run_id, "step", title="ready for guidance")
+        await client_call(d, "steer", run_id, "only patch versions please")
+        run = await wait_status(d, run_id, RunStatus.SUCCEEDED)
+        assert run.summary == "patch only"
+        log = await events(d, run_id)
+        steer = next(e for e in log if e["type"] == "steer_received")
+        assert steer["text"] == "only patch versions please"
+        assert steer["by"].startswith("cli:")
+        assert any(e["type"] == "message" and e["text"].startswith("plan: patch only") for e in log)
+
+
+APPROVING = """\
+import json, sys
+ctx = json.loads(sys.stdin.readline())
+print(json.dumps({"type": "approval_request", "id": "push-1", "action": "push",
+                  "description": "push branch fix/deps"}), flush=True)
+decision = json.loads(sys.stdin.readline())
+assert decision["type"] == "approval_decision" and decision["id"] == "push-1"
+if decision["approved"]:
+    print(json.dumps({"type": "message", "text": "pushed"}), flush=True)
+else:
+    print(json.dumps({"type": "message", "text": f"not pushed: {decision['reason']}"}), flush=True)
+print(json.dumps({"type": "finished", "status": "succeeded", "summary": "done"}), flush=True)
+"""
+
+
+@pytest.mark.parametrize("approve", [True, False])
+async def test_approval_waits_then_is_decided_once(project: Project, approve: bool) -> None:
+    project.skill("pusher", APPROVING)
+    project.automation("push", skill="pusher")
+    async with running_daemon(project.config()) as d:
+        run_id = await client_call(d, "trigger", "push", {})
+        await wait_status(d, run_id, RunStatus.WAITING)
+        approvals = await d.store.call(d.store.approvals, run_id)
+        assert [(a.request_id, a.status) for a in approvals] == [("push-1", "pending")]
+        if approve:
+            assert await client_call(d, "decide", run_id, True, None, None) == "push-1"
+        else:
+            await client_call(d, "decide", run_id, False, "push-1", "not on Fridays")
+        await wait_status(d, run_id, RunStatus.SUCCEEDED)
+        log = await events(d, run_id)
+        texts = [e.get("text") for e in log if e["type"] == "message"]
+        assert texts == (["pushed"] if approve else ["not pushed: not on Fridays"])
+        statuses = [e["status"] for e in log if e["type"] == "status"]
+        assert statuses == ["waiting", "running"]
+        (approval,) = await d.store.call(d.store.approvals, run_id)
+        assert approval.status == ("approved" if approve else "denied")
+        assert approval.decided_by and approval.decided_by.startswith("cli:")
+        with pytest.raises(ControlError, match="is not running"):
+            await client_call(d, "decide", run_id, True, None, None)
+
+
+async def test_malformed_and_oversized_lines_are_visible_warnings(project: Project) -> None:
+    project.skill(
+        "noisy",
+        """\
+        import json, sys
+        sys.stdin.readline()
+        print("this is not json")
+        print(json.dumps({"type": "teleport"}))
+        print(json.dumps({"type": "command"}))
+        print("x" * 600_000)
+        print(json.dumps({"type": "command", "command": "make", "exit_code": 0,
+                          "output_tail": "y" * 100_000}))
+        for i in range(2000):
+            print(json.dumps({"type": "message", "text": f"line {i}"}))
+        print(json.dumps({"type": "finished", "status": "succeeded", "summary": "survived"}))
+        """,
+    )
+    project.automation("noisy", skill="noisy")
+    async with running_daemon(project.config()) as d:
+        run = await d.dispatcher.manual("noisy", {}, "test")
+        assert run.id is not None
+        done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=60)
+        assert done.summary == "survived"
+        log = await events(d, run.id)
+        warnings = [e["text"] for e in log if e.get("level") == "warning"]
+        assert warnings[0].startswith("malformed line from script (not JSON): this is not json")
+        assert warnings[1].startswith("unknown event type 'teleport'")
+        assert warnings[2].startswith(
+            "malformed command event from script (command: Field required)"
+        )
+        assert warnings[3].startswith("script wrote a 600000-byte line")
+        command = next(e for e in log if e["type"] == "command")
+        assert len(command["output_tail"]) < 4100 and command["output_tail"].startswith(
+            "[…truncated]"
+        )
+        assert sum(1 for e in log if e["type"] == "message" and e.get("level") == "info") == 2000
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split()[2] == "Z")
+
+
+HANGING = """\
+import json, subprocess, sys, time, pathlib
+ctx = json.loads(sys.stdin.readline())
+child = subprocess.Popen(["sleep", "300"])
+pathlib.Path(ctx["workdir"], "child.pid").write_text(str(child.pid))
+print(json.dumps({"type": "step", "title": "hanging"}), flush=True)
+time.sleep(300)
+"""
+
+
+async def test_hung_script_times_out_and_its_process_group_is_killed(project: Project) -> None:
+    project.skill("hang", HANGING)
+    project.automation("hang", skill="hang", policies={"timeout": "1s"})
+    async with running_daemon(project.config()) as d:
+        run = await d.dispatcher.manual("hang", {}, "test")
+        assert run.id is not None
+        pidfile = d.config.state_dir / "runs" / str(run.id) / "child.pid"
+        await wait_for(pidfile.exists)
+        done = await wait_status(d, run.id, RunStatus.TIMED_OUT)
+        assert done.summary == "timed out after 1s"
+        child = int(pidfile.read_text())
+        await wait_for(lambda: not _alive(child), 5)
+
+
+async def test_cancel_stops_a_running_script_and_a_queued_run(project: Project) -> None:
+    project.skill("hang", HANGING)
+    project.automation("hang", skill="hang")
+    async with running_daemon(project.config()) as d:
+        first = await client_call(d, "trigger", "hang", {})
+        second = await client_call(d, "trigger", "hang", {})  # queued behind max_instances 1
+        pidfile = d.config.state_dir / "runs" / str(first) / "child.pid"
+        await wait_for(pidfile.exists)
+        await client_call(d, "cancel", second)
+        assert (await wait_status(d, second, RunStatus.CANCELLED)).started_at is None
+        await client_call(d, "cancel", first)
+        done = await wait_status(d, first, RunStatus.CANCELLED)
+        assert done.summary.startswith("cancelled by cli:")
+        await wait_for(lambda: not _alive(int(pidfile.read_text())), 5)
+
+
+async def test_failed_run_is_retried_with_backoff(project: Project) -> None:
+    project.skill(
+        "flaky",
+        """\
+        import json, sys
+        ctx = json.loads(sys.stdin.readline())
+        if ctx["run"]["attempt"] == 1:
+            print("boom", file=sys.stderr)
+            sys.exit(3)
+        print(json.dumps({"type": "finished", "status": "succeeded", "summary": "second time lucky"}))
+        """,
+    )
+    project.automation("flaky", skill="flaky", policies={"retries": {"max": 1, "backoff": "300ms"}})
+    async with running_daemon(project.config()) as d:
+        run = await d.dispatcher.manual("flaky", {}, "test")
+        assert run.id is not None
+        failed = await wait_status(d, run.id, RunStatus.FAILED)
+        assert failed.summary == "script exited with code 3: boom"
+        retry = await wait_for(
+            lambda: d.store.list_runs(automation="flaky", statuses=["succeeded"]), 10
+        )
+        assert retry[0].retry_of == run.id and retry[0].attempt == 2
+        assert retry[0].started_at is not None and failed.finished_at is not None
+        assert (retry[0].started_at - failed.finished_at).total_seconds() >= 0.3
+        assert retry[0].summary == "second time lucky"
+
+
+async def test_bad_manual_inputs_are_refused_and_nothing_is_stored(project: Project) -> None:
+    project.skill("typed", "print()", inputs={"count": {"type": "integer", "required": True}})
+    project.automation("typed", skill="typed", inputs={"count": 1})
+    async with running_daemon(project.config()) as d:
+        with pytest.raises(ControlError, match="count: Input should be a valid integer"):
+            await client_call(d, "trigger", "typed", {"count": "many"})
+        with pytest.raises(ControlError, match="automation 'nope' not found"):
+            await client_call(d, "trigger", "nope", {})
+        assert await d.store.call(d.store.list_runs) == []
+        ok = await client_call(d, "trigger", "typed", {"count": "7"})
+        assert (await run_row(d, ok)).inputs == {"count": "7"}
+
+
+async def test_secrets_never_reach_the_store_or_logs(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from daemon import logs
+
+    monkeypatch.setenv("DEPLOY_TOKEN", "s3cr3t-value-123")
+    log_out = io.StringIO()
+    logs.configure("json", "debug", stream=log_out)
+    project.skill(
+        "leaky",
+        """\
+        import json, os, sys
+        sys.stdin.readline()
+        token = os.environ["DEPLOY_TOKEN"]
+        print(json.dumps({"type": "message", "text": f"using token {token}"}))
+        print(json.dumps({"type": "command", "command": f"curl -H 'auth: {token}'", "exit_code": 0}))
+        print(f"stderr also has {token}", file=sys.stderr)
+        print(json.dumps({"type": "finished", "status": "succeeded", "summary": f"done with {token}"}))
+        """,
+    )
+    project.automation("leaky", skill="leaky", env={"DEPLOY_TOKEN": "${DEPLOY_TOKEN}"})
+    async with running_daemon(project.config()) as d:
+        run = await d.dispatcher.manual("leaky", {}, "test")
+        assert run.id is not None
+        done = await wait_status(d, run.id, RunStatus.SUCCEEDED)
+        assert done.summary == "done with ***"
+        dumped = str(await events(d, run.id))
+        assert "s3cr3t" not in dumped and "using token ***" in dumped
+    db = (project.root / ".nightshift" / "nightshift.db").read_bytes()
+    assert b"s3cr3t-value-123" not in db
+    logged = log_out.getvalue()
+    assert "stderr also has ***" in logged  # the script's stderr is logged, masked
+    assert "s3cr3t" not in logged

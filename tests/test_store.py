@@ -1,0 +1,65 @@
+"""The store on SQLite and PostgreSQL: idempotent events, ordered logs, decisions taken once."""
+
+from __future__ import annotations
+
+from daemon.runs import RunStatus
+from daemon.store import Decision, NewRun, Store
+from daemon.testing import Project, running_daemon
+
+from .helpers import client_call, events, wait_status
+
+
+def test_event_keys_make_delivery_idempotent(db_url: str) -> None:
+    store = Store(db_url)
+    store.create_all()
+    first = store.dispatch(
+        source="manual",
+        type="trigger",
+        key="k1",
+        payload={"a": 1},
+        decisions=[Decision("x", "matched", run=NewRun("x", "manual", {"n": 1}))],
+    )
+    assert first is not None and len(first.runs) == 1
+    again = store.dispatch(
+        source="manual",
+        type="trigger",
+        key="k1",
+        payload={"a": 1},
+        decisions=[Decision("x", "matched", run=NewRun("x", "manual", {"n": 1}))],
+    )
+    assert again is None
+    assert len(store.list_runs()) == 1 and len(store.list_events()) == 1
+    run_id = first.runs[0].id
+    assert run_id is not None
+    seqs = [
+        store.append_run_event(run_id, "step", {"type": "step", "title": str(i)}).seq
+        for i in range(5)
+    ]
+    assert seqs == [1, 2, 3, 4, 5]
+    assert [r.data["title"] for r in store.run_events(run_id, after_seq=3)] == ["3", "4"]
+    store.create_approval(run_id, "a1", "push", "push it", None)
+    assert store.decide_approval(run_id, "a1", "approved", "ann", None) is not None
+    assert store.decide_approval(run_id, "a1", "denied", "bob", None) is None  # second click
+    assert store.approvals(run_id)[0].decided_by == "ann"
+    store.close()
+
+
+async def test_a_run_end_to_end_on_postgresql(project: Project, pg_schema_url: str) -> None:
+    project.skill(
+        "hello",
+        """\
+        import json, sys
+        ctx = json.loads(sys.stdin.readline())
+        print(json.dumps({"type": "message", "text": f"hello {ctx['inputs']['who']}"}))
+        """,
+        inputs={"who": {"type": "string", "default": "world"}},
+    )
+    project.automation("hello", skill="hello")
+    async with running_daemon(project.config(database_url=pg_schema_url)) as d:
+        assert d.store.dialect == "postgresql"
+        run_id = await client_call(d, "trigger", "hello", {"who": "postgres"})
+        run = await wait_status(d, run_id, RunStatus.SUCCEEDED)
+        assert run.started_at is not None and run.started_at.tzinfo is not None
+        assert [e["text"] for e in await events(d, run_id) if e["type"] == "message"] == [
+            "hello postgres"
+        ]
