@@ -201,8 +201,8 @@ def declared_dependencies(repo: Path) -> dict[str, str | None]:
         specs += data.get("project", {}).get("dependencies", [])
     for req in sorted(repo.glob("requirements*.txt")):
         specs += [
-            l
-            for l in req.read_text().splitlines()
+            line
+            for line in req.read_text().splitlines()
             if line.strip() and not line.lstrip().startswith(("#", "-"))
         ]
     out: dict[str, str | None] = {}
