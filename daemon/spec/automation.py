@@ -14,7 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from ..durations import Duration
 from ..secrets import SecretRef
 from . import templates
-from .cron import parse_crontab
+from .cron import check_crontab, parse_crontab
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 # Interval slots are counted from a fixed anchor so every replica and every restart agrees.
@@ -53,7 +53,7 @@ class CronTrigger(_ScheduleTrigger):
     @field_validator("expr")
     @classmethod
     def _valid_expr(cls, value: str) -> str:
-        parse_crontab(value, "UTC")
+        check_crontab(value)
         return value
 
     def build(self) -> BaseTrigger:

@@ -6,6 +6,8 @@ expanded here to day names so `0 9 * * 0` fires on Sunday as everyone expects.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from apscheduler.triggers.cron import CronTrigger as _APCron
 
 _MACROS = {
@@ -51,6 +53,12 @@ def _expand_dow(field: str) -> list[int]:
             hi = 6 if step_text else lo
         days.update(d % 7 for d in range(lo, hi + 1, step))
     return sorted(days)
+
+
+@lru_cache(maxsize=16384)
+def check_crontab(expr: str) -> None:
+    """Raise ValueError if `expr` is not a valid crontab (cached: thousands of files repeat)."""
+    parse_crontab(expr, "UTC")
 
 
 def parse_crontab(expr: str, timezone: str) -> _APCron:

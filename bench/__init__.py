@@ -1,0 +1,1 @@
+"""Benchmarks of docs/benchmarks.md. Run them all with `make bench` (python -m bench)."""

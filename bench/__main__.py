@@ -1,0 +1,25 @@
+"""Run every benchmark and print the table for docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+from . import idle_rss, load_10k, reload_latency, trigger_latency
+
+
+def main() -> int:
+    results = []
+    for module in (load_10k, reload_latency, trigger_latency, idle_rss):
+        print(f"running {module.__name__} …", file=sys.stderr, flush=True)
+        results += module.main()
+    print(f"\nPython {platform.python_version()}, {platform.machine()}, {platform.system()}\n")
+    print("| benchmark | figure | baseline (same run) | ratio | target | met |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        print(r.row())
+    return 0 if all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
