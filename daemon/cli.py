@@ -233,8 +233,11 @@ def cmd_show(config: DaemonConfig, args: argparse.Namespace) -> int:
     print()
     for env in events:
         _print_env(env)
-        if env.event.type == "command" and args.verbose and env.event.output_tail:
-            print("    " + env.event.output_tail.replace("\n", "\n    "))
+        ev = env.event
+        if ev.type == "command" and args.verbose and ev.output_tail:
+            print("    " + ev.output_tail.replace("\n", "\n    "))
+        elif ev.type == "artifact" and ev.content and (ev.kind == "report" or args.verbose):
+            print("    " + ev.content.replace("\n", "\n    "))
     return 0
 
 

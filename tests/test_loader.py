@@ -169,3 +169,23 @@ def test_schema_command_writes_json_schema(tmp_path: Path) -> None:
     assert committed.read_text() == (tmp_path / "automation.schema.json").read_text(), (
         "schema/ is stale: run `make schema`"
     )
+
+
+def test_the_readme_automation_example_is_valid(project: Project) -> None:
+    import re
+    import shutil
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    example = re.search(r"```yaml\n(# automations/deps.yaml.*?)```", readme, re.S)
+    assert example is not None
+    shutil.copytree(root / "skills" / "repo-health", project.skills / "repo-health")
+    project.automation("deps", example.group(1))
+    catalog = Loader(project.automations, project.skills).load()
+    assert catalog.problems == ()
+    assert [t.type for t in catalog.automations["deps"].triggers] == [
+        "cron",
+        "interval",
+        "date",
+        "manual",
+    ]

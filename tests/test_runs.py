@@ -294,3 +294,44 @@ async def test_secrets_never_reach_the_store_or_logs(
     logged = log_out.getvalue()
     assert "stderr also has ***" in logged  # the script's stderr is logged, masked
     assert "s3cr3t" not in logged
+
+
+@pytest.mark.parametrize(("policy", "retried"), [("retry", True), ("fail", False)])
+async def test_runs_a_dead_daemon_left_running_are_interrupted_then_handled_by_policy(
+    project: Project, policy: str, retried: bool
+) -> None:
+    from daemon.store import Decision, NewRun, Store
+
+    project.skill("ok", "print()")
+    project.automation("ok", skill="ok", policies={"on_interrupt": policy})
+    config = project.config()
+    # What a daemon killed mid-run leaves behind: a run marked running, with a step logged.
+    store = Store(config.resolved_database_url())
+    store.create_all()
+    left = store.dispatch(
+        source="manual",
+        type="trigger",
+        payload={},
+        decisions=[Decision("ok", "matched", run=NewRun("ok", "manual", {}))],
+    )
+    assert left is not None
+    run_id = left.runs[0].id
+    assert run_id is not None
+    store.update_run(run_id, status="running")
+    store.append_run_event(run_id, "step", {"type": "step", "title": "halfway"})
+    store.close()
+    async with running_daemon(config) as d:
+        interrupted = await wait_status(d, run_id, RunStatus.INTERRUPTED)
+        assert interrupted.summary == "interrupted: the daemon stopped during the run"
+        log = await events(d, run_id)
+        assert [e["type"] for e in log] == ["step", "message", "finished"] + (
+            ["message"] if retried else []
+        )
+        if retried:
+            await wait_status(d, run_id + 1, RunStatus.SUCCEEDED)
+            assert (await run_row(d, run_id + 1)).retry_of == run_id
+        else:
+            assert (
+                await d.store.call(d.store.list_runs) == [interrupted]
+                or len(await d.store.call(d.store.list_runs)) == 1
+            )

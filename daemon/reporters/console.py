@@ -29,7 +29,7 @@ _MARKS = {"succeeded": "✔", "failed": "✘", "cancelled": "■", "interrupted"
 def format_event(env: Envelope, automation: str | None = None) -> str:
     """One line for one RunEvent, as shown by the console reporter and `nightshift show`."""
     ev = env.event
-    head = f"{env.at:%H:%M:%S} run {env.run_id}"
+    head = f"{env.at.astimezone():%H:%M:%S} run {env.run_id}"
     if isinstance(ev, Started):
         return f"{head} ▶ {ev.automation} started ({ev.trigger}, attempt {ev.attempt})"
     if isinstance(ev, StatusChanged):
