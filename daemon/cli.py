@@ -49,6 +49,12 @@ def _duration(start: datetime | None, end: datetime | None) -> str:
     return f"{secs:.1f}s" if secs < 120 else f"{secs / 60:.1f}m"
 
 
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
 def _open_store(config: DaemonConfig) -> Store:
     store = Store(config.resolved_database_url())
     store.create_all()
@@ -137,9 +143,7 @@ def cmd_list(config: DaemonConfig, args: argparse.Namespace) -> int:
             fires = [f for _, t in a.schedule_triggers() if (f := next_after(t.build(), now))]
             nxt = _fmt_time(min(fires)) if fires else "-"
         rows.append((name, "yes" if a.enabled else "no", triggers, nxt, a.skill))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    _print_table(rows)
     if daemon_nexts is None:
         print("(daemon not running: next fires computed from now)", file=sys.stderr)
     for problem in catalog.problems:
@@ -195,9 +199,7 @@ def cmd_runs(config: DaemonConfig, args: argparse.Namespace) -> int:
                 r.summary.splitlines()[0][:60] if r.summary else "",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    _print_table(rows)
     return 0
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 from typing import Any
 
 from daemon.app import Daemon
@@ -10,6 +12,16 @@ from daemon.control import ControlClient
 from daemon.runs import RunStatus, envelope_of
 from daemon.store import RunRow
 from daemon.testing import wait_for
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split()[2] == "Z")
 
 
 async def run_row(daemon: Daemon, run_id: int) -> RunRow:

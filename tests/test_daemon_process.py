@@ -17,6 +17,8 @@ from daemon.control import ControlClient
 from daemon.errors import ControlError
 from daemon.testing import Project, wait_for_sync
 
+from .helpers import alive
+
 # First attempt: leaves a marker and hangs (with a child process); later attempts succeed.
 SLEEPY = """\
 import json, pathlib, subprocess, sys, time
@@ -92,15 +94,6 @@ def daemon_proc(project: Project) -> Iterator[DaemonProcess]:
         proc.stop(signal.SIGKILL)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split()[2] == "Z")
-
-
 def test_kill_9_mid_run_then_restart_reconciles_the_run(
     daemon_proc: DaemonProcess, project: Project
 ) -> None:
@@ -112,7 +105,7 @@ def test_kill_9_mid_run_then_restart_reconciles_the_run(
     orphan = int(wait_for_sync(marker.read_text))
     assert daemon_proc.stop(signal.SIGKILL) == -signal.SIGKILL
     assert daemon_proc.runs()[0]["status"] == "running"  # what the crash left behind
-    assert _alive(orphan)
+    assert alive(orphan)
 
     daemon_proc.start()
     runs = wait_for_sync(lambda: (r := daemon_proc.runs()) and r[-1]["status"] == "succeeded" and r)
@@ -120,7 +113,7 @@ def test_kill_9_mid_run_then_restart_reconciles_the_run(
         (1, "interrupted", 1, None),
         (2, "succeeded", 2, 1),
     ]
-    wait_for_sync(lambda: not _alive(orphan), 5)
+    wait_for_sync(lambda: not alive(orphan), 5)
     shown = daemon_proc.cli("show", "1")
     assert shown.returncode == 0
     lines = shown.stdout.splitlines()
@@ -170,7 +163,7 @@ def test_sigterm_gives_runs_grace_then_records_them_interrupted(
         ("interrupted", "interrupted: the daemon was stopped"),
         ("queued", ""),  # the retry waits for the next start
     ]
-    assert not _alive(orphan)
+    assert not alive(orphan)
     daemon_proc.start()
     wait_for_sync(lambda: daemon_proc.runs()[-1]["status"] == "succeeded")
 

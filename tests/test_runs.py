@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from daemon.errors import ControlError
 from daemon.runs import RunStatus
 from daemon.testing import Project, running_daemon, wait_for
 
-from .helpers import client_call, events, run_row, wait_event, wait_status
+from .helpers import alive, client_call, events, run_row, wait_event, wait_status
 
 # A script that waits for a file to appear, so tests decide when runs end.
 GATED = """\
@@ -170,15 +169,6 @@ async def test_malformed_and_oversized_lines_are_visible_warnings(project: Proje
         assert sum(1 for e in log if e["type"] == "message" and e.get("level") == "info") == 2000
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split()[2] == "Z")
-
-
 HANGING = """\
 import json, subprocess, sys, time, pathlib
 ctx = json.loads(sys.stdin.readline())
@@ -200,7 +190,7 @@ async def test_hung_script_times_out_and_its_process_group_is_killed(project: Pr
         done = await wait_status(d, run.id, RunStatus.TIMED_OUT)
         assert done.summary == "timed out after 1s"
         child = int(pidfile.read_text())
-        await wait_for(lambda: not _alive(child), 5)
+        await wait_for(lambda: not alive(child), 5)
 
 
 async def test_cancel_stops_a_running_script_and_a_queued_run(project: Project) -> None:
@@ -216,7 +206,7 @@ async def test_cancel_stops_a_running_script_and_a_queued_run(project: Project) 
         await client_call(d, "cancel", first)
         done = await wait_status(d, first, RunStatus.CANCELLED)
         assert done.summary.startswith("cancelled by cli:")
-        await wait_for(lambda: not _alive(int(pidfile.read_text())), 5)
+        await wait_for(lambda: not alive(int(pidfile.read_text())), 5)
 
 
 async def test_failed_run_is_retried_with_backoff(project: Project) -> None:

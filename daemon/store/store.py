@@ -65,6 +65,19 @@ class Dispatched:
     runs: list[RunRow] = field(default_factory=list)
 
 
+def _run_row(new: NewRun, event_id: int | None) -> RunRow:
+    return RunRow(
+        automation=new.automation,
+        trigger=new.trigger,
+        event_id=event_id,
+        inputs=redactor.redact_obj(new.inputs),
+        attempt=new.attempt,
+        retry_of=new.retry_of,
+        not_before=new.not_before,
+        created_at=utcnow(),
+    )
+
+
 class Store:
     """Persistent state of the daemon."""
 
@@ -127,16 +140,7 @@ class Store:
             for d in decisions:
                 run_id = None
                 if d.run is not None:
-                    run = RunRow(
-                        automation=d.run.automation,
-                        trigger=d.run.trigger,
-                        event_id=event.id,
-                        inputs=redactor.redact_obj(d.run.inputs),
-                        attempt=d.run.attempt,
-                        retry_of=d.run.retry_of,
-                        not_before=d.run.not_before,
-                        created_at=utcnow(),
-                    )
+                    run = _run_row(d.run, event.id)
                     s.add(run)
                     s.flush()
                     out.runs.append(run)
@@ -158,16 +162,7 @@ class Store:
     def create_run(self, new: NewRun, event_id: int | None = None) -> RunRow:
         """Create a queued run outside an event (retries)."""
         with self._session() as s:
-            run = RunRow(
-                automation=new.automation,
-                trigger=new.trigger,
-                event_id=event_id,
-                inputs=new.inputs,
-                attempt=new.attempt,
-                retry_of=new.retry_of,
-                not_before=new.not_before,
-                created_at=utcnow(),
-            )
+            run = _run_row(new, event_id)
             s.add(run)
             s.commit()
             return run
