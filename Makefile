@@ -17,7 +17,7 @@ run: $(STAMP)  ## start the daemon on the embedded default (SQLite, bundled auto
 	$(BIN)/nightshift run
 
 test: $(STAMP) lint  ## the whole suite: lint, types, tests (starts local PostgreSQL if needed)
-	scripts/ensure-postgres
+	scripts/ensure-test-services
 	$(BIN)/pytest
 
 lint: $(STAMP)

@@ -15,16 +15,20 @@ from typing import Any, TextIO
 import structlog
 
 from .agents import AgentBackend, default_backends
+from .asgi import serve as serve_asgi
 from .config import DaemonConfig
 from .control.server import serve as serve_control
 from .dispatch import Dispatcher
 from .errors import DaemonAlreadyRunning
 from .loader import Catalog, Loader
+from .metrics import Metrics
 from .reload import watch
 from .reporters import ConsoleReporter
 from .runs import EventBus, Executor
 from .sources import Scheduler
+from .sources.files import FileSource
 from .store import Store, utcnow
+from .web import build_web_app
 
 log = structlog.get_logger(__name__)
 
@@ -52,14 +56,38 @@ class Daemon:
             work_root=config.state_dir / "runs",
             base_dir=config.base_dir,
         )
-        self.dispatcher = Dispatcher(self.store, self.executor, self.catalog)
+        self.dispatcher = Dispatcher(
+            self.store, self.executor, self.catalog, bus=self.bus, sources=config.sources
+        )
         self.scheduler = Scheduler(self.store, self.dispatcher)
+        self.files = FileSource(
+            config.base_dir,
+            self.dispatcher.route,
+            ignore=[config.state_dir],
+            force_polling=config.reload.force_polling,
+        )
+        self.metrics = Metrics()
+        self.metrics.track_executor(
+            lambda: len(self.executor.active_ids), lambda: len(self.executor.queued_ids)
+        )
+        self.executor.on_started(self._count_started)
+        self.executor.on_finished(self._count_finished)
+        self.http_port: int | None = None
+        self.stopping = False
         self._console_out = console
         self._stop = asyncio.Event()
         self._watch_stop = asyncio.Event()
         self.ready = asyncio.Event()
         self.started_at: datetime | None = None
         self._lock_fd: int | None = None
+
+    def _count_started(self, run_id: int) -> None:
+        self.metrics.runs_started.labels("*").inc()
+
+    def _count_finished(self, automation: str, status: Any, seconds: float | None) -> None:
+        self.metrics.runs_finished.labels(automation, status.value).inc()
+        if seconds is not None:
+            self.metrics.run_seconds.labels(automation).observe(seconds)
 
     def catalog(self) -> Catalog:
         """The active automations and skills."""
@@ -117,6 +145,7 @@ class Daemon:
         if kept:
             log.warning("keeping the last good version", automations=sorted(kept))
         await self.scheduler.sync(catalog)
+        await self.files.sync(catalog)
         log.info(
             "reloaded",
             changed=sorted(str(p) for p in paths),
@@ -147,6 +176,22 @@ class Daemon:
 
             control_ready = asyncio.Event()
             spawn(serve_control(self, control_ready), "control")
+            http_ready = asyncio.Event()
+            if self.config.http.enabled:
+                bound: list[int] = []
+                spawn(
+                    serve_asgi(
+                        build_web_app(self),
+                        http_ready,
+                        host=self.config.http.host,
+                        port=self.config.http.port,
+                        bound=bound,
+                    ),
+                    "http",
+                )
+            else:
+                http_ready.set()
+            await self.files.sync(catalog)
             spawn(self.scheduler.run(), "scheduler")
             if self.config.console:
                 spawn(ConsoleReporter(self.bus, self.catalog, self._console_out).run(), "console")
@@ -162,8 +207,12 @@ class Daemon:
                     "reload",
                 )
             await control_ready.wait()
+            await http_ready.wait()
+            if self.config.http.enabled:
+                self.http_port = bound[0]
             log.info(
                 "nightshift running",
+                http=f"http://{self.config.http.host}:{self.http_port}" if self.http_port else None,
                 automations=len(catalog.automations),
                 problems=len(catalog.problems),
                 socket=str(self.config.socket_path),
@@ -173,7 +222,9 @@ class Daemon:
             await self._stop.wait()
             log.info("stopping: no new runs", grace_s=self.config.shutdown_grace.total_seconds())
         finally:
+            self.stopping = True
             self._watch_stop.set()
+            await self.files.stop()
             for task in tasks:
                 if task.get_name() != "console":
                     task.cancel()

@@ -275,6 +275,52 @@ def cmd_events(config: DaemonConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_test(config: DaemonConfig, args: argparse.Namespace) -> int:
+    """Dry run: what would this event do to this automation? Nothing runs, nothing is stored."""
+    from .dispatch import evaluate
+    from .sources.replay import KINDS, incomings_from_payload
+
+    catalog = Loader(config.automations_dir, config.skills_dir).load()
+    automation = catalog.automations.get(args.automation)
+    if automation is None:
+        raise NightshiftError(f"automation {args.automation!r} not found (or invalid)")
+    try:
+        payload = json.loads(Path(args.event).read_text())
+    except (OSError, ValueError) as exc:
+        raise NightshiftError(f"{args.event}: cannot read a JSON payload: {exc}") from None
+    kinds = [t.type for t in automation.triggers if t.type in KINDS]
+    source = args.source or (kinds[0] if kinds else None)
+    if source is None:
+        raise NightshiftError(f"{automation.name} has no event trigger; pass --source")
+    webhook = args.webhook or next(
+        (getattr(t, "source", None) for t in automation.triggers if t.type == "webhook"), None
+    )
+    incomings = incomings_from_payload(
+        source, payload, config.sources, github_event=args.github_event, webhook=webhook
+    )
+    matched = False
+    for incoming in incomings:
+        decision = evaluate(automation, incoming, config.sources)
+        print(f"event {incoming.source}/{incoming.type}")
+        if decision is None:
+            print(f"  {automation.name} does not listen to {incoming.source} events")
+            continue
+        detail = f": {decision.detail}" if decision.detail else ""
+        print(f"  decision: {decision.decision}{detail}")
+        if decision.run is not None:
+            matched = True
+            skill = catalog.skills.get(automation.skill)
+            try:
+                inputs = skill.resolve_inputs(decision.run.inputs) if skill else decision.run.inputs
+            except ValueError as exc:
+                print(f"  inputs would be refused: {exc}")
+                return 1
+            print(f"  would run {automation.skill} ({decision.run.trigger}) with inputs:")
+            for key, value in inputs.items():
+                print(f"    {key}: {json.dumps(value)}")
+    return 0 if matched else 1
+
+
 def cmd_steer(config: DaemonConfig, args: argparse.Namespace) -> int:
     with ControlClient(config.socket_path) as client:
         client.steer(args.run, args.message)
@@ -337,6 +383,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("event", type=int, nargs="?")
     p.add_argument("--limit", "-n", type=int, default=30)
+    p = add("explain", cmd_events, "why an event did or did not start runs, per automation")
+    p.add_argument("event", type=int)
+    p.set_defaults(limit=1)
+    p = add("test", cmd_test, "dry run: match an event payload against an automation")
+    p.add_argument("automation")
+    p.add_argument("--event", "-e", required=True, help="JSON payload file")
+    p.add_argument("--source", choices=["github", "alertmanager", "webhook", "file"])
+    p.add_argument("--github-event", help="X-GitHub-Event of the payload (issues, workflow_run…)")
+    p.add_argument("--webhook", help="generic webhook source name")
     p = add("steer", cmd_steer, "send a steering message to a running run")
     p.add_argument("run", type=int)
     p.add_argument("message")

@@ -45,6 +45,49 @@ class ReloadConfig(_Strict):
     force_polling: bool = Field(False, description="poll instead of inotify (containers, NFS)")
 
 
+class HttpConfig(_Strict):
+    """The daemon's HTTP server: webhooks, health and metrics."""
+
+    enabled: bool = True
+    host: str = Field(
+        "127.0.0.1", description="listen address; 0.0.0.0 to take webhooks from outside"
+    )
+    port: int = Field(8480, ge=0, le=65535, description="0 picks a free port")
+    max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="larger bodies get 413")
+
+
+class GitHubSource(_Strict):
+    """`/hooks/github`."""
+
+    secret: SecretRef = Field(description="the webhook secret, e.g. ${GITHUB_WEBHOOK_SECRET}")
+    bot_login: str | None = Field(None, description="nightshift's GitHub user (loop guard)")
+    branch_prefix: str = Field("nightshift/", description="nightshift's own branches (loop guard)")
+
+
+class AlertmanagerSource(_Strict):
+    """`/hooks/alertmanager`, with `http_config.authorization` credentials in Alertmanager."""
+
+    token: SecretRef = Field(description="bearer token Alertmanager sends")
+
+
+class WebhookSource(_Strict):
+    """A generic JSON webhook at `/hooks/<name>`."""
+
+    auth: Literal["hmac", "bearer"]
+    secret: SecretRef
+    signature_header: str = Field("X-Signature-256", description="hmac: sha256=<hex> or <hex>")
+    id_header: str | None = Field(None, description="header with a delivery id (idempotency)")
+    type_field: str | None = Field(None, description="dotted JSON field naming the event type")
+
+
+class SourcesConfig(_Strict):
+    """Where events come from (schedules and manual triggers need no set-up)."""
+
+    github: GitHubSource | None = None
+    alertmanager: AlertmanagerSource | None = None
+    webhooks: dict[str, WebhookSource] = Field(default_factory=dict)
+
+
 class DaemonConfig(_Strict):
     """Everything `config.yaml` may set; every field has a working default."""
 
@@ -66,6 +109,8 @@ class DaemonConfig(_Strict):
         None, description="Unix socket of the control API; default <state_dir>/control.sock"
     )
     console: bool = Field(True, description="print live run progress on stdout")
+    http: HttpConfig = HttpConfig()
+    sources: SourcesConfig = SourcesConfig()
     base_dir: Path = Field(Path("."), exclude=True)
 
     @model_validator(mode="after")

@@ -8,15 +8,20 @@ transaction before anything executes, so a crash never loses an accepted event.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import structlog
 
+from .config import SourcesConfig
 from .errors import AutomationNotFound, NightshiftError, TemplateError
 from .loader import Catalog
-from .runs import Executor
+from .runs import EventBus, Executor, Message
+from .sources import alertmanager, files, github, webhooks
+from .sources.incoming import GUARD, Incoming
 from .spec import Automation, templates
+from .spec.automation import AlertmanagerTrigger, EventTrigger, GitHubTrigger, WebhookTrigger
 from .store import Decision, Dispatched, NewRun, RunRow, Store, utcnow
 
 log = structlog.get_logger(__name__)
@@ -30,33 +35,91 @@ def template_context(automation: Automation, event: dict[str, Any]) -> dict[str,
     return {"event": event, "automation": {"name": automation.name}, "now": utcnow()}
 
 
+def decide(
+    automation: Automation,
+    event: dict[str, Any],
+    trigger: str,
+    overrides: dict[str, Any] | None = None,
+    apply_when: bool = True,
+) -> Decision:
+    """Apply `when` and render the inputs: a matched decision with its run, or why not."""
+    ctx = template_context(automation, event)
+    try:
+        if apply_when:
+            for expr in automation.when:
+                if not templates.evaluate(expr, ctx):
+                    return Decision(automation.name, "filtered", f"when: {expr}")
+        inputs = templates.render(dict(automation.inputs), ctx)
+    except TemplateError as exc:
+        return Decision(automation.name, "error", str(exc))
+    inputs.update(overrides or {})
+    return Decision(automation.name, "matched", "", NewRun(automation.name, trigger, inputs))
+
+
+def match_trigger(trigger: EventTrigger, incoming: Incoming, sources: SourcesConfig) -> str | None:
+    """None when `incoming` fires `trigger`; otherwise why not."""
+    if isinstance(trigger, GitHubTrigger):
+        gh = sources.github
+        return github.match(
+            trigger,
+            incoming,
+            bot_login=gh.bot_login if gh else None,
+            branch_prefix=gh.branch_prefix if gh else "nightshift/",
+        )
+    if isinstance(trigger, AlertmanagerTrigger):
+        return alertmanager.match(trigger, incoming)
+    if isinstance(trigger, WebhookTrigger):
+        return webhooks.match(trigger, incoming)
+    return files.match(trigger, incoming)
+
+
+def evaluate(automation: Automation, incoming: Incoming, sources: SourcesConfig) -> Decision | None:
+    """What `incoming` means for `automation` (None: it listens to no event of that kind).
+
+    The one function both routing and `nightshift test` use, so a dry run cannot disagree.
+    """
+    triggers = automation.event_triggers(incoming.source)
+    if not triggers:
+        return None
+    if not automation.enabled:
+        return Decision(automation.name, "disabled")
+    reasons: list[str] = []
+    for key, trigger in triggers:
+        why = match_trigger(trigger, incoming, sources)
+        if why is None:
+            return decide(automation, incoming.template_view(), f"{incoming.source}:{key}")
+        reasons.append(why)
+    guard = all(r.startswith(GUARD) for r in reasons)
+    detail = "; ".join(r.removeprefix(GUARD) for r in reasons)
+    return Decision(automation.name, "guard" if guard else "filtered", detail)
+
+
+@dataclass
+class Routed:
+    """What `Dispatcher.route` did with an event."""
+
+    event_id: int | None
+    runs: list[RunRow]
+    duplicate: bool = False
+
+
 class Dispatcher:
     """Turns events into stored decisions and queued runs."""
 
-    def __init__(self, store: Store, executor: Executor, catalog: Callable[[], Catalog]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        executor: Executor,
+        catalog: Callable[[], Catalog],
+        *,
+        bus: EventBus | None = None,
+        sources: SourcesConfig | None = None,
+    ) -> None:
         self._store = store
         self._executor = executor
         self._catalog = catalog
-
-    def _decide(
-        self,
-        automation: Automation,
-        event: dict[str, Any],
-        trigger: str,
-        overrides: dict[str, Any] | None = None,
-        apply_when: bool = True,
-    ) -> Decision:
-        ctx = template_context(automation, event)
-        try:
-            if apply_when:
-                for expr in automation.when:
-                    if not templates.evaluate(expr, ctx):
-                        return Decision(automation.name, "filtered", f"when: {expr}")
-            inputs = templates.render(dict(automation.inputs), ctx)
-        except TemplateError as exc:
-            return Decision(automation.name, "error", str(exc))
-        inputs.update(overrides or {})
-        return Decision(automation.name, "matched", "", NewRun(automation.name, trigger, inputs))
+        self._bus = bus or EventBus(store)
+        self._sources = sources or SourcesConfig()
 
     def _submit(self, result: Dispatched | None) -> list[RunRow]:
         if result is None:
@@ -73,7 +136,7 @@ class Dispatcher:
         skill = self._catalog().skills.get(automation.skill)
         payload = {"inputs": inputs, "by": by}
         event = {"source": "manual", "type": "trigger", "payload": payload}
-        decision = self._decide(automation, event, "manual", inputs, apply_when=False)
+        decision = decide(automation, event, "manual", inputs, apply_when=False)
         if decision.run is None:
             raise TemplateError(decision.detail)
         if skill is not None:
@@ -92,6 +155,49 @@ class Dispatcher:
         log.info("manual trigger", automation=name, run_id=runs[0].id, by=by)
         return runs[0]
 
+    async def route(self, incoming: Incoming) -> Routed:
+        """Store an event from outside with one decision per automation that listens to its
+        kind, and queue the runs it starts. A key stored before starts nothing (duplicate)."""
+        decisions: list[Decision] = []
+        for automation in self._catalog().automations.values():
+            decision = evaluate(automation, incoming, self._sources)
+            if decision is not None:
+                decisions.append(decision)
+        resolved: list[RunRow] = []
+        if incoming.source == "alertmanager" and incoming.payload.get("status") == "resolved":
+            resolved = await self._store.call(
+                self._store.runs_for_event_key, alertmanager.firing_key(incoming)
+            )
+            decisions += [
+                Decision(r.automation, "resolved", f"resolves run {r.id}", run_id=r.id)
+                for r in resolved
+            ]
+        result = await self._store.call(
+            self._store.dispatch,
+            source=incoming.source,
+            type=incoming.type,
+            key=incoming.key,
+            payload=incoming.payload,
+            decisions=decisions,
+        )
+        if result is None:
+            return Routed(None, [], duplicate=True)
+        for run in resolved:
+            assert run.id is not None
+            name = incoming.meta.get("alert", {}).get("name") or "the alert"
+            ends = incoming.payload["alert"].get("endsAt", "")
+            await self._bus.emit(run.id, Message(text=f"resolved: {name} ended at {ends}"))
+        runs = self._submit(result)
+        log.info(
+            "event routed",
+            source=incoming.source,
+            type=incoming.type,
+            event_id=result.event.id,
+            runs=[r.id for r in runs],
+            decisions={d.automation: d.decision for d in decisions},
+        )
+        return Routed(result.event.id, runs)
+
     @staticmethod
     def _slot_key(name: str, trigger_key: str, slot: datetime) -> str:
         return f"schedule:{name}:{trigger_key}:{slot.isoformat()}"
@@ -108,7 +214,7 @@ class Dispatcher:
         }
         event = {"source": "schedule", "type": "fire", "payload": payload}
         decision = (
-            self._decide(automation, event, f"schedule:{trigger_key}")
+            decide(automation, event, f"schedule:{trigger_key}")
             if automation.enabled
             else Decision(automation.name, "disabled")
         )

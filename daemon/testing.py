@@ -73,13 +73,13 @@ class Project:
 
     def config(self, **overrides: Any) -> DaemonConfig:
         """A config rooted in this project (state in `.nightshift/`, no hot-reload polling)."""
-        data: dict[str, Any] = {"console": False, "shutdown_grace": 5}
+        data: dict[str, Any] = {"console": False, "shutdown_grace": 5, "http": {"port": 0}}
         data.update(overrides)
         return DaemonConfig.model_validate({**data, "base_dir": self.root})
 
     def write_config(self, **overrides: Any) -> Path:
         """Write `config.yaml` and return its path (for subprocess daemons)."""
-        data: dict[str, Any] = {"console": True, "shutdown_grace": 5}
+        data: dict[str, Any] = {"console": True, "shutdown_grace": 5, "http": {"port": 0}}
         data.update(overrides)
         path = self.root / "config.yaml"
         path.write_text(yaml.safe_dump(data))

@@ -7,13 +7,10 @@ only the local user who runs the daemon can use it; no TCP port is opened.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import uvicorn
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 from starlette.applications import Starlette
@@ -21,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ..asgi import serve as serve_asgi
 from ..errors import AutomationNotFound, NightshiftError, RunNotFound, RunStateError
 from ..runs import Envelope, Finished, envelope_of
 
@@ -167,38 +165,10 @@ def _line(env: Envelope) -> bytes:
     return json.dumps(env.to_json()).encode() + b"\n"
 
 
-class _QuietServer(uvicorn.Server):
-    """uvicorn without its own signal handlers: the daemon owns SIGTERM and SIGINT."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 async def serve(daemon: Daemon, started: asyncio.Event) -> None:
     """Serve the control API on the daemon's Unix socket until cancelled."""
-
     path = daemon.config.socket_path
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         path.unlink()  # stale: the state-dir lock already proved no daemon owns it
-    config = uvicorn.Config(
-        build_app(daemon), uds=str(path), log_config=None, access_log=False, lifespan="off"
-    )
-    server = _QuietServer(config)
-    old = os.umask(0o077)
-    try:
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            if task.done():
-                await task
-                return
-            await asyncio.sleep(0.01)
-    finally:
-        os.umask(old)
-    os.chmod(path, 0o600)
-    started.set()
-    try:
-        await task
-    finally:
-        server.should_exit = True
+    await serve_asgi(build_app(daemon), started, uds=path)

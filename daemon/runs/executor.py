@@ -91,6 +91,7 @@ class Executor:
         self._accepting = True
         self._stopping = False
         self._started_cb: list[Callable[[int], None]] = []
+        self._finished_cb: list[Callable[[str, RunStatus, float | None], None]] = []
 
     # -- public surface -------------------------------------------------------------------
     @property
@@ -149,6 +150,10 @@ class Executor:
     def on_started(self, callback: Callable[[int], None]) -> None:
         """Call `callback(run_id)` whenever a run starts executing (benchmarks, tests)."""
         self._started_cb.append(callback)
+
+    def on_finished(self, callback: Callable[[str, RunStatus, float | None], None]) -> None:
+        """Call `callback(automation, status, seconds)` when a run ends (metrics)."""
+        self._finished_cb.append(callback)
 
     async def shutdown(self, grace: float) -> None:
         """Stop taking runs; give running ones `grace` seconds, then interrupt them."""
@@ -457,8 +462,14 @@ class Executor:
         )
         await self._emit(run_id, Finished(status=status, summary=summary))
         log.info("run finished", run_id=run_id, status=status.value, summary=summary[:200])
-        if run is None:
-            run = await self._store.call(self._store.get_run, run_id)
+        run = await self._store.call(self._store.get_run, run_id)
+        took = (
+            (run.finished_at - run.started_at).total_seconds()
+            if run.started_at and run.finished_at
+            else None
+        )
+        for cb in self._finished_cb:
+            cb(run.automation, status, took)
         if automation is None:
             automation = self._catalog().automations.get(run.automation)
         if automation is not None:

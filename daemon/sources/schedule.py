@@ -13,16 +13,19 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
-from ..dispatch import Dispatcher
 from ..durations import format_duration
 from ..loader import Catalog
 from ..spec import Automation, ScheduleTrigger
 from ..store import Store, utcnow
+
+if TYPE_CHECKING:
+    from ..dispatch import Dispatcher
 
 log = structlog.get_logger(__name__)
 

@@ -103,15 +103,105 @@ class ManualTrigger(_Strict):
     id: str | None = None
 
 
+DEFAULT_ASSOCIATIONS = ("OWNER", "MEMBER", "COLLABORATOR")
+
+
+class GitHubTrigger(_Strict):
+    """A GitHub webhook delivery (`/hooks/github`). Every listed field must match.
+
+    By default only deliveries caused by the repository's owner, members and collaborators
+    start runs, so a stranger's issue cannot start an agent; events caused by nightshift itself
+    (its bot user, its `nightshift/` branches) never do unless `allow_self` is set.
+    """
+
+    type: Literal["github"]
+    id: str | None = None
+    events: list[str] = Field(min_length=1, description="X-GitHub-Event values, e.g. issues")
+    actions: list[str] = Field(default_factory=list, description="payload action, e.g. opened")
+    repositories: list[str] = Field(default_factory=list, description="owner/name, globs allowed")
+    labels: list[str] = Field(default_factory=list, description="any of these labels present")
+    branches: list[str] = Field(default_factory=list, description="globs on the event's branch")
+    conclusions: list[str] = Field(
+        default_factory=list, description="workflow_run/check_suite/check_run conclusion"
+    )
+    author_associations: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ASSOCIATIONS),
+        description="sender's association; [] or ['*'] admits anyone",
+    )
+    allow_self: bool = Field(False, description="also fire on events nightshift itself caused")
+
+
+class AlertmanagerTrigger(_Strict):
+    """An alert from Prometheus Alertmanager (`/hooks/alertmanager`), one event per alert."""
+
+    type: Literal["alertmanager"]
+    id: str | None = None
+    matchers: list[str] = Field(
+        default_factory=list,
+        description='Alertmanager label matchers: name="v", name!="v", name=~"re", name!~"re"',
+    )
+    severity: list[str] = Field(default_factory=list, description="shortcut for a severity matcher")
+    status: list[Literal["firing", "resolved"]] = Field(
+        default=["firing"],
+        description="which notifications start runs; a resolve always reaches its firing run",
+    )
+
+    @field_validator("matchers")
+    @classmethod
+    def _parse_matchers(cls, value: list[str]) -> list[str]:
+        from .matchers import parse_matcher
+
+        for text in value:
+            parse_matcher(text)
+        return value
+
+
+class WebhookTrigger(_Strict):
+    """A generic JSON webhook on `/hooks/<source>` (sources are configured in config.yaml)."""
+
+    type: Literal["webhook"]
+    id: str | None = None
+    source: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+
+
+class FileTrigger(_Strict):
+    """Files changed under the daemon's folder: paths or globs, debounced."""
+
+    type: Literal["file"]
+    id: str | None = None
+    paths: list[str] = Field(min_length=1, description="globs relative to the daemon's folder")
+    debounce: Duration = timedelta(milliseconds=500)
+    changes: list[Literal["added", "modified", "deleted"]] = Field(
+        default=["added", "modified", "deleted"]
+    )
+
+
 ScheduleTrigger = CronTrigger | IntervalTrigger | DateTrigger
-# Webhook, file and chat triggers join this discriminated union as their sources land.
+EventTrigger = GitHubTrigger | AlertmanagerTrigger | WebhookTrigger | FileTrigger
+# Chat triggers join this discriminated union with the Slack source.
 Trigger = Annotated[
-    CronTrigger | IntervalTrigger | DateTrigger | ManualTrigger, Field(discriminator="type")
+    CronTrigger
+    | IntervalTrigger
+    | DateTrigger
+    | ManualTrigger
+    | GitHubTrigger
+    | AlertmanagerTrigger
+    | WebhookTrigger
+    | FileTrigger,
+    Field(discriminator="type"),
 ]
 
 
-def describe_trigger(trigger: CronTrigger | IntervalTrigger | DateTrigger | ManualTrigger) -> str:
-    """A short human description (`cron 0 2 * * * UTC`, `every 15m`)."""
+def describe_trigger(trigger: Any) -> str:
+    """A short human description (`cron 0 2 * * * UTC`, `every 15m`, `github issues`)."""
+    if isinstance(trigger, GitHubTrigger):
+        return "github " + ",".join(trigger.events)
+    if isinstance(trigger, WebhookTrigger):
+        return f"webhook {trigger.source}"
+    if isinstance(trigger, FileTrigger):
+        return "file " + ",".join(trigger.paths)
+    if isinstance(trigger, AlertmanagerTrigger):
+        return "alertmanager"
     if isinstance(trigger, CronTrigger):
         return f"cron {trigger.expr} {trigger.timezone}"
     if isinstance(trigger, IntervalTrigger):
@@ -246,6 +336,14 @@ class Automation(_Strict):
 
         walk(value)
         return value
+
+    def event_triggers(self, kind: str) -> list[tuple[str, EventTrigger]]:
+        """(trigger key, trigger) for each trigger of one event kind (github, file, …)."""
+        return [
+            (trig.id or f"{trig.type}-{index}", trig)  # type: ignore[misc]
+            for index, trig in enumerate(self.triggers)
+            if trig.type == kind
+        ]
 
     def schedule_triggers(self) -> list[tuple[str, ScheduleTrigger]]:
         """(trigger key, trigger) for each time-based trigger; keys are stable per position."""

@@ -55,6 +55,7 @@ class Decision:
     decision: str
     detail: str = ""
     run: NewRun | None = None
+    run_id: int | None = None  # an existing run the event concerns (an alert's resolve)
 
 
 @dataclass
@@ -138,7 +139,7 @@ class Store:
             assert event.id is not None
             out = Dispatched(event)
             for d in decisions:
-                run_id = None
+                run_id = d.run_id
                 if d.run is not None:
                     run = _run_row(d.run, event.id)
                     s.add(run)
@@ -166,6 +167,16 @@ class Store:
             s.add(run)
             s.commit()
             return run
+
+    def runs_for_event_key(self, key: str) -> list[RunRow]:
+        """Runs started by the event stored under `key`."""
+        with self._session() as s:
+            q = (
+                select(RunRow)
+                .join(EventRow, col(EventRow.id) == col(RunRow.event_id))
+                .where(EventRow.key == key, col(RunRow.retry_of).is_(None))
+            )
+            return list(s.exec(q.order_by(col(RunRow.id))))
 
     def get_run(self, run_id: int) -> RunRow:
         """One run; raises `RunNotFound`."""

@@ -1,0 +1,61 @@
+"""Prometheus metrics of one daemon (its own registry, so several can live in one process)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    """The counters `/metrics` exposes."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.events = Counter(
+            "nightshift_events",
+            "Events by source and outcome (received, accepted, duplicate, refused).",
+            ["source", "outcome"],
+            registry=self.registry,
+        )
+        self.runs_started = Counter(
+            "nightshift_runs_started",
+            "Runs that began executing.",
+            ["automation"],
+            registry=self.registry,
+        )
+        self.runs_finished = Counter(
+            "nightshift_runs_finished",
+            "Runs that ended, by final state.",
+            ["automation", "status"],
+            registry=self.registry,
+        )
+        self.run_seconds = Histogram(
+            "nightshift_run_duration_seconds",
+            "Wall time of finished runs.",
+            ["automation"],
+            buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 7200),
+            registry=self.registry,
+        )
+        self.intake_seconds = Histogram(
+            "nightshift_intake_duration_seconds",
+            "Webhook request to stored event and response.",
+            ["source"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+            registry=self.registry,
+        )
+        self._gauges = Gauge(
+            "nightshift_runs",
+            "Runs in the executor now, by state.",
+            ["state"],
+            registry=self.registry,
+        )
+
+    def track_executor(self, active: Callable[[], int], queued: Callable[[], int]) -> None:
+        """Report the executor's running and queued counts on every scrape."""
+        self._gauges.labels("running").set_function(active)
+        self._gauges.labels("queued").set_function(queued)
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)

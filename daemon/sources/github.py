@@ -1,0 +1,158 @@
+"""GitHub webhooks: signature check, normalisation and trigger matching."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from fnmatch import fnmatchcase
+from typing import Any
+from urllib.parse import parse_qs
+
+from ..spec.automation import GitHubTrigger
+from .incoming import GUARD, Incoming
+
+
+class WebhookRefused(Exception):
+    """A delivery that is refused before anything is stored; carries the HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def verify_signature(secret: str, body: bytes, header: str | None) -> None:
+    """Check `X-Hub-Signature-256` (HMAC-SHA256 of the raw body) in constant time."""
+    if not header:
+        raise WebhookRefused(401, "missing X-Hub-Signature-256")
+    scheme, _, given = header.partition("=")
+    if scheme != "sha256" or not given:
+        raise WebhookRefused(401, "malformed X-Hub-Signature-256")
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, given.strip()):
+        raise WebhookRefused(401, "signature does not match")
+
+
+def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
+    """The JSON payload, sent as JSON or as a form field `payload=` (both GitHub options)."""
+    try:
+        if content_type.startswith("application/x-www-form-urlencoded"):
+            form = parse_qs(body.decode())
+            data = json.loads(form["payload"][0])
+        else:
+            data = json.loads(body)
+    except (ValueError, KeyError, UnicodeDecodeError) as exc:
+        raise WebhookRefused(400, f"body is not a JSON payload: {exc}") from None
+    if not isinstance(data, dict):
+        raise WebhookRefused(400, "payload must be a JSON object")
+    return data
+
+
+def normalise(event: str, delivery: str, payload: dict[str, Any]) -> Incoming:
+    """One GitHub delivery as an `Incoming` event keyed by its delivery id."""
+    action = payload.get("action")
+    repo = (payload.get("repository") or {}).get("full_name")
+    return Incoming(
+        source="github",
+        type=f"{event}.{action}" if action else event,
+        payload=payload,
+        key=f"github:{delivery}",
+        meta={
+            "github": {"event": event, "action": action, "delivery": delivery, "repository": repo}
+        },
+    )
+
+
+def _branch(payload: dict[str, Any]) -> str | None:
+    for path in (
+        ("pull_request", "base", "ref"),
+        ("workflow_run", "head_branch"),
+        ("check_suite", "head_branch"),
+        ("check_run", "check_suite", "head_branch"),
+        ("workflow_job", "head_branch"),
+    ):
+        cur: Any = payload
+        for part in path:
+            cur = cur.get(part) if isinstance(cur, dict) else None
+        if isinstance(cur, str):
+            return cur
+    ref = payload.get("ref")
+    if isinstance(ref, str) and ref.startswith("refs/heads/"):
+        return ref.removeprefix("refs/heads/")
+    return None
+
+
+def _head_branch(payload: dict[str, Any]) -> str | None:
+    """The branch the change comes from (a PR's head), for the own-branch loop guard."""
+    pr = payload.get("pull_request")
+    if isinstance(pr, dict):
+        return (pr.get("head") or {}).get("ref")
+    return _branch(payload)
+
+
+def _conclusion(payload: dict[str, Any]) -> str | None:
+    for name in ("workflow_run", "check_suite", "check_run", "workflow_job"):
+        obj = payload.get(name)
+        if isinstance(obj, dict):
+            return obj.get("conclusion")
+    return None
+
+
+def _labels(payload: dict[str, Any]) -> set[str]:
+    names: set[str] = set()
+    for name in ("issue", "pull_request"):
+        obj = payload.get(name)
+        if isinstance(obj, dict):
+            names.update(
+                lb.get("name", "") for lb in obj.get("labels") or [] if isinstance(lb, dict)
+            )
+    label = payload.get("label")
+    if isinstance(label, dict) and label.get("name"):
+        names.add(label["name"])
+    return names
+
+
+def _association(payload: dict[str, Any]) -> str | None:
+    for name in ("comment", "review", "issue", "pull_request"):
+        obj = payload.get(name)
+        if isinstance(obj, dict) and obj.get("author_association"):
+            return str(obj["author_association"])
+    return None
+
+
+def match(
+    trigger: GitHubTrigger, incoming: Incoming, *, bot_login: str | None, branch_prefix: str
+) -> str | None:
+    """None when `incoming` fires `trigger`; otherwise why not (loop guards start with GUARD)."""
+    payload = incoming.payload
+    gh = incoming.meta["github"]
+    if gh["event"] not in trigger.events:
+        return f"event {gh['event']} not in {trigger.events}"
+    if not trigger.allow_self:
+        sender = (payload.get("sender") or {}).get("login")
+        if bot_login and sender == bot_login:
+            return f"{GUARD}sent by nightshift's own user {sender}"
+        head = _head_branch(payload)
+        if head and head.startswith(branch_prefix):
+            return f"{GUARD}on nightshift's own branch {head}"
+    if trigger.actions and gh["action"] not in trigger.actions:
+        return f"action {gh['action']} not in {trigger.actions}"
+    if trigger.repositories and not any(
+        fnmatchcase(gh["repository"] or "", pattern) for pattern in trigger.repositories
+    ):
+        return f"repository {gh['repository']} not in {trigger.repositories}"
+    if trigger.labels and not _labels(payload) & set(trigger.labels):
+        return f"none of the labels {trigger.labels}"
+    if trigger.branches:
+        branch = _branch(payload)
+        if branch is None or not any(fnmatchcase(branch, p) for p in trigger.branches):
+            return f"branch {branch} not in {trigger.branches}"
+    if trigger.conclusions and _conclusion(payload) not in trigger.conclusions:
+        return f"conclusion {_conclusion(payload)} not in {trigger.conclusions}"
+    allowed = trigger.author_associations
+    association = _association(payload)
+    # Events with no author (workflow runs, check suites, pushes) come from people who can
+    # already push; the association filter is for what outsiders can write (issues, comments).
+    if allowed and "*" not in allowed and association is not None and association not in allowed:
+        return f"author association {association} not in {allowed}"
+    return None
