@@ -5,12 +5,15 @@ from __future__ import annotations
 import platform
 import sys
 
-from . import idle_rss, load_10k, reload_latency, trigger_latency
+from . import idle_rss, intake, load_10k, reload_latency, trigger_latency
 
 
 def main() -> int:
     results = []
-    for module in (load_10k, reload_latency, trigger_latency, idle_rss):
+    only = set(sys.argv[1:])
+    for module in (load_10k, reload_latency, trigger_latency, idle_rss, intake):
+        if only and module.__name__.rsplit(".", 1)[-1] not in only:
+            continue
         print(f"running {module.__name__} …", file=sys.stderr, flush=True)
         results += module.main()
     print(f"\nPython {platform.python_version()}, {platform.machine()}, {platform.system()}\n")

@@ -22,7 +22,7 @@ from .sources import alertmanager, files, github, webhooks
 from .sources.incoming import GUARD, Incoming
 from .spec import Automation, templates
 from .spec.automation import AlertmanagerTrigger, EventTrigger, GitHubTrigger, WebhookTrigger
-from .store import Decision, Dispatched, NewRun, RunRow, Store, utcnow
+from .store import Decision, Dispatched, DispatchRequest, NewRun, RunRow, Store, utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -144,12 +144,8 @@ class Dispatcher:
                 skill.resolve_inputs(decision.run.inputs)
             except ValueError as exc:
                 raise NightshiftError(f"{name}: {exc}") from None
-        result = await self._store.call(
-            self._store.dispatch,
-            source="manual",
-            type="trigger",
-            payload=payload,
-            decisions=[decision],
+        result = await self._store.submit(
+            DispatchRequest(source="manual", type="trigger", payload=payload, decisions=[decision])
         )
         runs = self._submit(result)
         log.info("manual trigger", automation=name, run_id=runs[0].id, by=by)
@@ -172,13 +168,14 @@ class Dispatcher:
                 Decision(r.automation, "resolved", f"resolves run {r.id}", run_id=r.id)
                 for r in resolved
             ]
-        result = await self._store.call(
-            self._store.dispatch,
-            source=incoming.source,
-            type=incoming.type,
-            key=incoming.key,
-            payload=incoming.payload,
-            decisions=decisions,
+        result = await self._store.submit(
+            DispatchRequest(
+                source=incoming.source,
+                type=incoming.type,
+                key=incoming.key,
+                payload=incoming.payload,
+                decisions=decisions,
+            )
         )
         if result is None:
             return Routed(None, [], duplicate=True)
@@ -192,11 +189,11 @@ class Dispatcher:
             "event routed",
             source=incoming.source,
             type=incoming.type,
-            event_id=result.event.id,
+            event_id=result.event_id,
             runs=[r.id for r in runs],
             decisions={d.automation: d.decision for d in decisions},
         )
-        return Routed(result.event.id, runs)
+        return Routed(result.event_id, runs)
 
     @staticmethod
     def _slot_key(name: str, trigger_key: str, slot: datetime) -> str:
@@ -218,14 +215,15 @@ class Dispatcher:
             if automation.enabled
             else Decision(automation.name, "disabled")
         )
-        result = await self._store.call(
-            self._store.dispatch,
-            source="schedule",
-            type="fire",
-            key=self._slot_key(automation.name, trigger_key, slot),
-            payload=payload,
-            decisions=[decision],
-            schedule_mark=(automation.name, trigger_key, slot),
+        result = await self._store.submit(
+            DispatchRequest(
+                source="schedule",
+                type="fire",
+                key=self._slot_key(automation.name, trigger_key, slot),
+                payload=payload,
+                decisions=[decision],
+                schedule_mark=(automation.name, trigger_key, slot),
+            )
         )
         runs = self._submit(result)
         if decision.decision != "matched":

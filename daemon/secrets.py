@@ -7,6 +7,7 @@ registered with the process-wide `Redactor` so it cannot leak into logs, the sto
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -47,6 +48,8 @@ class Redactor:
             return
         with self._lock:
             self._values.add(value)
+            # Also its form inside JSON text, so `redact_json` finds it after escaping.
+            self._values.add(json.dumps(value)[1:-1])
             alternatives = sorted(self._values, key=len, reverse=True)
             self._pattern = re.compile("|".join(re.escape(v) for v in alternatives))
 
@@ -55,6 +58,10 @@ class Redactor:
         if self._pattern is not None:
             text = self._pattern.sub(MASK, text)
         return _KNOWN_TOKENS.sub(MASK, text)
+
+    def redact_json(self, obj: Any) -> str:
+        """`obj` serialised as JSON with every secret masked: one pass over the text."""
+        return self.redact(json.dumps(obj, separators=(",", ":"), default=str))
 
     def redact_obj(self, obj: Any) -> Any:
         """Redact every string inside a JSON-like structure (dicts, lists, scalars)."""

@@ -63,3 +63,39 @@ async def test_a_run_end_to_end_on_postgresql(project: Project, pg_schema_url: s
         assert [e["text"] for e in await events(d, run_id) if e["type"] == "message"] == [
             "hello postgres"
         ]
+
+
+async def test_group_commit_keeps_each_delivery_exact(db_url: str) -> None:
+    import asyncio
+
+    from daemon.errors import StoreError
+    from daemon.store import DispatchRequest
+
+    store = Store(db_url)
+    store.create_all()
+    requests = [
+        DispatchRequest(source="github", type="issues.opened", key=f"k{i // 2}", payload={"i": i})
+        for i in range(40)  # every key twice: one of each pair is a duplicate
+    ]
+    poison = DispatchRequest(
+        source="github",
+        type="x",
+        key="poison",
+        payload={},
+        decisions=[Decision("x", "matched", run=NewRun("x", "manual", {"bad": {1, 2}}))],
+    )
+    results = await asyncio.gather(
+        *(store.submit(r) for r in requests[:20]),
+        store.submit(poison),
+        *(store.submit(r) for r in requests[20:]),
+        return_exceptions=True,
+    )
+    poisoned = results.pop(20)
+    assert isinstance(poisoned, StoreError)
+    assert "not JSON serializable" in str(poisoned)
+    stored = [r for r in results if r is not None]
+    assert len(stored) == 20 and results.count(None) == 20
+    assert sorted(e.key or "" for e in store.list_events(limit=100)) == sorted(
+        f"k{i}" for i in range(20)
+    )
+    store.close()

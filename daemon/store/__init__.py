@@ -1,12 +1,13 @@
 """Durable state: events, runs, the step log, approvals and schedule marks."""
 
-from .store import Decision, Dispatched, NewRun, Store
+from .store import Decision, Dispatched, DispatchRequest, NewRun, Store
 from .tables import ApprovalRow, DecisionRow, EventRow, RunEventRow, RunRow, utcnow
 
 __all__ = [
     "ApprovalRow",
     "Decision",
     "DecisionRow",
+    "DispatchRequest",
     "Dispatched",
     "EventRow",
     "NewRun",

@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import func
+from sqlalchemy import Connection, Table, func, insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, col, select
 
 from ..errors import RunNotFound, StoreError
 from ..secrets import redactor
-from .engine import make_engine
+from .engine import make_engine, start_checkpointer
 from .tables import (
     ApprovalRow,
     DecisionRow,
@@ -33,6 +35,16 @@ from .tables import (
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+def _table(name: str) -> Table:
+    return SQLModel.metadata.tables[name]
+
+
+_EVENTS = _table("events")
+_RUNS = _table("runs")
+_DECISIONS = _table("event_decisions")
+_SCHEDULES = _table("schedule_state")
 
 
 @dataclass
@@ -60,10 +72,30 @@ class Decision:
 
 @dataclass
 class Dispatched:
-    """The outcome of `Store.dispatch`: the stored event and the runs it created."""
+    """The outcome of a dispatch: the stored event's id and the runs it created."""
 
-    event: EventRow
+    event_id: int
     runs: list[RunRow] = field(default_factory=list)
+
+
+@dataclass
+class DispatchRequest:
+    """An event to store with its decisions (and the runs they start) in one transaction.
+
+    `key` makes it idempotent; `schedule_mark` (automation, trigger key, slot) advances a
+    schedule in the same transaction.
+    """
+
+    source: str
+    type: str
+    payload: dict[str, Any]
+    key: str | None = None
+    decisions: Sequence[Decision] = ()
+    received_at: datetime | None = None
+    schedule_mark: tuple[str, str, datetime] | None = None
+
+
+_MAX_BATCH = 256
 
 
 def _run_row(new: NewRun, event_id: int | None) -> RunRow:
@@ -87,6 +119,18 @@ class Store:
         self.dialect = self.engine.dialect.name
         # SQLite has one writer at a time anyway; one thread keeps writes ordered.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        dialect_insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        self._insert = dialect_insert
+        # Built once: executing with parameters reuses SQLAlchemy's compiled form.
+        self._insert_event = (
+            dialect_insert(_EVENTS)
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(_EVENTS.c.id)
+        )
+        self._insert_run = insert(_RUNS).returning(_RUNS.c.id)
+        self._checkpointer = start_checkpointer(self.engine) if self.dialect == "sqlite" else None
+        self._pending: list[tuple[DispatchRequest, asyncio.Future[Dispatched | None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     def create_all(self) -> None:
         """Create missing tables."""
@@ -94,6 +138,8 @@ class Store:
 
     def close(self) -> None:
         """Release connections and the worker thread."""
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         self._pool.shutdown(wait=True)
         self.engine.dispose()
 
@@ -106,59 +152,113 @@ class Store:
         return Session(self.engine, expire_on_commit=False)
 
     # -- events and runs ------------------------------------------------------------------
-    def dispatch(
-        self,
-        *,
-        source: str,
-        type: str,
-        payload: dict[str, Any],
-        key: str | None = None,
-        decisions: Sequence[Decision] = (),
-        received_at: datetime | None = None,
-        schedule_mark: tuple[str, str, datetime] | None = None,
-    ) -> Dispatched | None:
-        """Store an event, its decisions and the runs it starts in one transaction.
+    async def submit(self, request: DispatchRequest) -> Dispatched | None:
+        """Store an event (group commit); returns once it is committed.
 
-        Returns None when `key` was stored before: a redelivery or a slot another replica
-        already fired. `schedule_mark` (automation, trigger key, slot) advances a schedule.
+        Requests that arrive while a transaction is being written wait for the next one and
+        share it, so a burst of deliveries costs a few commits instead of one each, while
+        every caller still hears back only after its own event is durable.
         """
-        with self._session() as s:
-            event = EventRow(
-                source=source,
-                type=type,
-                key=key,
-                payload=redactor.redact_obj(payload),
-                received_at=received_at or utcnow(),
-            )
-            s.add(event)
+        future: asyncio.Future[Dispatched | None] = asyncio.get_running_loop().create_future()
+        self._pending.append((request, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_pending())
+        return await future
+
+    async def _write_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
             try:
-                s.flush()
-            except IntegrityError:
-                s.rollback()
-                return None
-            assert event.id is not None
-            out = Dispatched(event)
-            for d in decisions:
-                run_id = d.run_id
-                if d.run is not None:
-                    run = _run_row(d.run, event.id)
-                    s.add(run)
-                    s.flush()
-                    out.runs.append(run)
-                    run_id = run.id
-                s.add(
-                    DecisionRow(
-                        event_id=event.id,
-                        automation=d.automation,
-                        decision=d.decision,
-                        detail=d.detail,
-                        run_id=run_id,
-                    )
+                results = await self.call(self.dispatch_many, [r for r, _ in batch])
+            except Exception:
+                if len(batch) == 1:
+                    results = None
+                else:
+                    # Isolate a poisonous request: write the batch one by one.
+                    self._pending = [(r, f) for r, f in batch] + self._pending
+                    await self._write_singly(len(batch))
+                    continue
+            for index, (request, future) in enumerate(batch):
+                if future.done():
+                    continue
+                if results is None:
+                    future.set_exception(StoreError(f"could not store {request.source} event"))
+                else:
+                    future.set_result(results[index])
+
+    async def _write_singly(self, count: int) -> None:
+        batch, self._pending = self._pending[:count], self._pending[count:]
+        for request, future in batch:
+            try:
+                (result,) = await self.call(self.dispatch_many, [request])
+            except Exception as exc:
+                if not future.done():
+                    error = StoreError(f"could not store {request.source} event: {exc}")
+                    error.__cause__ = exc
+                    future.set_exception(error)
+            else:
+                if not future.done():
+                    future.set_result(result)
+
+    def dispatch(self, **fields: Any) -> Dispatched | None:
+        """Store one event now (synchronous; see `DispatchRequest` for the fields)."""
+        return self.dispatch_many([DispatchRequest(**fields)])[0]
+
+    def dispatch_many(self, requests: Sequence[DispatchRequest]) -> list[Dispatched | None]:
+        """Store events, their decisions and runs in one transaction.
+
+        An event whose key was stored before yields None: a redelivery, or a schedule slot
+        another replica fired already.
+        """
+        with self.engine.begin() as conn:
+            return [self._dispatch_one(conn, r) for r in requests]
+
+    def _dispatch_one(self, conn: Connection, req: DispatchRequest) -> Dispatched | None:
+        event_id = conn.execute(
+            self._insert_event,
+            {
+                "source": req.source,
+                "type": req.type,
+                "key": req.key,
+                "received_at": req.received_at or utcnow(),
+                "payload": redactor.redact_json(req.payload),
+            },
+        ).scalar()
+        if event_id is None:
+            return None
+        out = Dispatched(int(event_id))
+        decision_rows = []
+        for d in req.decisions:
+            run_id = d.run_id
+            if d.run is not None:
+                run = _run_row(d.run, out.event_id)
+                values = run.model_dump(exclude={"id"})
+                run.id = run_id = conn.execute(self._insert_run, values).scalar_one()
+                out.runs.append(run)
+            decision_rows.append(
+                {
+                    "event_id": out.event_id,
+                    "automation": d.automation,
+                    "decision": d.decision,
+                    "detail": d.detail,
+                    "run_id": run_id,
+                }
+            )
+        if decision_rows:
+            conn.execute(insert(_DECISIONS), decision_rows)
+        if req.schedule_mark is not None:
+            automation, trigger_key, at = req.schedule_mark
+            upsert = self._insert(_SCHEDULES).values(
+                automation=automation, trigger_key=trigger_key, last_fire_at=at
+            )
+            conn.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=["automation", "trigger_key"],
+                    set_={"last_fire_at": upsert.excluded.last_fire_at},
+                    where=_SCHEDULES.c.last_fire_at < upsert.excluded.last_fire_at,
                 )
-            if schedule_mark is not None:
-                self._mark(s, *schedule_mark)
-            s.commit()
-            return out
+            )
+        return out
 
     def create_run(self, new: NewRun, event_id: int | None = None) -> RunRow:
         """Create a queued run outside an event (retries)."""

@@ -1,0 +1,150 @@
+"""Webhook intake (issue 4):
+- throughput of signed GitHub deliveries, each stored before its 2xx, against a bare endpoint of
+  the same ASGI stack answering 200, in the same run: target ≥ 0.50×;
+- latency p99 at 200 requests/s: target ≤ 10 ms (baseline: the bare endpoint at 200/s);
+- a 60-second flood: every acknowledged event is stored (acknowledged = stored).
+
+The daemon is a real `nightshift run` process on SQLite with one automation that listens to
+GitHub issues but filters this payload out, so every delivery is verified, routed and stored
+with its decision, and no run starts. The load client is its own process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from ._util import Result, percentile
+
+FLOOD_SECONDS = float(os.environ.get("NIGHTSHIFT_BENCH_FLOOD_SECONDS", "60"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+def load(url: str, *args: str) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench._load", url, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def start_daemon(tmp: Path, port: int) -> subprocess.Popen[bytes]:
+    (tmp / "automations").mkdir()
+    skill = tmp / "skills" / "noop"
+    (skill / "scripts").mkdir(parents=True)
+    (skill / "SKILL.md").write_text("---\nname: noop\ndescription: Nothing.\n---\n")
+    (skill / "scripts" / "run.py").write_text("print()\n")
+    (skill / "nightshift.yaml").write_text("entrypoint: scripts/run.py\n")
+    (tmp / "automations" / "triage.yaml").write_text(
+        "name: triage\nskill: noop\ntriggers:\n"
+        "  - {type: github, events: [issues], labels: [never-set]}\n"
+    )
+    (tmp / "config.yaml").write_text(
+        f"console: false\nlogging: {{level: warning}}\nhttp: {{port: {port}}}\n"
+        "sources: {github: {secret: bench-secret}}\n"
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daemon", "--config", str(tmp / "config.yaml"), "run"],
+        cwd=tmp,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_http(f"http://127.0.0.1:{port}/healthz")
+    return proc
+
+
+def stored_events(tmp: Path) -> int:
+    with sqlite3.connect(tmp / ".nightshift" / "nightshift.db") as db:
+        return int(db.execute("select count(*) from events").fetchone()[0])
+
+
+def main() -> list[Result]:
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        bare_port, daemon_port = free_port(), free_port()
+        bare = subprocess.Popen([sys.executable, "-m", "bench._bare", str(bare_port)])
+        daemon = start_daemon(tmp, daemon_port)
+        try:
+            wait_http(f"http://127.0.0.1:{bare_port}/")
+            bare_url = f"http://127.0.0.1:{bare_port}/hooks/github"
+            daemon_url = f"http://127.0.0.1:{daemon_port}/hooks/github"
+            load(bare_url, "--seconds", "2")  # warm up both
+            load(daemon_url, "--seconds", "2")
+            b = load(bare_url, "--seconds", "10")
+            d = load(daemon_url, "--seconds", "10")
+            bare_rps, daemon_rps = b["acked"] / b["seconds"], d["acked"] / d["seconds"]
+            results.append(
+                Result(
+                    "signed GitHub intake, stored before 2xx",
+                    daemon_rps,
+                    "req/s",
+                    "bare endpoint, same stack",
+                    bare_rps,
+                    "≥ 0.50× bare",
+                    daemon_rps >= 0.5 * bare_rps,
+                )
+            )
+            bl = load(bare_url, "--rate", "200", "--seconds", "10", "--concurrency", "64")
+            dl = load(daemon_url, "--rate", "200", "--seconds", "10", "--concurrency", "64")
+            p99 = percentile(dl["latencies"], 99)
+            results.append(
+                Result(
+                    "intake latency p99 at 200 req/s",
+                    p99,
+                    "ms",
+                    "bare endpoint p99 at 200 req/s",
+                    percentile(bl["latencies"], 99),
+                    "≤ 10 ms",
+                    p99 <= 10,
+                )
+            )
+            before = stored_events(tmp)
+            flood = load(daemon_url, "--seconds", str(FLOOD_SECONDS), "--concurrency", "32")
+            stored = stored_events(tmp) - before
+            results.append(
+                Result(
+                    f"{FLOOD_SECONDS:.0f}s flood: events stored",
+                    stored,
+                    "events",
+                    "acknowledged (2xx)",
+                    flood["acked"],
+                    "stored = acknowledged",
+                    stored == flood["acked"],
+                )
+            )
+        finally:
+            daemon.terminate()
+            bare.terminate()
+            daemon.wait(30)
+            bare.wait(10)
+    return results
