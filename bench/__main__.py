@@ -9,6 +9,9 @@ from . import idle_rss, intake, load_10k, reload_latency, trigger_latency
 
 
 def main() -> int:
+    from daemon import logs
+
+    logs.configure("human", "warning")
     results = []
     only = set(sys.argv[1:])
     for module in (load_10k, reload_latency, trigger_latency, idle_rss, intake):

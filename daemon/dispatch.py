@@ -7,6 +7,7 @@ transaction before anything executes, so a crash never loses an accepted event.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,14 +16,23 @@ from typing import Any
 import structlog
 
 from .config import SourcesConfig
-from .errors import AutomationNotFound, NightshiftError, TemplateError
+from .errors import AutomationNotFound, NightshiftError, RunStateError, TemplateError
 from .loader import Catalog
 from .runs import EventBus, Executor, Message
 from .sources import alertmanager, files, github, webhooks
 from .sources.incoming import GUARD, Incoming
 from .spec import Automation, templates
 from .spec.automation import AlertmanagerTrigger, EventTrigger, GitHubTrigger, WebhookTrigger
-from .store import Decision, Dispatched, DispatchRequest, NewRun, RunRow, Store, utcnow
+from .store import (
+    Decision,
+    Dispatched,
+    DispatchRequest,
+    NewRun,
+    RunGuard,
+    RunRow,
+    Store,
+    utcnow,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -50,10 +60,23 @@ def decide(
                 if not templates.evaluate(expr, ctx):
                     return Decision(automation.name, "filtered", f"when: {expr}")
         inputs = templates.render(dict(automation.inputs), ctx)
+        policies = automation.policies
+        key = None
+        if policies.dedup_key is not None:
+            key = str(templates.render(policies.dedup_key, ctx))
     except TemplateError as exc:
         return Decision(automation.name, "error", str(exc))
     inputs.update(overrides or {})
-    return Decision(automation.name, "matched", "", NewRun(automation.name, trigger, inputs))
+    guard = None
+    if apply_when:  # a person's explicit trigger is never deduplicated or throttled
+        throttle = policies.throttle
+        guard = RunGuard(
+            dedup_window=policies.dedup_window,
+            throttle=(throttle.max_runs, throttle.per) if throttle else None,
+            on_active=policies.on_active,
+        )
+    run = NewRun(automation.name, trigger, inputs, key=key, guard=guard)
+    return Decision(automation.name, "matched", "", run)
 
 
 def match_trigger(trigger: EventTrigger, incoming: Incoming, sources: SourcesConfig) -> str | None:
@@ -121,11 +144,14 @@ class Dispatcher:
         self._bus = bus or EventBus(store)
         self._sources = sources or SourcesConfig()
 
-    def _submit(self, result: Dispatched | None) -> list[RunRow]:
+    async def _submit(self, result: Dispatched | None) -> list[RunRow]:
         if result is None:
             return []
         for run in result.runs:
             self._executor.enqueue(run)
+        for old, new in result.superseded.items():
+            with contextlib.suppress(RunStateError):
+                await self._executor.cancel(old, "nightshift", f"superseded by run {new}")
         return result.runs
 
     async def manual(self, name: str, inputs: dict[str, Any], by: str) -> RunRow:
@@ -147,7 +173,7 @@ class Dispatcher:
         result = await self._store.submit(
             DispatchRequest(source="manual", type="trigger", payload=payload, decisions=[decision])
         )
-        runs = self._submit(result)
+        runs = await self._submit(result)
         log.info("manual trigger", automation=name, run_id=runs[0].id, by=by)
         return runs[0]
 
@@ -184,7 +210,7 @@ class Dispatcher:
             name = incoming.meta.get("alert", {}).get("name") or "the alert"
             ends = incoming.payload["alert"].get("endsAt", "")
             await self._bus.emit(run.id, Message(text=f"resolved: {name} ended at {ends}"))
-        runs = self._submit(result)
+        runs = await self._submit(result)
         log.info(
             "event routed",
             source=incoming.source,
@@ -225,7 +251,7 @@ class Dispatcher:
                 schedule_mark=(automation.name, trigger_key, slot),
             )
         )
-        runs = self._submit(result)
+        runs = await self._submit(result)
         if decision.decision != "matched":
             log.info(
                 "schedule fire not run",

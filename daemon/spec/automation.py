@@ -276,6 +276,22 @@ class MisfirePolicy(_Strict):
     grace: Duration = timedelta(hours=1)
 
 
+def _throttle_shorthand(value: Any) -> Any:
+    if isinstance(value, str):
+        count, sep, window = value.partition(" per ")
+        if not sep or not count.strip().isdigit():
+            raise ValueError(f"throttle {value!r}: expected e.g. '3 per 1h'")
+        return {"max_runs": int(count), "per": window.strip()}
+    return value
+
+
+class ThrottlePolicy(_Strict):
+    """At most `max_runs` runs per `per`, counted per dedup key (per automation without one)."""
+
+    max_runs: int = Field(ge=1)
+    per: Duration
+
+
 class Policies(_Strict):
     concurrency: ConcurrencyPolicy = ConcurrencyPolicy()
     timeout: Duration = Field(timedelta(minutes=30), description="wall time of one run")
@@ -284,6 +300,25 @@ class Policies(_Strict):
     on_interrupt: Literal["retry", "fail"] = Field(
         "retry", description="a run cut short by a daemon crash or stop: run it again, or fail it"
     )
+    dedup_key: str | None = Field(
+        None, description="template: events with the same key are the same thing"
+    )
+    dedup_window: Duration = Field(
+        timedelta(0), description="a key matched again within this window starts nothing"
+    )
+    throttle: Annotated[ThrottlePolicy | None, BeforeValidator(_throttle_shorthand)] = None
+    on_active: Literal["queue", "leave", "supersede"] = Field(
+        "queue", description="a run for the same key is still active: queue, leave it, or cancel it"
+    )
+
+    @field_validator("dedup_key")
+    @classmethod
+    def _compile_key(cls, value: str | None) -> str | None:
+        if value is not None and templates.is_template(value):
+            err = templates.check_syntax(value)
+            if err:
+                raise ValueError(err)
+        return value
 
 
 def _listify(value: Any) -> Any:

@@ -1,6 +1,6 @@
 """Durable state: events, runs, the step log, approvals and schedule marks."""
 
-from .store import Decision, Dispatched, DispatchRequest, NewRun, Store
+from .store import Decision, Dispatched, DispatchRequest, NewRun, RunGuard, Store
 from .tables import ApprovalRow, DecisionRow, EventRow, RunEventRow, RunRow, utcnow
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "EventRow",
     "NewRun",
     "RunEventRow",
+    "RunGuard",
     "RunRow",
     "Store",
     "utcnow",

@@ -11,7 +11,7 @@ import functools
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Table, func, insert
@@ -20,6 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, col, select
 
+from ..durations import format_duration
 from ..errors import RunNotFound, StoreError
 from ..secrets import redactor
 from .engine import make_engine, start_checkpointer
@@ -57,6 +58,17 @@ class NewRun:
     attempt: int = 1
     retry_of: int | None = None
     not_before: datetime | None = None
+    key: str | None = None
+    guard: RunGuard | None = None
+
+
+@dataclass(frozen=True)
+class RunGuard:
+    """Checks made in the transaction that would create a run (dedup, throttle, active)."""
+
+    dedup_window: timedelta = timedelta(0)
+    throttle: tuple[int, timedelta] | None = None
+    on_active: str = "queue"
 
 
 @dataclass
@@ -76,6 +88,7 @@ class Dispatched:
 
     event_id: int
     runs: list[RunRow] = field(default_factory=list)
+    superseded: dict[int, int] = field(default_factory=dict)  # old run id -> new run id
 
 
 @dataclass
@@ -107,6 +120,7 @@ def _run_row(new: NewRun, event_id: int | None) -> RunRow:
         attempt=new.attempt,
         retry_of=new.retry_of,
         not_before=new.not_before,
+        key=new.key,
         created_at=utcnow(),
     )
 
@@ -230,11 +244,17 @@ class Store:
         decision_rows = []
         for d in req.decisions:
             run_id = d.run_id
+            supersedes: list[int] = []
+            if d.run is not None and d.run.guard is not None:
+                verdict, detail, supersedes = self._guard(conn, d.run)
+                if verdict is not None:
+                    d = Decision(d.automation, verdict, detail)
             if d.run is not None:
                 run = _run_row(d.run, out.event_id)
                 values = run.model_dump(exclude={"id"})
                 run.id = run_id = conn.execute(self._insert_run, values).scalar_one()
                 out.runs.append(run)
+                out.superseded.update(dict.fromkeys(supersedes, run_id))
             decision_rows.append(
                 {
                     "event_id": out.event_id,
@@ -259,6 +279,49 @@ class Store:
                 )
             )
         return out
+
+    @staticmethod
+    def _guard(conn: Connection, new: NewRun) -> tuple[str | None, str, list[int]]:
+        """(decision that replaces `matched`, detail, runs to supersede) for a would-be run."""
+        guard = new.guard
+        assert guard is not None
+        runs = _RUNS.c
+        same = (runs.automation == new.automation) & (
+            runs.key.is_(None) if new.key is None else runs.key == new.key
+        )
+        now = utcnow()
+        if new.key is not None and guard.dedup_window > timedelta(0):
+            prior = conn.execute(
+                select(runs.id)
+                .where(same, runs.created_at >= now - guard.dedup_window)
+                .order_by(runs.id.desc())
+                .limit(1)
+            ).scalar()
+            if prior is not None:
+                return "deduplicated", f"key {new.key!r} started run {prior} within the window", []
+        supersede: list[int] = []
+        if new.key is not None and guard.on_active != "queue":
+            active = list(
+                conn.execute(
+                    select(runs.id).where(same, runs.status.in_(("queued", "running", "waiting")))
+                ).scalars()
+            )
+            if active and guard.on_active == "leave":
+                return "deduplicated", f"run {active[0]} for key {new.key!r} is still active", []
+            supersede = active
+        if guard.throttle is not None:
+            limit, per = guard.throttle
+            count = conn.execute(
+                select(func.count()).select_from(_RUNS).where(same, runs.created_at >= now - per)
+            ).scalar_one()
+            if count >= limit:
+                scope = f"key {new.key!r}" if new.key is not None else "this automation"
+                return (
+                    "throttled",
+                    f"{count} runs for {scope} in the last {format_duration(per)}",
+                    [],
+                )
+        return None, "", supersede
 
     def create_run(self, new: NewRun, event_id: int | None = None) -> RunRow:
         """Create a queued run outside an event (retries)."""

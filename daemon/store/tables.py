@@ -104,6 +104,7 @@ class RunRow(SQLModel, table=True):
     inputs: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     attempt: int = 1
     retry_of: int | None = None
+    key: str | None = Field(default=None, index=True)  # the automation's dedup key
     created_at: datetime = _ts(nullable=False)
     not_before: datetime | None = _ts()
     started_at: datetime | None = _ts()
