@@ -80,6 +80,7 @@ class Daemon:
         self.ready = asyncio.Event()
         self.started_at: datetime | None = None
         self._lock_fd: int | None = None
+        self._slack_reporter: Any = None
 
     def _count_started(self, run_id: int) -> None:
         self.metrics.runs_started.labels("*").inc()
@@ -195,6 +196,18 @@ class Daemon:
             spawn(self.scheduler.run(), "scheduler")
             if self.config.console:
                 spawn(ConsoleReporter(self.bus, self.catalog, self._console_out).run(), "console")
+            if self.config.slack is not None:
+                from .reporters.slack import SlackDelivery, SlackReporter, make_client
+
+                delivery = SlackDelivery(
+                    self.store,
+                    make_client(self.config.slack),
+                    self.config.slack.min_interval.total_seconds(),
+                )
+                reporter = SlackReporter(self.store, self.bus, self.catalog, delivery.wake)
+                self._slack_reporter = reporter
+                spawn(reporter.run(), "slack-reporter")
+                spawn(delivery.run(), "slack-delivery")
             if self.config.reload.enabled:
                 spawn(
                     watch(
@@ -226,9 +239,11 @@ class Daemon:
             self._watch_stop.set()
             await self.files.stop()
             for task in tasks:
-                if task.get_name() != "console":
+                if task.get_name() not in ("console", "slack-reporter"):
                     task.cancel()
             await self.executor.shutdown(self.config.shutdown_grace.total_seconds())
+            if self._slack_reporter is not None:
+                await self._slack_reporter.flush(5)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

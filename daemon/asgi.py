@@ -62,6 +62,9 @@ async def serve(
         bound.append(server.servers[0].sockets[0].getsockname()[1])
     started.set()
     try:
-        await task
+        await asyncio.shield(task)
     finally:
+        # Cancelling this coroutine does not stop uvicorn's own task: ask it to exit (it closes
+        # the listening socket at once) and wait, bounded by its graceful-shutdown timeout.
         server.should_exit = True
+        await asyncio.wait({task}, timeout=5)

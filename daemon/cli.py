@@ -209,6 +209,7 @@ def cmd_show(config: DaemonConfig, args: argparse.Namespace) -> int:
         run = store.get_run(args.run)
         events = [envelope_of(row) for row in store.run_events(args.run)]
         approvals = store.approvals(args.run)
+        undelivered = [o for o in store.outbox(args.run) if o.status != "sent"]
     finally:
         store.close()
     if args.json:
@@ -232,6 +233,9 @@ def cmd_show(config: DaemonConfig, args: argparse.Namespace) -> int:
     for a in approvals:
         by = f" by {a.decided_by}" if a.decided_by else ""
         print(f"approval {a.request_id!r} ({a.action}): {a.status}{by}")
+    for o in undelivered:
+        why = f": {o.error}" if o.error else ""
+        print(f"slack {o.kind} to {o.channel}: {o.status}{why}")
     print()
     for env in events:
         _print_env(env)

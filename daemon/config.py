@@ -88,6 +88,17 @@ class SourcesConfig(_Strict):
     webhooks: dict[str, WebhookSource] = Field(default_factory=dict)
 
 
+class SlackConfig(_Strict):
+    """Slack: where runs report (each automation names its channel in `report.channel`)."""
+
+    bot_token: SecretRef = Field(description="xoxb-… bot token, e.g. ${SLACK_BOT_TOKEN}")
+    app_token: SecretRef | None = Field(None, description="xapp-… token for Socket Mode replies")
+    base_url: str = Field("https://slack.com/api/", description="Web API base (ends in /api/)")
+    min_interval: Duration = Field(
+        timedelta(seconds=1), description="least time between two posts to one channel"
+    )
+
+
 class DaemonConfig(_Strict):
     """Everything `config.yaml` may set; every field has a working default."""
 
@@ -111,6 +122,7 @@ class DaemonConfig(_Strict):
     console: bool = Field(True, description="print live run progress on stdout")
     http: HttpConfig = HttpConfig()
     sources: SourcesConfig = SourcesConfig()
+    slack: SlackConfig | None = Field(None, description="without it, runs report to the console")
     base_dir: Path = Field(Path("."), exclude=True)
 
     @model_validator(mode="after")

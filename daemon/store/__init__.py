@@ -1,7 +1,15 @@
 """Durable state: events, runs, the step log, approvals and schedule marks."""
 
 from .store import Decision, Dispatched, DispatchRequest, NewRun, RunGuard, Store
-from .tables import ApprovalRow, DecisionRow, EventRow, RunEventRow, RunRow, utcnow
+from .tables import (
+    ApprovalRow,
+    DecisionRow,
+    EventRow,
+    OutboxRow,
+    RunEventRow,
+    RunRow,
+    utcnow,
+)
 
 __all__ = [
     "ApprovalRow",
@@ -11,6 +19,7 @@ __all__ = [
     "Dispatched",
     "EventRow",
     "NewRun",
+    "OutboxRow",
     "RunEventRow",
     "RunGuard",
     "RunRow",

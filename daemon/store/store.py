@@ -28,6 +28,7 @@ from .tables import (
     ApprovalRow,
     DecisionRow,
     EventRow,
+    OutboxRow,
     RunEventRow,
     RunRow,
     ScheduleStateRow,
@@ -476,6 +477,63 @@ class Store:
             if status:
                 q = q.where(ApprovalRow.status == status)
             return list(s.exec(q.order_by(col(ApprovalRow.id))))
+
+    # -- outbox ---------------------------------------------------------------------------
+    def add_outbox(
+        self, run_id: int, channel: str, kind: str, payload: dict[str, Any], parent_id: int | None
+    ) -> OutboxRow:
+        """Queue a chat message for delivery (payload already rendered and redacted)."""
+        with self._session() as s:
+            row = OutboxRow(
+                run_id=run_id,
+                channel=channel,
+                kind=kind,
+                payload=payload,
+                parent_id=parent_id,
+                created_at=utcnow(),
+            )
+            s.add(row)
+            s.commit()
+            return row
+
+    def outbox(
+        self, run_id: int | None = None, status: str | None = None, limit: int = 200
+    ) -> list[OutboxRow]:
+        """Outbox items in delivery order (of one run, or all)."""
+        with self._session() as s:
+            q = select(OutboxRow)
+            if run_id is not None:
+                q = q.where(OutboxRow.run_id == run_id)
+            if status is not None:
+                q = q.where(OutboxRow.status == status)
+            return list(s.exec(q.order_by(col(OutboxRow.id)).limit(limit)))
+
+    def get_outbox(self, item_id: int) -> OutboxRow | None:
+        with self._session() as s:
+            return s.get(OutboxRow, item_id)
+
+    def parent_outbox(self, run_id: int) -> OutboxRow | None:
+        """The run's parent message item, if one was queued."""
+        with self._session() as s:
+            q = select(OutboxRow).where(OutboxRow.run_id == run_id, OutboxRow.kind == "parent")
+            return s.exec(q).first()
+
+    def mark_outbox(
+        self, ids: Sequence[int], status: str, *, ts: str | None = None, error: str | None = None
+    ) -> None:
+        """Record the outcome of delivering items."""
+        with self._session() as s:
+            for item_id in ids:
+                row = s.get(OutboxRow, item_id)
+                if row is None:
+                    continue
+                row.status, row.error, row.attempts = status, error, row.attempts + 1
+                if ts is not None:
+                    row.ts = ts
+                if status == "sent":
+                    row.sent_at = utcnow()
+                s.add(row)
+            s.commit()
 
     # -- schedules ------------------------------------------------------------------------
     def last_fire(self, automation: str, trigger_key: str) -> datetime | None:

@@ -145,6 +145,29 @@ class ApprovalRow(SQLModel, table=True):
     reason: str | None = None
 
 
+class OutboxRow(SQLModel, table=True):
+    """A message for a chat (Slack) waiting to be delivered, or its delivery's outcome.
+
+    Items are delivered in id order; a reply or update names its run's parent message.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_id", "status", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(index=True)
+    channel: str
+    kind: str  # parent | update | reply
+    parent_id: int | None = None
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    status: str = "pending"  # pending | sent | failed
+    attempts: int = 0
+    error: str | None = None
+    ts: str | None = None  # the chat's id of the delivered message (thread parent)
+    created_at: datetime = _ts(nullable=False)
+    sent_at: datetime | None = _ts()
+
+
 class ScheduleStateRow(SQLModel, table=True):
     """The last slot each schedule fired (or was registered at), for misfire handling."""
 

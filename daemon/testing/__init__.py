@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 
 import yaml
 
-from .app import Daemon
-from .config import DaemonConfig
+from ..app import Daemon
+from ..config import DaemonConfig
 
 T = TypeVar("T")
 

@@ -1,0 +1,267 @@
+"""The Slack reporter: one thread per run, kept in order through a persisted outbox.
+
+`SlackReporter` turns the RunEvent stream into outbox items (a parent message per run, updates
+of it, thread replies). `SlackDelivery` sends them with the real slack-sdk client in id order:
+while Slack is unreachable or rate-limits, the head item waits (order kept, nothing lost — also
+across restarts, since the outbox is in the store); an item Slack rejects for good
+(channel_not_found, not_in_channel, …) is marked failed with the reason, and `nightshift show`
+lists it. Consecutive replies of a run are coalesced, and posts to one channel are spaced by
+`min_interval`, so a chatty run never floods a channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import structlog
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from ..config import SlackConfig
+from ..loader import Catalog
+from ..runs import Envelope, EventBus, Finished, Started, StatusChanged
+from ..secrets import redactor
+from ..store import OutboxRow, Store
+from . import slack_blocks
+
+log = structlog.get_logger(__name__)
+
+# Errors that no retry will fix: the item is marked failed and the queue moves on.
+PERMANENT = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "no_permission",
+        "missing_scope",
+        "msg_too_long",
+        "no_text",
+        "invalid_blocks",
+        "message_not_found",
+        "cant_update_message",
+        "restricted_action",
+        "invalid_arguments",
+    }
+)
+_MAX_COALESCED = 20
+_MAX_COALESCED_CHARS = 3500
+
+
+def make_client(config: SlackConfig) -> AsyncWebClient:
+    """The real slack-sdk client; 429s are retried after Retry-After by slack-sdk itself."""
+    return AsyncWebClient(
+        token=config.bot_token.resolve(),
+        base_url=config.base_url,
+        timeout=10,
+        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=2)],
+    )
+
+
+class SlackReporter:
+    """RunEvents → outbox items, for automations that name a `report.channel`."""
+
+    def __init__(
+        self, store: Store, bus: EventBus, catalog: Callable[[], Catalog], wake: Callable[[], None]
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._catalog = catalog
+        self._wake = wake
+        self._parents: dict[int, tuple[int, str]] = {}  # run id -> (parent item id, channel)
+        self._idle = asyncio.Event()
+
+    async def run(self) -> None:
+        with self._bus.subscribe() as sub:
+            while True:
+                if sub.queue.empty():
+                    self._idle.set()
+                env = await sub.queue.get()
+                self._idle.clear()
+                try:
+                    await self._handle(env)
+                except Exception:  # a reporter bug must not stop the others
+                    log.exception("slack reporter failed on an event", run_id=env.run_id)
+
+    async def flush(self, timeout: float) -> None:
+        """Wait (bounded) until every event received so far is in the outbox."""
+        await asyncio.sleep(0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
+
+    def _channel_for(self, automation: str) -> str | None:
+        found = self._catalog().automations.get(automation)
+        return found.report.channel if found is not None else None
+
+    async def _handle(self, env: Envelope) -> None:
+        run_id, event = env.run_id, env.event
+        parent = self._parents.get(run_id)
+        if parent is None:
+            row = await self._store.call(self._store.parent_outbox, run_id)
+            if row is not None and row.id is not None:
+                parent = self._parents[run_id] = (row.id, row.channel)
+        if isinstance(event, Started) and parent is None:
+            channel = self._channel_for(event.automation)
+            if channel is None:
+                return
+            run = await self._store.call(self._store.get_run, run_id)
+            item = await self._add(run_id, channel, "parent", slack_blocks.parent(run), None)
+            self._parents[run_id] = (item, channel)
+            return
+        if parent is None:
+            return  # this run does not report to Slack
+        parent_id, channel = parent
+        if isinstance(event, StatusChanged | Finished):
+            run = await self._store.call(self._store.get_run, run_id)
+            await self._add(run_id, channel, "update", slack_blocks.parent(run), parent_id)
+        body = slack_blocks.reply(run_id, event)
+        if body is not None:
+            await self._add(run_id, channel, "reply", body, parent_id)
+        if isinstance(event, Finished):
+            self._parents.pop(run_id, None)
+
+    async def _add(
+        self, run_id: int, channel: str, kind: str, payload: dict[str, Any], parent_id: int | None
+    ) -> int:
+        row = await self._store.call(
+            self._store.add_outbox, run_id, channel, kind, redactor.redact_obj(payload), parent_id
+        )
+        self._wake()
+        assert row.id is not None
+        return row.id
+
+
+class SlackDelivery:
+    """Sends outbox items to Slack, in order, until cancelled."""
+
+    def __init__(self, store: Store, client: AsyncWebClient, min_interval: float) -> None:
+        self._store = store
+        self._client = client
+        self._min_interval = min_interval
+        self._wake = asyncio.Event()
+        self._last_post: dict[str, float] = {}
+        self.backoff_max = 30.0
+
+    def wake(self) -> None:
+        """New items are waiting."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        backoff = 0.2
+        while True:
+            self._wake.clear()
+            items = await self._store.call(self._store.outbox, None, "pending", 200)
+            if not items:
+                await self._wake.wait()
+                continue
+            head = items[0]
+            wait = self._cooldown(head)
+            if wait > 0:
+                await asyncio.sleep(wait)  # more replies may arrive meanwhile and coalesce
+                continue
+            outcome = await self._deliver(head, items)
+            if outcome == "retry":
+                log.warning("slack unavailable; will retry", item=head.id, backoff_s=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.backoff_max)
+            else:
+                backoff = 0.2
+
+    def _cooldown(self, item: OutboxRow) -> float:
+        if item.kind == "update":
+            return 0.0
+        last = self._last_post.get(item.channel)
+        return 0.0 if last is None else last + self._min_interval - time.monotonic()
+
+    async def _deliver(self, item: OutboxRow, pending: list[OutboxRow]) -> str:
+        assert item.id is not None
+        parent = None
+        if item.parent_id is not None:
+            parent = await self._store.call(self._store.get_outbox, item.parent_id)
+            if parent is None or parent.status == "failed":
+                await self._store.call(
+                    self._store.mark_outbox,
+                    [item.id],
+                    "failed",
+                    error="parent message was not posted",
+                )
+                return "done"
+        try:
+            if item.kind == "parent":
+                resp = await self._client.chat_postMessage(channel=item.channel, **item.payload)
+                self._last_post[item.channel] = time.monotonic()
+                await self._store.call(self._store.mark_outbox, [item.id], "sent", ts=resp["ts"])
+            elif item.kind == "update":
+                assert parent is not None
+                assert parent.ts is not None
+                later = [
+                    p
+                    for p in pending
+                    if p.kind == "update" and p.parent_id == item.parent_id and p.id != item.id
+                ]
+                if later:  # a newer state is queued: skip straight to it
+                    await self._store.call(
+                        self._store.mark_outbox, [item.id], "sent", error="superseded"
+                    )
+                    return "done"
+                await self._client.chat_update(channel=item.channel, ts=parent.ts, **item.payload)
+                await self._store.call(self._store.mark_outbox, [item.id], "sent")
+            else:
+                assert parent is not None
+                assert parent.ts is not None
+                batch = self._coalesce(item, pending)
+                payload = (
+                    batch[0].payload
+                    if len(batch) == 1
+                    else {"text": "\n".join(str(b.payload.get("text", "")) for b in batch)}
+                )
+                resp = await self._client.chat_postMessage(
+                    channel=item.channel, thread_ts=parent.ts, **payload
+                )
+                self._last_post[item.channel] = time.monotonic()
+                await self._store.call(
+                    self._store.mark_outbox, [b.id for b in batch if b.id], "sent", ts=resp["ts"]
+                )
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
+            if error in PERMANENT:
+                log.error(
+                    "slack refused a message",
+                    item=item.id,
+                    run_id=item.run_id,
+                    channel=item.channel,
+                    error=error,
+                )
+                await self._store.call(self._store.mark_outbox, [item.id], "failed", error=error)
+                return "done"
+            return "retry"
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return "retry"
+        return "done"
+
+    @staticmethod
+    def _coalesce(item: OutboxRow, pending: list[OutboxRow]) -> list[OutboxRow]:
+        """`item` and the replies of the same run right after it, within Slack's limits."""
+        batch = [item]
+        size = len(str(item.payload.get("text", "")))
+        start = pending.index(item) + 1
+        for nxt in pending[start:]:
+            if nxt.run_id != item.run_id:
+                continue
+            if nxt.kind != "reply" or "blocks" in nxt.payload or "blocks" in item.payload:
+                break  # buttons and parent updates keep their own place in the order
+            size += len(str(nxt.payload.get("text", "")))
+            if len(batch) >= _MAX_COALESCED or size > _MAX_COALESCED_CHARS:
+                break
+            batch.append(nxt)
+        return batch

@@ -1,0 +1,180 @@
+"""Runs report to a Slack thread (through the real slack-sdk client and a local Slack double):
+one parent message kept up to date, replies in order, nothing lost while Slack is away."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from daemon.app import Daemon
+from daemon.cli import main
+from daemon.runs import RunStatus
+from daemon.testing import Project, running_daemon, wait_for
+from daemon.testing.slack import SlackDouble
+
+from .helpers import wait_status
+
+STEPS = """\
+import json, os, sys
+sys.stdin.readline()
+def emit(**e): print(json.dumps(e), flush=True)
+emit(type="step", title="Checking dependencies")
+emit(type="command", command="pip list --outdated", exit_code=1, output_tail="boom " + os.environ["TOKEN"])
+emit(type="message", text="3 packages behind")
+emit(type="finished", status="succeeded", summary="2 bumps proposed")
+"""
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[SlackDouble]:
+    async with SlackDouble() as double:
+        yield double
+
+
+def slack_project(project: Project, channel: str = "#ops", script: str = STEPS) -> None:
+    project.skill("deps", script)
+    project.automation(
+        "deps", skill="deps", report={"channel": channel}, env={"TOKEN": "${DEPS_TOKEN}"}
+    )
+
+
+def config(project: Project, slack: SlackDouble, **extra: Any) -> Any:
+    return project.config(
+        slack={"bot_token": slack.bot_token, "base_url": slack.base_url, "min_interval": "20ms"},
+        **extra,
+    )
+
+
+def all_sent(d: Daemon) -> bool:
+    items = d.store.outbox()
+    return bool(items) and all(i.status != "pending" for i in items)
+
+
+async def test_a_run_reports_in_one_thread_from_start_to_summary(
+    project: Project, slack: SlackDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEPS_TOKEN", "tok-s3cr3t-42")
+    slack_project(project)
+    async with running_daemon(config(project, slack)) as d:
+        run = await d.dispatcher.manual("deps", {}, "test")
+        assert run.id is not None
+        await wait_status(d, run.id, RunStatus.SUCCEEDED)
+        await wait_for(lambda: all_sent(d))
+    (parent,) = slack.parents("C0OPS")
+    assert parent.text == f"deps · run {run.id} · running"
+    assert parent.current_text == f"deps · run {run.id} · succeeded"
+    assert "2 bumps proposed" in parent.updates[-1]["blocks"][0]["text"]["text"]
+    thread = "\n".join(m.text for m in slack.thread(parent))
+    order = [
+        "Checking dependencies",
+        "pip list --outdated",
+        "3 packages behind",
+        "*succeeded*: 2 bumps proposed",
+    ]
+    positions = [thread.index(part) for part in order]
+    assert positions == sorted(positions)
+    assert "tok-s3cr3t-42" not in str(slack.calls) and "boom ***" in thread
+
+
+async def test_slack_down_then_back_delivers_everything_in_order(
+    project: Project, slack: SlackDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEPS_TOKEN", "x")
+    slack_project(project)
+    async with running_daemon(config(project, slack)) as d:
+        await slack.stop()  # Slack unreachable: connections refused
+        run = await d.dispatcher.manual("deps", {}, "test")
+        assert run.id is not None
+        await wait_status(d, run.id, RunStatus.SUCCEEDED)
+        await wait_for(lambda: len(d.store.outbox(status="pending")) == 6)
+        assert slack.messages == []
+        await slack.start()  # back on the same port
+        await wait_for(lambda: all_sent(d), 30)
+    (parent,) = slack.parents()
+    texts = [m.text for m in slack.thread(parent)]
+    joined = "\n".join(texts)
+    assert (
+        joined.index("Checking dependencies")
+        < joined.index("3 packages behind")
+        < joined.index("succeeded")
+    )
+    assert parent.current_text.endswith("succeeded")
+
+
+async def test_pending_messages_survive_a_daemon_restart(
+    project: Project, slack: SlackDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEPS_TOKEN", "x")
+    slack_project(project)
+    await slack.stop()
+    async with running_daemon(config(project, slack)) as d:
+        run = await d.dispatcher.manual("deps", {}, "test")
+        assert run.id is not None
+        await wait_status(d, run.id, RunStatus.SUCCEEDED)
+        await wait_for(lambda: len(d.store.outbox(status="pending")) == 6, 5)
+    await slack.start()
+    async with running_daemon(config(project, slack)) as d:
+        await wait_for(lambda: all_sent(d), 30)
+    (parent,) = slack.parents()
+    assert "succeeded" in parent.current_text and len(slack.thread(parent)) >= 1
+
+
+async def test_rate_limits_are_honoured(
+    project: Project, slack: SlackDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEPS_TOKEN", "x")
+    slack_project(project)
+    slack.rate_limit("chat.postMessage", retry_after=1)
+    async with running_daemon(config(project, slack)) as d:
+        run = await d.dispatcher.manual("deps", {}, "test")
+        assert run.id is not None
+        await wait_for(lambda: all_sent(d), 30)
+    posts = [c for c in slack.calls if c[0] == "chat.postMessage"]
+    assert len(posts) == len(slack.messages) + 1  # the 429, then the same message again
+    assert slack.parents()
+
+
+async def test_a_message_slack_refuses_for_good_is_recorded_and_shown(
+    project: Project,
+    slack: SlackDouble,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("DEPS_TOKEN", "x")
+    slack_project(project, channel="#nowhere")
+    async with running_daemon(config(project, slack)) as d:
+        run = await d.dispatcher.manual("deps", {}, "test")
+        assert run.id is not None
+        await wait_status(d, run.id, RunStatus.SUCCEEDED)
+        await wait_for(lambda: all_sent(d))
+        failed = d.store.outbox(status="failed")
+        assert failed[0].kind == "parent" and failed[0].error == "channel_not_found"
+        assert all(i.status == "failed" for i in d.store.outbox())
+    monkeypatch.chdir(project.root)
+    (project.root / "config.yaml").write_text("http: {port: 0}\n")
+    assert main(["show", str(run.id)]) == 0
+    assert "slack parent to #nowhere: failed: channel_not_found" in capsys.readouterr().out
+
+
+async def test_chatty_runs_are_coalesced(project: Project, slack: SlackDouble) -> None:
+    project.skill(
+        "chatty",
+        "import json, sys\nsys.stdin.readline()\n"
+        "for i in range(60):\n    print(json.dumps({'type': 'message', 'text': f'line {i}'}), flush=True)\n",
+    )
+    project.automation("chatty", skill="chatty", report={"channel": "#ops"})
+    cfg = project.config(
+        slack={"bot_token": slack.bot_token, "base_url": slack.base_url, "min_interval": "300ms"}
+    )
+    async with running_daemon(cfg) as d:
+        run = await d.dispatcher.manual("chatty", {}, "test")
+        assert run.id is not None
+        await wait_status(d, run.id, RunStatus.SUCCEEDED)
+        await wait_for(lambda: all_sent(d), 30)
+    (parent,) = slack.parents()
+    replies = slack.thread(parent)
+    joined = "\n".join(m.text for m in replies)
+    assert all(f"line {i}" in joined for i in range(60))
+    assert len(replies) <= 8  # 61 replies coalesced into a few posts
