@@ -81,6 +81,7 @@ class Daemon:
         self.started_at: datetime | None = None
         self._lock_fd: int | None = None
         self._slack_reporter: Any = None
+        self.slack_source: Any = None
 
     def _count_started(self, run_id: int) -> None:
         self.metrics.runs_started.labels("*").inc()
@@ -208,6 +209,17 @@ class Daemon:
                 self._slack_reporter = reporter
                 spawn(reporter.run(), "slack-reporter")
                 spawn(delivery.run(), "slack-delivery")
+                if self.config.slack.app_token is not None:
+                    from .sources.slack import SlackSource
+
+                    self.slack_source = SlackSource(
+                        app_token=self.config.slack.app_token.resolve(),
+                        client=make_client(self.config.slack),
+                        store=self.store,
+                        executor=self.executor,
+                        catalog=self.catalog,
+                    )
+                    spawn(self.slack_source.run(), "slack-source")
             if self.config.reload.enabled:
                 spawn(
                     watch(

@@ -25,7 +25,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from ..config import SlackConfig
 from ..loader import Catalog
-from ..runs import Envelope, EventBus, Finished, Started, StatusChanged
+from ..runs import (
+    ApprovalDecision,
+    ApprovalRequest,
+    Envelope,
+    EventBus,
+    Finished,
+    Started,
+    StatusChanged,
+)
 from ..secrets import redactor
 from ..store import OutboxRow, Store
 from . import slack_blocks
@@ -80,6 +88,7 @@ class SlackReporter:
         self._wake = wake
         self._parents: dict[int, tuple[int, str]] = {}  # run id -> (parent item id, channel)
         self._idle = asyncio.Event()
+        self._approvals: dict[tuple[int, str], tuple[int, str]] = {}  # -> (item id, text)
 
     async def run(self) -> None:
         with self._bus.subscribe() as sub:
@@ -126,7 +135,15 @@ class SlackReporter:
             await self._add(run_id, channel, "update", slack_blocks.parent(run), parent_id)
         body = slack_blocks.reply(run_id, event)
         if body is not None:
-            await self._add(run_id, channel, "reply", body, parent_id)
+            item = await self._add(run_id, channel, "reply", body, parent_id)
+            if isinstance(event, ApprovalRequest):
+                self._approvals[(run_id, event.id)] = (item, body["text"])
+        if isinstance(event, ApprovalDecision) and (run_id, event.id) in self._approvals:
+            # The request's message loses its buttons and says who decided what, and when.
+            item, text = self._approvals.pop((run_id, event.id))
+            await self._add(
+                run_id, channel, "update", slack_blocks.decided(text, event, env.at), item
+            )
         if isinstance(event, Finished):
             self._parents.pop(run_id, None)
 
@@ -200,7 +217,13 @@ class SlackDelivery:
             if item.kind == "parent":
                 resp = await self._client.chat_postMessage(channel=item.channel, **item.payload)
                 self._last_post[item.channel] = time.monotonic()
-                await self._store.call(self._store.mark_outbox, [item.id], "sent", ts=resp["ts"])
+                await self._store.call(
+                    self._store.mark_outbox,
+                    [item.id],
+                    "sent",
+                    ts=resp["ts"],
+                    channel_id=resp.get("channel"),
+                )
             elif item.kind == "update":
                 assert parent is not None
                 assert parent.ts is not None
@@ -214,7 +237,9 @@ class SlackDelivery:
                         self._store.mark_outbox, [item.id], "sent", error="superseded"
                     )
                     return "done"
-                await self._client.chat_update(channel=item.channel, ts=parent.ts, **item.payload)
+                await self._client.chat_update(
+                    channel=parent.channel_id or item.channel, ts=parent.ts, **item.payload
+                )
                 await self._store.call(self._store.mark_outbox, [item.id], "sent")
             else:
                 assert parent is not None
@@ -230,7 +255,11 @@ class SlackDelivery:
                 )
                 self._last_post[item.channel] = time.monotonic()
                 await self._store.call(
-                    self._store.mark_outbox, [b.id for b in batch if b.id], "sent", ts=resp["ts"]
+                    self._store.mark_outbox,
+                    [b.id for b in batch if b.id],
+                    "sent",
+                    ts=resp["ts"],
+                    channel_id=resp.get("channel"),
                 )
         except SlackApiError as exc:
             error = str(exc.response.get("error") or f"HTTP {exc.response.status_code}")

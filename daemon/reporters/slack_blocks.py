@@ -62,6 +62,17 @@ def parent(run: RunRow) -> dict[str, Any]:
     }
 
 
+def decided(request_text: str, decision: ApprovalDecision, at: datetime) -> dict[str, Any]:
+    """The approval request's message once decided: no buttons, who decided what and when."""
+    verb = ":white_check_mark: approved" if decision.approved else ":no_entry: denied"
+    why = f": {decision.reason}" if decision.reason else ""
+    text = f"{request_text}\n{verb} by {decision.by} at {at:%H:%M:%S} UTC{why}"
+    return {
+        "text": text,
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": _clip(text)}}],
+    }
+
+
 def reply(run_id: int, event: RunEvent) -> dict[str, Any] | None:
     """A thread reply for a meaningful step, or None for events that only update the parent."""
     if isinstance(event, Step):

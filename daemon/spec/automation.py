@@ -241,6 +241,13 @@ class Report(_Strict):
 
     channel: str | None = Field(None, description="Slack channel for the run's thread")
     console: bool = True
+    approvers: list[str] = Field(
+        default_factory=list, description="Slack user IDs who may approve or deny in the thread"
+    )
+    steerers: list[str] = Field(
+        default_factory=list,
+        description="Slack user IDs who may steer or stop the run (approvers may too)",
+    )
 
 
 class ConcurrencyPolicy(_Strict):

@@ -512,6 +512,14 @@ class Store:
         with self._session() as s:
             return s.get(OutboxRow, item_id)
 
+    def run_for_thread(self, channel_id: str, ts: str) -> int | None:
+        """The run whose parent message is `ts` in `channel_id` (a thread reply's run)."""
+        with self._session() as s:
+            q = select(OutboxRow.run_id).where(
+                OutboxRow.kind == "parent", OutboxRow.channel_id == channel_id, OutboxRow.ts == ts
+            )
+            return s.exec(q).first()
+
     def parent_outbox(self, run_id: int) -> OutboxRow | None:
         """The run's parent message item, if one was queued."""
         with self._session() as s:
@@ -519,7 +527,13 @@ class Store:
             return s.exec(q).first()
 
     def mark_outbox(
-        self, ids: Sequence[int], status: str, *, ts: str | None = None, error: str | None = None
+        self,
+        ids: Sequence[int],
+        status: str,
+        *,
+        ts: str | None = None,
+        error: str | None = None,
+        channel_id: str | None = None,
     ) -> None:
         """Record the outcome of delivering items."""
         with self._session() as s:
@@ -530,6 +544,8 @@ class Store:
                 row.status, row.error, row.attempts = status, error, row.attempts + 1
                 if ts is not None:
                     row.ts = ts
+                if channel_id is not None:
+                    row.channel_id = channel_id
                 if status == "sent":
                     row.sent_at = utcnow()
                 s.add(row)

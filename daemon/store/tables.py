@@ -164,6 +164,7 @@ class OutboxRow(SQLModel, table=True):
     attempts: int = 0
     error: str | None = None
     ts: str | None = None  # the chat's id of the delivered message (thread parent)
+    channel_id: str | None = Field(default=None, index=True)  # as the chat names the channel
     created_at: datetime = _ts(nullable=False)
     sent_at: datetime | None = _ts()
 

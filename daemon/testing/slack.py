@@ -21,7 +21,8 @@ from urllib.parse import parse_qsl
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..asgi import serve
 
@@ -60,7 +61,12 @@ class SlackDouble:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.script: dict[str, list[tuple[int, dict[str, Any], dict[str, str]]]] = {}
         self.port = 0
+        self.app_token = "xapp-test-token"  # noqa: S105 - the double's own fake token
+        self.ephemeral: list[dict[str, Any]] = []
+        self.sockets: list[WebSocket] = []
+        self.acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._ts = itertools.count(1)
+        self._ids = itertools.count(1)
         self._task: asyncio.Task[None] | None = None
 
     # -- control --------------------------------------------------------------------------
@@ -121,6 +127,7 @@ class SlackDouble:
                 if ctype.startswith("application/json")
                 else dict(parse_qsl(raw.decode()))
             )
+            params = {**dict(request.query_params), **params}  # some methods send a query string
             self.calls.append((method, params))
             scripted = self.script.get(method)
             if scripted:
@@ -128,14 +135,154 @@ class SlackDouble:
                 return JSONResponse(body, status_code=status, headers=headers)
             auth = request.headers.get("authorization", "")
             token = auth.removeprefix("Bearer ").strip() or params.get("token", "")
-            if token != self.bot_token:
+            wanted = self.app_token if method == "apps.connections.open" else self.bot_token
+            if token != wanted:
                 return JSONResponse({"ok": False, "error": "invalid_auth"})
             handler = getattr(self, "_" + method.replace(".", "_"), None)
             if handler is None:
                 return JSONResponse({"ok": False, "error": "unknown_method"})
             return JSONResponse(handler(params))
 
-        return Starlette(routes=[Route("/api/{method}", api, methods=["POST", "GET"])])
+        async def link(ws: WebSocket) -> None:
+            await ws.accept()
+            await ws.send_json(
+                {
+                    "type": "hello",
+                    "num_connections": len(self.sockets) + 1,
+                    "debug_info": {"host": "double"},
+                    "connection_info": {"app_id": "A0APP"},
+                }
+            )
+            self.sockets.append(ws)
+            try:
+                while True:
+                    ack = json.loads(await ws.receive_text())
+                    waiter = self.acks.get(str(ack.get("envelope_id")))
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(ack)
+            except WebSocketDisconnect:
+                pass
+            finally:
+                if ws in self.sockets:
+                    self.sockets.remove(ws)
+
+        return Starlette(
+            routes=[
+                Route("/api/{method}", api, methods=["POST", "GET"]),
+                WebSocketRoute("/link/", link),
+            ]
+        )
+
+    # -- Socket Mode ----------------------------------------------------------------------
+    def _apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "url": f"ws://127.0.0.1:{self.port}/link/?ticket={next(self._ids)}"}
+
+    async def envelope(
+        self,
+        type: str,
+        payload: dict[str, Any],
+        *,
+        envelope_id: str | None = None,
+        retry_attempt: int = 0,
+        timeout: float = 10,
+    ) -> dict[str, Any]:
+        """Send one envelope to the newest connection and return the client's ack."""
+        envelope_id = envelope_id or f"env-{next(self._ids)}"
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.acks[envelope_id] = waiter
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self.sockets:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("no Socket Mode client connected")
+            await asyncio.sleep(0.01)
+        await self.sockets[-1].send_json(
+            {
+                "envelope_id": envelope_id,
+                "type": type,
+                "payload": payload,
+                "accepts_response_payload": type != "events_api",
+                "retry_attempt": retry_attempt,
+                "retry_reason": "timeout" if retry_attempt else "",
+            }
+        )
+        return await asyncio.wait_for(waiter, timeout)
+
+    async def reply(
+        self,
+        parent: Posted,
+        user: str,
+        text: str,
+        *,
+        bot: bool = False,
+        event_id: str | None = None,
+        retry_attempt: int = 0,
+        envelope_id: str | None = None,
+    ) -> Posted:
+        """A person (or a bot) replies in a message's thread; delivered as events_api."""
+        msg = Posted(parent.channel, self._next_ts(), text, parent.ts)
+        self.messages.append(msg)
+        event: dict[str, Any] = {
+            "type": "message",
+            "channel": parent.channel,
+            "user": user,
+            "text": text,
+            "ts": msg.ts,
+            "thread_ts": parent.ts,
+            "event_ts": msg.ts,
+            "channel_type": "channel",
+        }
+        if bot:
+            event.update(bot_id="B0OTHER", subtype="bot_message")
+        await self.envelope(
+            "events_api",
+            {
+                "type": "event_callback",
+                "team_id": "T0TEAM",
+                "api_app_id": "A0APP",
+                "event_id": event_id or f"Ev{next(self._ids)}",
+                "event_time": 1700000000,
+                "event": event,
+            },
+            retry_attempt=retry_attempt,
+            envelope_id=envelope_id,
+        )
+        return msg
+
+    async def click(self, message: Posted, user: str, action_id: str) -> dict[str, Any]:
+        """A person clicks a button of `message`; delivered as an interactive envelope."""
+        button = next(
+            e
+            for b in message.blocks
+            if b.get("type") == "actions"
+            for e in b["elements"]
+            if e["action_id"] == action_id
+        )
+        return await self.envelope(
+            "interactive",
+            {
+                "type": "block_actions",
+                "user": {"id": user, "username": user},
+                "team": {"id": "T0TEAM"},
+                "channel": {"id": message.channel},
+                "container": {
+                    "type": "message",
+                    "message_ts": message.ts,
+                    "channel_id": message.channel,
+                },
+                "message": {"ts": message.ts, "thread_ts": message.thread_ts, "text": message.text},
+                "trigger_id": "trig",
+                "response_url": "http://127.0.0.1/none",
+                "actions": [
+                    {
+                        "type": "button",
+                        "action_id": action_id,
+                        "block_id": "b",
+                        "value": button["value"],
+                        "action_ts": "1",
+                    }
+                ],
+            },
+        )
 
     def _channel(self, name: str) -> str | None:
         if name in self.channels.values():
@@ -192,4 +339,5 @@ class SlackDouble:
         return {"ok": True}
 
     def _chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.ephemeral.append(params)
         return {"ok": True, "message_ts": self._next_ts()}

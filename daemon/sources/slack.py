@@ -1,0 +1,210 @@
+"""Replies from Slack (Socket Mode): thread replies and buttons reach the run's inbox.
+
+Every envelope is acknowledged at once (Slack allows 3 seconds), then handled. A reply in a
+run's thread is, by its words: `stop`/`cancel`, `approve`, `deny [reason]`, `status`, or else
+steering text. Only the automation's `report.steerers` (and approvers) may steer or stop a run,
+only its `report.approvers` may decide, and bot users never count; anyone else gets a short
+ephemeral notice and changes nothing. Redelivered envelopes (Slack retries) are handled once:
+each accepted reply is stored as an event keyed by Slack's event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from slack_sdk.errors import SlackApiError
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
+from slack_sdk.web.async_client import AsyncWebClient
+
+from ..errors import NightshiftError
+from ..loader import Catalog
+from ..runs import Executor
+from ..spec import Automation
+from ..store import DispatchRequest, Store
+
+log = structlog.get_logger(__name__)
+
+
+def parse_reply(text: str) -> tuple[str, str]:
+    """(command, argument) of a thread reply; command `steer` for anything else."""
+    words = text.strip().split(maxsplit=1)
+    head = words[0].lower().strip(".!") if words else ""
+    rest = words[1].strip() if len(words) > 1 else ""
+    if head in ("stop", "cancel") and not rest:
+        return "cancel", ""
+    if head == "approve" and not rest:
+        return "approve", ""
+    if head == "deny":
+        return "deny", rest
+    if head == "status" and not rest:
+        return "status", ""
+    return "steer", text.strip()
+
+
+class SlackSource:
+    """Listens on Socket Mode and turns replies into inbox messages."""
+
+    def __init__(
+        self,
+        *,
+        app_token: str,
+        client: AsyncWebClient,
+        store: Store,
+        executor: Executor,
+        catalog: Callable[[], Catalog],
+    ) -> None:
+        self._app_token = app_token
+        self._client = client
+        self._store = store
+        self._executor = executor
+        self._catalog = catalog
+        self._bot_user: str | None = None
+        self.connected = asyncio.Event()
+
+    async def run(self) -> None:
+        auth = await self._client.auth_test()
+        self._bot_user = auth.get("user_id")
+        socket = SocketModeClient(app_token=self._app_token, web_client=self._client)
+        socket.socket_mode_request_listeners.append(self._on_request)  # type: ignore[arg-type]
+        try:
+            await socket.connect()  # type: ignore[no-untyped-call]
+            self.connected.set()
+            await asyncio.Event().wait()
+        finally:
+            with contextlib.suppress(Exception):
+                await socket.close()  # type: ignore[no-untyped-call]
+
+    async def _on_request(self, socket: SocketModeClient, req: SocketModeRequest) -> None:
+        await socket.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+        try:
+            if req.type == "events_api":
+                await self._on_event(req.payload)
+            elif req.type == "interactive":
+                await self._on_action(req.payload)
+        except Exception:  # one bad envelope must not stop the listener
+            log.exception("slack envelope failed", type=req.type, envelope=req.envelope_id)
+
+    # -- thread replies -------------------------------------------------------------------
+    async def _on_event(self, payload: dict[str, Any]) -> None:
+        event = payload.get("event") or {}
+        thread = event.get("thread_ts")
+        if event.get("type") != "message" or not thread or thread == event.get("ts"):
+            return
+        if event.get("subtype") not in (None, "thread_broadcast"):
+            return  # edits, joins, bot messages
+        channel, user = str(event.get("channel")), str(event.get("user") or "")
+        run_id = await self._store.call(self._store.run_for_thread, channel, str(thread))
+        if run_id is None:
+            return  # a thread that is not a run's
+        if event.get("bot_id") or user == self._bot_user:
+            return  # bots neither steer nor approve (and our own posts are not replies)
+        stored = await self._store.submit(
+            DispatchRequest(
+                source="slack",
+                type="reply",
+                key=f"slack:{payload.get('event_id')}",
+                payload={
+                    "run_id": run_id,
+                    "user": user,
+                    "text": event.get("text", ""),
+                    "channel": channel,
+                    "ts": event.get("ts"),
+                },
+            )
+        )
+        if stored is None:
+            return  # a redelivery of a reply already handled
+        automation = await self._automation_of(run_id)
+        command, arg = parse_reply(str(event.get("text", "")))
+        by = f"slack:{user}"
+        if command in ("approve", "deny"):
+            if not self._may_approve(automation, user):
+                await self._notice(
+                    channel, user, thread, "Only this automation's approvers can decide."
+                )
+                return
+            await self._act(
+                channel,
+                user,
+                thread,
+                self._executor.decide(run_id, None, command == "approve", by, arg or None),
+            )
+        elif command == "status":
+            run = await self._store.call(self._store.get_run, run_id)
+            await self._client.chat_postMessage(
+                channel=channel, thread_ts=thread, text=f"run {run_id} is *{run.status}*"
+            )
+            return
+        else:
+            if not self._may_steer(automation, user):
+                await self._notice(channel, user, thread, "You cannot steer this run.")
+                return
+            if command == "cancel":
+                await self._act(channel, user, thread, self._executor.cancel(run_id, by))
+            else:
+                await self._act(channel, user, thread, self._executor.steer(run_id, arg, by))
+        with contextlib.suppress(SlackApiError):
+            await self._client.reactions_add(
+                channel=channel, timestamp=str(event.get("ts")), name="eyes"
+            )
+
+    # -- buttons --------------------------------------------------------------------------
+    async def _on_action(self, payload: dict[str, Any]) -> None:
+        if payload.get("type") != "block_actions":
+            return
+        user = str((payload.get("user") or {}).get("id", ""))
+        channel = str((payload.get("channel") or {}).get("id", ""))
+        thread = (payload.get("message") or {}).get("thread_ts")
+        for action in payload.get("actions") or []:
+            if action.get("action_id") not in ("approve", "deny"):
+                continue
+            run_text, _, approval_id = str(action.get("value", "")).partition(":")
+            if not run_text.isdigit() or not approval_id:
+                continue
+            run_id = int(run_text)
+            automation = await self._automation_of(run_id)
+            if not self._may_approve(automation, user) or user == self._bot_user:
+                await self._notice(
+                    channel, user, thread, "Only this automation's approvers can decide."
+                )
+                continue
+            approved = action["action_id"] == "approve"
+            await self._act(
+                channel,
+                user,
+                thread,
+                self._executor.decide(run_id, approval_id, approved, f"slack:{user}", None),
+            )
+
+    # -- helpers --------------------------------------------------------------------------
+    async def _automation_of(self, run_id: int) -> Automation | None:
+        run = await self._store.call(self._store.get_run, run_id)
+        return self._catalog().automations.get(run.automation)
+
+    @staticmethod
+    def _may_approve(automation: Automation | None, user: str) -> bool:
+        return automation is not None and user in automation.report.approvers
+
+    @staticmethod
+    def _may_steer(automation: Automation | None, user: str) -> bool:
+        if automation is None:
+            return False
+        return user in automation.report.steerers or user in automation.report.approvers
+
+    async def _act(self, channel: str, user: str, thread: Any, action: Any) -> None:
+        try:
+            await action
+        except NightshiftError as exc:  # e.g. the run already ended, or nothing is pending
+            await self._notice(channel, user, thread, str(exc))
+
+    async def _notice(self, channel: str, user: str, thread: Any, text: str) -> None:
+        with contextlib.suppress(SlackApiError):
+            await self._client.chat_postEphemeral(
+                channel=channel, user=user, text=text, thread_ts=thread
+            )

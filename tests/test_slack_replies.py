@@ -1,0 +1,152 @@
+"""People in a run's Slack thread steer it and decide its approvals (Socket Mode, through the
+real slack-sdk SocketModeClient against the local Slack double)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from daemon.app import Daemon
+from daemon.runs import RunStatus
+from daemon.testing import Project, running_daemon, wait_for
+from daemon.testing.slack import Posted, SlackDouble
+
+from .helpers import events, wait_status
+from .test_runs import APPROVING
+
+STEERABLE = """\
+import json, sys
+ctx = json.loads(sys.stdin.readline())
+print(json.dumps({"type": "step", "title": "ready for guidance"}), flush=True)
+msg = json.loads(sys.stdin.readline())
+plan = "patch only" if "patch" in msg["text"] else "everything"
+print(json.dumps({"type": "finished", "status": "succeeded", "summary": f"{plan} (from {msg['by']})"}), flush=True)
+"""
+ANN, EVE = "U0ANN", "U0EVE"
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[SlackDouble]:
+    async with SlackDouble() as double:
+        yield double
+
+
+@pytest.fixture
+async def daemon(project: Project, slack: SlackDouble) -> AsyncIterator[Daemon]:
+    project.skill("steerable", STEERABLE)
+    project.skill("pusher", APPROVING)
+    report = {"channel": "#ops", "approvers": [ANN], "steerers": []}
+    project.automation("steer-me", skill="steerable", report=report)
+    project.automation("push", skill="pusher", report=report)
+    config = project.config(
+        slack={
+            "bot_token": slack.bot_token,
+            "app_token": slack.app_token,
+            "base_url": slack.base_url,
+            "min_interval": "10ms",
+        },
+    )
+    async with running_daemon(config) as d:
+        await wait_for(lambda: slack.sockets)
+        yield d
+
+
+async def parent_of(slack: SlackDouble, run_id: int) -> Posted:
+    def find() -> Posted | None:
+        return next((m for m in slack.parents() if f"run {run_id} " in m.text), None)
+
+    parent = await wait_for(find)
+    assert parent is not None
+    return parent
+
+
+async def approval_message(slack: SlackDouble, parent: Posted) -> Posted:
+    def find() -> Posted | None:
+        return next(
+            (m for m in slack.thread(parent) if any(b.get("type") == "actions" for b in m.blocks)),
+            None,
+        )
+
+    msg = await wait_for(find)
+    assert msg is not None
+    return msg
+
+
+async def start(d: Daemon, name: str) -> int:
+    run = await d.dispatcher.manual(name, {}, "test")
+    assert run.id is not None
+    return run.id
+
+
+async def test_a_thread_reply_steers_the_running_script(daemon: Daemon, slack: SlackDouble) -> None:
+    run_id = await start(daemon, "steer-me")
+    parent = await parent_of(slack, run_id)
+    await wait_for(lambda: any("ready for guidance" in m.text for m in slack.thread(parent)))
+    reply = await slack.reply(parent, ANN, "keep it small: only patch versions")
+    run = await wait_status(daemon, run_id, RunStatus.SUCCEEDED)
+    assert run.summary == "patch only (from slack:U0ANN)"
+    steer = [e for e in await events(daemon, run_id) if e["type"] == "steer_received"]
+    assert steer == [
+        {
+            "type": "steer_received",
+            "text": "keep it small: only patch versions",
+            "by": "slack:U0ANN",
+        }
+    ]
+    await wait_for(lambda: (reply.channel, reply.ts, "eyes") in slack.reactions)
+
+
+async def test_approve_by_button_updates_the_request(daemon: Daemon, slack: SlackDouble) -> None:
+    run_id = await start(daemon, "push")
+    msg = await approval_message(slack, await parent_of(slack, run_id))
+    await wait_status(daemon, run_id, RunStatus.WAITING)
+    ack = await slack.click(msg, ANN, "approve")
+    assert ack["envelope_id"]
+    await wait_status(daemon, run_id, RunStatus.SUCCEEDED)
+    texts = [e.get("text") for e in await events(daemon, run_id) if e["type"] == "message"]
+    assert texts == ["pushed"]
+    await wait_for(lambda: msg.updates)
+    assert "approved by slack:U0ANN" in msg.updates[-1]["text"]
+    assert all(b["type"] != "actions" for b in msg.updates[-1]["blocks"])  # buttons gone
+    await slack.click(msg, ANN, "deny")  # a second click is harmless
+    await wait_for(lambda: slack.ephemeral)
+    assert (await daemon.store.call(daemon.store.approvals, run_id))[0].status == "approved"
+
+
+async def test_deny_by_reply_with_a_reason(daemon: Daemon, slack: SlackDouble) -> None:
+    run_id = await start(daemon, "push")
+    parent = await parent_of(slack, run_id)
+    await approval_message(slack, parent)
+    await slack.reply(parent, ANN, "deny not on Fridays")
+    await wait_status(daemon, run_id, RunStatus.SUCCEEDED)
+    texts = [e.get("text") for e in await events(daemon, run_id) if e["type"] == "message"]
+    assert texts == ["not pushed: not on Fridays"]
+
+
+async def test_strangers_and_bots_change_nothing(daemon: Daemon, slack: SlackDouble) -> None:
+    run_id = await start(daemon, "push")
+    parent = await parent_of(slack, run_id)
+    msg = await approval_message(slack, parent)
+    await slack.reply(parent, EVE, "approve")
+    await slack.click(msg, EVE, "approve")
+    await slack.reply(parent, "U0BOT2", "approve", bot=True)
+    await wait_for(lambda: len(slack.ephemeral) == 2)
+    assert {e["user"] for e in slack.ephemeral} == {EVE}
+    assert slack.ephemeral[0]["text"] == "Only this automation's approvers can decide."
+    assert (await daemon.store.call(daemon.store.get_run, run_id)).status == "waiting"
+    await slack.click(msg, ANN, "approve")
+    await wait_status(daemon, run_id, RunStatus.SUCCEEDED)
+
+
+async def test_a_redelivered_envelope_is_handled_once(daemon: Daemon, slack: SlackDouble) -> None:
+    run_id = await start(daemon, "steer-me")
+    parent = await parent_of(slack, run_id)
+    await wait_for(lambda: any("ready for guidance" in m.text for m in slack.thread(parent)))
+    first: dict[str, Any] = {"event_id": "Ev0SAME"}
+    await slack.reply(parent, ANN, "patch please", **first)
+    await slack.reply(parent, ANN, "patch please", retry_attempt=1, **first)
+    await wait_status(daemon, run_id, RunStatus.SUCCEEDED)
+    steers = [e for e in await events(daemon, run_id) if e["type"] == "steer_received"]
+    assert len(steers) == 1
