@@ -150,3 +150,36 @@ async def test_a_redelivered_envelope_is_handled_once(daemon: Daemon, slack: Sla
     await wait_status(daemon, run_id, RunStatus.SUCCEEDED)
     steers = [e for e in await events(daemon, run_id) if e["type"] == "steer_received"]
     assert len(steers) == 1
+
+
+async def test_an_approval_nobody_decides_expires_and_the_run_takes_the_safe_branch(
+    project: Project, slack: SlackDouble
+) -> None:
+    project.skill("pusher", APPROVING)
+    project.automation(
+        "push",
+        skill="pusher",
+        report={"channel": "#ops", "approvers": [ANN]},
+        policies={"approval_ttl": "300ms"},
+    )
+    config = project.config(
+        slack={
+            "bot_token": slack.bot_token,
+            "app_token": slack.app_token,
+            "base_url": slack.base_url,
+            "min_interval": "10ms",
+        },
+    )
+    async with running_daemon(config) as d:
+        run_id = await start(d, "push")
+        msg = await approval_message(slack, await parent_of(slack, run_id))
+        await wait_status(d, run_id, RunStatus.SUCCEEDED)
+        texts = [e.get("text") for e in await events(d, run_id) if e["type"] == "message"]
+        assert len(texts) == 1 and texts[0].startswith("not pushed: expired at ")
+        (approval,) = await d.store.call(d.store.approvals, run_id)
+        assert (approval.status, approval.decided_by) == ("expired", "nightshift")
+        await wait_for(lambda: msg.updates)
+        assert (
+            "denied by nightshift" in msg.updates[-1]["text"]
+            and "expired" in msg.updates[-1]["text"]
+        )

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ class _Active:
     status: RunStatus = RunStatus.RUNNING
     cancelled_by: str | None = None
     interrupted: bool = False
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
 
 
 @dataclass(order=True)
@@ -361,6 +362,8 @@ class Executor:
                     async with asyncio.timeout(_DRAIN_AFTER_CANCEL):
                         await self._consume(active, stream)
         finally:
+            for timer in active.timers:
+                timer.cancel()
             inbox_task.cancel()
             await asyncio.wait({inbox_task}, timeout=_DRAIN_AFTER_CANCEL)
         if timed_out:
@@ -385,6 +388,10 @@ class Executor:
                     update={"output_tail": "[…truncated]\n" + event.output_tail[-OUTPUT_TAIL:]}
                 )
             if isinstance(event, ApprovalRequest):
+                if event.expires_at is None:
+                    ttl = self._catalog().automations[active.automation].policies.approval_ttl
+                    event = event.model_copy(update={"expires_at": utcnow() + ttl})
+                assert event.expires_at is not None
                 try:
                     await self._store.call(
                         self._store.create_approval,
@@ -399,9 +406,23 @@ class Executor:
                     continue
                 await self._emit(active.run_id, event)
                 await self._set_status(active, RunStatus.WAITING)
+                self._expire_later(active, event.id, event.expires_at)
                 continue
             await self._emit(active.run_id, event)
         return None
+
+    def _expire_later(self, active: _Active, approval_id: str, at: datetime) -> None:
+        """When the request's time is up, an expiry enters the inbox like any decision."""
+        delay = max((at - utcnow()).total_seconds(), 0.0)
+        expiry = Decision(
+            approval_id=approval_id,
+            approved=False,
+            by="nightshift",
+            reason=f"expired at {at:%Y-%m-%d %H:%M} UTC with no decision",
+            expired=True,
+        )
+        handle = asyncio.get_running_loop().call_later(delay, active.inbox.put, expiry)
+        active.timers.append(handle)
 
     async def _serve_inbox(self, active: _Active, agent: AgentRun) -> None:
         while True:
@@ -410,11 +431,12 @@ class Executor:
                 await self._emit(active.run_id, SteerReceived(text=msg.text, by=msg.by))
                 await agent.steer(msg.text, msg.by)
             elif isinstance(msg, Decision):
+                outcome = "expired" if msg.expired else "approved" if msg.approved else "denied"
                 row = await self._store.call(
                     self._store.decide_approval,
                     active.run_id,
                     msg.approval_id,
-                    "approved" if msg.approved else "denied",
+                    outcome,
                     msg.by,
                     msg.reason,
                 )

@@ -22,6 +22,7 @@ class Decision:
     approved: bool
     by: str
     reason: str | None = None
+    expired: bool = False  # the request's TTL ran out (recorded as expired, taken as a deny)
 
 
 @dataclass(frozen=True)

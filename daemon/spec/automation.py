@@ -304,6 +304,9 @@ class Policies(_Strict):
     timeout: Duration = Field(timedelta(minutes=30), description="wall time of one run")
     retries: RetryPolicy = RetryPolicy()
     misfire: Annotated[MisfirePolicy, BeforeValidator(_misfire_shorthand)] = MisfirePolicy()
+    approval_ttl: Duration = Field(
+        timedelta(hours=24), description="an undecided approval request expires: taken as a deny"
+    )
     on_interrupt: Literal["retry", "fail"] = Field(
         "retry", description="a run cut short by a daemon crash or stop: run it again, or fail it"
     )
