@@ -209,17 +209,19 @@ class Daemon:
                 self._slack_reporter = reporter
                 spawn(reporter.run(), "slack-reporter")
                 spawn(delivery.run(), "slack-delivery")
-                if self.config.slack.app_token is not None:
+                slack = self.config.slack
+                if slack.app_token is not None or slack.signing_secret is not None:
                     from .sources.slack import SlackSource
 
                     self.slack_source = SlackSource(
-                        app_token=self.config.slack.app_token.resolve(),
-                        client=make_client(self.config.slack),
+                        app_token=slack.app_token.resolve() if slack.app_token else None,
+                        client=make_client(slack),
                         store=self.store,
                         executor=self.executor,
                         catalog=self.catalog,
                     )
-                    spawn(self.slack_source.run(), "slack-source")
+                    if slack.app_token is not None:
+                        spawn(self.slack_source.run(), "slack-source")
             if self.config.reload.enabled:
                 spawn(
                     watch(

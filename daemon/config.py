@@ -93,6 +93,9 @@ class SlackConfig(_Strict):
 
     bot_token: SecretRef = Field(description="xoxb-… bot token, e.g. ${SLACK_BOT_TOKEN}")
     app_token: SecretRef | None = Field(None, description="xapp-… token for Socket Mode replies")
+    signing_secret: SecretRef | None = Field(
+        None, description="for the Events API over HTTP (POST /slack/events) instead of Socket Mode"
+    )
     base_url: str = Field("https://slack.com/api/", description="Web API base (ends in /api/)")
     min_interval: Duration = Field(
         timedelta(seconds=1), description="least time between two posts to one channel"

@@ -7,11 +7,14 @@ and logged without their payload.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST
+from slack_sdk.signature import SignatureVerifier
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -132,6 +135,32 @@ def build_web_app(daemon: Daemon) -> Starlette:
         payload = github.parse_body(body, "application/json")
         return [webhooks.normalise(name, cfg, payload, request.headers)]
 
+    async def slack_events(request: Request) -> Response:
+        """Slack's Events API and interactivity over HTTP, v0 signatures verified."""
+        cfg = daemon.config.slack
+        if cfg is None or cfg.signing_secret is None or daemon.slack_source is None:
+            return JSONResponse({"error": "slack events are not configured"}, status_code=404)
+        metrics.events.labels("slack", "received").inc()
+        try:
+            body = await read_body(request, limit)
+        except WebhookRefused as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        verifier = SignatureVerifier(cfg.signing_secret.resolve())
+        # HMAC over "v0:{timestamp}:{raw body}"; timestamps over 5 minutes old are refused.
+        if not verifier.is_valid_request(body, dict(request.headers)):
+            metrics.events.labels("slack", "refused").inc()
+            log.warning("slack request refused: bad or stale signature")
+            return JSONResponse({"error": "invalid signature"}, status_code=401)
+        if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            payload = json.loads(dict(parse_qsl(body.decode())).get("payload", "{}"))
+        else:
+            payload = json.loads(body)
+        if payload.get("type") == "url_verification":
+            return JSONResponse({"challenge": payload.get("challenge")})
+        await daemon.slack_source.handle_http(payload)
+        metrics.events.labels("slack", "accepted").inc()
+        return Response(status_code=200)
+
     async def github_hook(request: Request) -> Response:
         return await intake("github", request, parse_github)
 
@@ -149,6 +178,7 @@ def build_web_app(daemon: Daemon) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
+            Route("/slack/events", slack_events, methods=["POST"]),
             Route("/hooks/github", github_hook, methods=["POST"]),
             Route("/hooks/alertmanager", alertmanager_hook, methods=["POST"]),
             Route("/hooks/{name}", generic_hook, methods=["POST"]),

@@ -183,3 +183,70 @@ async def test_an_approval_nobody_decides_expires_and_the_run_takes_the_safe_bra
             "denied by nightshift" in msg.updates[-1]["text"]
             and "expired" in msg.updates[-1]["text"]
         )
+
+
+def signed(secret: str, body: bytes, ts: int) -> dict[str, str]:
+    import hashlib
+    import hmac
+
+    base = f"v0:{ts}:".encode() + body
+    sig = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    return {
+        "X-Slack-Request-Timestamp": str(ts),
+        "X-Slack-Signature": sig,
+        "Content-Type": "application/json",
+    }
+
+
+async def test_events_api_over_http_checks_signatures(project: Project, slack: SlackDouble) -> None:
+    import json
+    import time
+
+    import httpx
+
+    project.skill("steerable", STEERABLE)
+    project.automation("steer-me", skill="steerable", report={"channel": "#ops", "steerers": [ANN]})
+    secret = "slack-signing-secret-1"
+    config = project.config(
+        slack={
+            "bot_token": slack.bot_token,
+            "signing_secret": secret,
+            "base_url": slack.base_url,
+            "min_interval": "10ms",
+        },
+    )
+    async with running_daemon(config) as d:
+        run_id = await start(d, "steer-me")
+        parent = await parent_of(slack, run_id)
+        await wait_for(lambda: any("ready for guidance" in m.text for m in slack.thread(parent)))
+        event = {
+            "type": "event_callback",
+            "event_id": "Ev0HTTP",
+            "team_id": "T0TEAM",
+            "event": {
+                "type": "message",
+                "channel": parent.channel,
+                "user": ANN,
+                "text": "patch only",
+                "ts": "1700000001.000001",
+                "thread_ts": parent.ts,
+            },
+        }
+        body = json.dumps(event).encode()
+        now = int(time.time())
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{d.http_port}") as c:
+            challenge = json.dumps({"type": "url_verification", "challenge": "abc"}).encode()
+            ok = await c.post(
+                "/slack/events", content=challenge, headers=signed(secret, challenge, now)
+            )
+            assert ok.json() == {"challenge": "abc"}
+            bad = await c.post("/slack/events", content=body, headers=signed("wrong", body, now))
+            stale = await c.post(
+                "/slack/events", content=body, headers=signed(secret, body, now - 600)
+            )
+            assert (bad.status_code, stale.status_code) == (401, 401)
+            assert d.store.list_events(source="slack") == []
+            good = await c.post("/slack/events", content=body, headers=signed(secret, body, now))
+            assert good.status_code == 200
+        run = await wait_status(d, run_id, RunStatus.SUCCEEDED)
+        assert run.summary == "patch only (from slack:U0ANN)"

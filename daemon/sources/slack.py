@@ -53,7 +53,7 @@ class SlackSource:
     def __init__(
         self,
         *,
-        app_token: str,
+        app_token: str | None,
         client: AsyncWebClient,
         store: Store,
         executor: Executor,
@@ -67,9 +67,24 @@ class SlackSource:
         self._bot_user: str | None = None
         self.connected = asyncio.Event()
 
+    async def identify(self) -> None:
+        """Learn the bot's own user id (its posts are never replies)."""
+        if self._bot_user is None:
+            auth = await self._client.auth_test()
+            self._bot_user = auth.get("user_id")
+
+    async def handle_http(self, payload: dict[str, Any]) -> None:
+        """An Events API callback or an interactive payload received over HTTP."""
+        await self.identify()
+        if payload.get("type") == "event_callback":
+            await self._on_event(payload)
+        else:
+            await self._on_action(payload)
+
     async def run(self) -> None:
-        auth = await self._client.auth_test()
-        self._bot_user = auth.get("user_id")
+        """Listen on Socket Mode until cancelled."""
+        await self.identify()
+        assert self._app_token is not None
         socket = SocketModeClient(app_token=self._app_token, web_client=self._client)
         socket.socket_mode_request_listeners.append(self._on_request)  # type: ignore[arg-type]
         try:
