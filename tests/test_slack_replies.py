@@ -250,3 +250,38 @@ async def test_events_api_over_http_checks_signatures(project: Project, slack: S
             assert good.status_code == 200
         run = await wait_status(d, run_id, RunStatus.SUCCEEDED)
         assert run.summary == "patch only (from slack:U0ANN)"
+
+
+async def test_a_click_after_a_restart_reaches_the_retried_run(
+    project: Project, slack: SlackDouble
+) -> None:
+    project.skill("pusher", APPROVING)
+    project.automation("push", skill="pusher", report={"channel": "#ops", "approvers": [ANN]})
+    config = project.config(
+        slack={
+            "bot_token": slack.bot_token,
+            "app_token": slack.app_token,
+            "base_url": slack.base_url,
+            "min_interval": "10ms",
+        },
+        shutdown_grace="100ms",
+    )
+    async with running_daemon(config) as d:
+        await wait_for(lambda: slack.sockets)
+        run_id = await start(d, "push")
+        parent = await parent_of(slack, run_id)
+        first_request = await approval_message(slack, parent)
+        await wait_status(d, run_id, RunStatus.WAITING)
+    # The daemon stopped while the run waited: it is interrupted, and a retry is queued.
+    async with running_daemon(config) as d:
+        await wait_for(lambda: len(slack.sockets) == 1)
+        retry = await wait_status(d, run_id + 1, RunStatus.WAITING)
+        assert retry.retry_of == run_id
+        await slack.click(first_request, ANN, "approve")  # the button from before the restart
+        await wait_status(d, run_id + 1, RunStatus.SUCCEEDED)
+        texts = [e.get("text") for e in await events(d, run_id + 1) if e["type"] == "message"]
+        assert texts == ["pushed"]
+        await wait_for(lambda: any("succeeded" in m.text for m in slack.thread(parent)))
+    assert len(slack.parents()) == 1  # the retry reported in the same thread
+    thread = "\n".join(m.text for m in slack.thread(parent))
+    assert "attempt 2 started" in thread and "interrupted" in thread

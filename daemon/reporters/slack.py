@@ -116,7 +116,9 @@ class SlackReporter:
         run_id, event = env.run_id, env.event
         parent = self._parents.get(run_id)
         if parent is None:
-            row = await self._store.call(self._store.parent_outbox, run_id)
+            # A retry reports in the thread of the run's first attempt.
+            first = await self._store.call(self._store.first_attempt, run_id)
+            row = await self._store.call(self._store.parent_outbox, first)
             if row is not None and row.id is not None:
                 parent = self._parents[run_id] = (row.id, row.channel)
         if isinstance(event, Started) and parent is None:

@@ -15,6 +15,7 @@ from ..runs import (
     Finished,
     Message,
     RunEvent,
+    Started,
     SteerReceived,
     Step,
 )
@@ -75,6 +76,10 @@ def decided(request_text: str, decision: ApprovalDecision, at: datetime) -> dict
 
 def reply(run_id: int, event: RunEvent) -> dict[str, Any] | None:
     """A thread reply for a meaningful step, or None for events that only update the parent."""
+    if isinstance(event, Started):
+        if event.attempt == 1:
+            return None  # the parent message says it
+        return {"text": f":repeat: attempt {event.attempt} started (run {run_id})"}
     if isinstance(event, Step):
         return {"text": f"→ *{event.title}*" + (f" — {event.detail}" if event.detail else "")}
     if isinstance(event, Message):

@@ -121,12 +121,14 @@ class Executor:
 
     async def steer(self, run_id: int, text: str, by: str) -> None:
         """Deliver steering text to a running run."""
+        run_id = await self._current(run_id)
         self._require_active(run_id).inbox.put(Steer(text=text, by=by))
 
     async def decide(
         self, run_id: int, approval_id: str | None, approved: bool, by: str, reason: str | None
     ) -> str:
         """Approve or deny a pending request (the oldest when `approval_id` is None)."""
+        run_id = await self._current(run_id)
         active = self._require_active(run_id)
         pending = await self._store.call(self._store.approvals, run_id, "pending")
         if approval_id is None:
@@ -140,6 +142,7 @@ class Executor:
 
     async def cancel(self, run_id: int, by: str, reason: str | None = None) -> None:
         """Cancel a queued or running run."""
+        run_id = await self._current(run_id)
         for q in self._queue:
             if q.run_id == run_id:
                 self._queue.remove(q)
@@ -176,6 +179,13 @@ class Executor:
                 await asyncio.wait(pending, timeout=_DRAIN_AFTER_CANCEL + 5)
 
     # -- internals ------------------------------------------------------------------------
+    async def _current(self, run_id: int) -> int:
+        """A run that is neither active nor queued hands over to its newest retry, so a reply
+        or click meant for an attempt cut short by a restart reaches the attempt that runs."""
+        if run_id in self._active or any(q.run_id == run_id for q in self._queue):
+            return run_id
+        return await self._store.call(self._store.current_attempt, run_id)
+
     def _require_active(self, run_id: int) -> _Active:
         active = self._active.get(run_id)
         if active is None:

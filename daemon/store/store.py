@@ -512,6 +512,29 @@ class Store:
         with self._session() as s:
             return s.get(OutboxRow, item_id)
 
+    def current_attempt(self, run_id: int) -> int:
+        """The newest retry in `run_id`'s chain of attempts (itself when never retried)."""
+        with self._session() as s:
+            while True:
+                q = (
+                    select(RunRow.id)
+                    .where(RunRow.retry_of == run_id)
+                    .order_by(col(RunRow.id).desc())
+                )
+                nxt = s.exec(q).first()
+                if nxt is None:
+                    return run_id
+                run_id = nxt
+
+    def first_attempt(self, run_id: int) -> int:
+        """The first run of `run_id`'s chain of retries."""
+        with self._session() as s:
+            while True:
+                run = s.get(RunRow, run_id)
+                if run is None or run.retry_of is None:
+                    return run_id
+                run_id = run.retry_of
+
     def run_for_thread(self, channel_id: str, ts: str) -> int | None:
         """The run whose parent message is `ts` in `channel_id` (a thread reply's run)."""
         with self._session() as s:
