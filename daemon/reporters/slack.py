@@ -115,7 +115,8 @@ class SlackReporter:
     async def _handle(self, env: Envelope) -> None:
         run_id, event = env.run_id, env.event
         parent = self._parents.get(run_id)
-        if parent is None:
+        first_sight = isinstance(event, Started) and event.attempt == 1
+        if parent is None and not first_sight:
             # A retry reports in the thread of the run's first attempt.
             first = await self._store.call(self._store.first_attempt, run_id)
             row = await self._store.call(self._store.parent_outbox, first)
@@ -197,7 +198,9 @@ class SlackDelivery:
                 backoff = 0.2
 
     def _cooldown(self, item: OutboxRow) -> float:
-        if item.kind == "update":
+        # Pacing is for thread replies (chatty step streams); a new run's parent message and
+        # in-place updates go at once.
+        if item.kind != "reply":
             return 0.0
         last = self._last_post.get(item.channel)
         return 0.0 if last is None else last + self._min_interval - time.monotonic()

@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import json
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -37,6 +38,7 @@ class Posted:
     thread_ts: str | None = None
     blocks: list[dict[str, Any]] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)  # every chat.update, in order
+    received_at: float = field(default_factory=time.time)  # wall clock, for latency checks
 
     @property
     def current_text(self) -> str:
