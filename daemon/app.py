@@ -218,6 +218,7 @@ class Daemon:
                         client=make_client(slack),
                         store=self.store,
                         executor=self.executor,
+                        dispatcher=self.dispatcher,
                         catalog=self.catalog,
                     )
                     if slack.app_token is not None:

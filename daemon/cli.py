@@ -11,8 +11,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import __version__
 from .config import DaemonConfig, load_config
 from .control import ControlClient
@@ -21,21 +19,8 @@ from .loader import Loader, parse_skill
 from .runs import RunStatus, envelope_of
 from .runs.events import Envelope
 from .spec.automation import describe_trigger
+from .spec.inputs import parse_key_values
 from .store import Store, utcnow
-
-
-def _parse_inputs(pairs: Sequence[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise NightshiftError(f"--input expects key=value, got {pair!r}")
-        # YAML scalars: 3 → int, true → bool, [a, b] → list; anything unparsable stays text.
-        try:
-            out[key] = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            out[key] = raw
-    return out
 
 
 def _fmt_time(value: datetime | None) -> str:
@@ -159,7 +144,7 @@ def _print_env(env: Envelope) -> None:
 
 def cmd_trigger(config: DaemonConfig, args: argparse.Namespace) -> int:
     with ControlClient(config.socket_path) as client:
-        run_id = client.trigger(args.name, _parse_inputs(args.input))
+        run_id = client.trigger(args.name, parse_key_values(args.input))
         print(f"run {run_id} queued for {args.name}")
         if not args.wait:
             return 0

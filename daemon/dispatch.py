@@ -154,13 +154,19 @@ class Dispatcher:
                 await self._executor.cancel(old, "nightshift", f"superseded by run {new}")
         return result.runs
 
-    async def manual(self, name: str, inputs: dict[str, Any], by: str) -> RunRow:
-        """Start an automation by hand; bad inputs are refused and nothing is stored."""
+    async def manual(
+        self, name: str, inputs: dict[str, Any], by: str, origin: dict[str, Any] | None = None
+    ) -> RunRow:
+        """Start an automation by hand; bad inputs are refused and nothing is stored.
+
+        `origin` says where a chat command came from (`{"slack": {"channel", "thread_ts"}}`),
+        so the run reports back there.
+        """
         automation = self._catalog().automations.get(name)
         if automation is None:
             raise AutomationNotFound(name)
         skill = self._catalog().skills.get(automation.skill)
-        payload = {"inputs": inputs, "by": by}
+        payload = {"inputs": inputs, "by": by, **(origin or {})}
         event = {"source": "manual", "type": "trigger", "payload": payload}
         decision = decide(automation, event, "manual", inputs, apply_when=False)
         if decision.run is None:

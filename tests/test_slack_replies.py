@@ -285,3 +285,34 @@ async def test_a_click_after_a_restart_reaches_the_retried_run(
     assert len(slack.parents()) == 1  # the retry reported in the same thread
     thread = "\n".join(m.text for m in slack.thread(parent))
     assert "attempt 2 started" in thread and "interrupted" in thread
+
+
+async def test_chat_commands_start_runs_that_report_where_they_were_asked(
+    daemon: Daemon, slack: SlackDouble
+) -> None:
+    ask = await slack.mention("C0OPS", ANN, "run steer-me")
+    reply_parent = await wait_for(
+        lambda: next((m for m in slack.thread(ask) if "steer-me" in m.text), None)
+    )
+    assert reply_parent.text.startswith(
+        "steer-me · run 1 ·"
+    )  # the run's parent, in the asker's thread
+    run = daemon.store.get_run(1)
+    assert run.trigger == "manual"
+    await wait_for(lambda: any("ready for guidance" in m.text for m in slack.thread(ask)))
+    await slack.reply(ask, ANN, "patch only")  # steering works in that thread too
+    assert (
+        await wait_status(daemon, 1, RunStatus.SUCCEEDED)
+    ).summary == "patch only (from slack:U0ANN)"
+
+    await slack.mention("C0OPS", EVE, "run push")
+    await wait_for(lambda: slack.ephemeral)
+    assert slack.ephemeral[-1]["text"] == "You cannot start push."
+
+    await slack.slash("C0OPS", ANN, "run push")
+    await wait_for(lambda: daemon.store.list_runs(automation="push"))
+    await wait_status(daemon, 2, RunStatus.WAITING)
+    status = await slack.mention("C0OPS", ANN, "status")
+    answer = await wait_for(lambda: next((m for m in slack.thread(status)), None))
+    assert answer.text == "• run 2 `push` *waiting*"
+    assert any(m.text.startswith("push · run 2") for m in slack.parents())  # slash: top level

@@ -123,11 +123,15 @@ class SlackReporter:
             if row is not None and row.id is not None:
                 parent = self._parents[run_id] = (row.id, row.channel)
         if isinstance(event, Started) and parent is None:
-            channel = self._channel_for(event.automation)
+            run = await self._store.call(self._store.get_run, run_id)
+            origin = await self._chat_origin(run.event_id)
+            channel = origin["channel"] if origin else self._channel_for(event.automation)
             if channel is None:
                 return
-            run = await self._store.call(self._store.get_run, run_id)
-            item = await self._add(run_id, channel, "parent", slack_blocks.parent(run), None)
+            opening = slack_blocks.parent(run)
+            if origin and origin.get("thread_ts"):
+                opening["thread_ts"] = origin["thread_ts"]  # started from a thread: report there
+            item = await self._add(run_id, channel, "parent", opening, None)
             self._parents[run_id] = (item, channel)
             return
         if parent is None:
@@ -149,6 +153,13 @@ class SlackReporter:
             )
         if isinstance(event, Finished):
             self._parents.pop(run_id, None)
+
+    async def _chat_origin(self, event_id: int | None) -> dict[str, Any] | None:
+        if event_id is None:
+            return None
+        found = await self._store.call(self._store.get_event, event_id)
+        origin = found[0].payload.get("slack") if found else None
+        return origin if isinstance(origin, dict) and origin.get("channel") else None
 
     async def _add(
         self, run_id: int, channel: str, kind: str, payload: dict[str, Any], parent_id: int | None
@@ -228,6 +239,7 @@ class SlackDelivery:
                     "sent",
                     ts=resp["ts"],
                     channel_id=resp.get("channel"),
+                    thread_ts=item.payload.get("thread_ts") or resp["ts"],
                 )
             elif item.kind == "update":
                 assert parent is not None
@@ -256,7 +268,7 @@ class SlackDelivery:
                     else {"text": "\n".join(str(b.payload.get("text", "")) for b in batch)}
                 )
                 resp = await self._client.chat_postMessage(
-                    channel=item.channel, thread_ts=parent.ts, **payload
+                    channel=item.channel, thread_ts=parent.thread_ts or parent.ts, **payload
                 )
                 self._last_post[item.channel] = time.monotonic()
                 await self._store.call(

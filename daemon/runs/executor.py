@@ -167,6 +167,11 @@ class Executor:
             self._pump_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump_task
+        # A run waiting for a person has nothing to finish: interrupt it now, not after the grace.
+        for active in list(self._active.values()):
+            if active.status == RunStatus.WAITING and active.agent is not None:
+                active.interrupted = True
+                await active.agent.cancel()
         tasks = [a.task for a in self._active.values() if a.task is not None]
         if tasks:
             log.info("waiting for running runs", count=len(tasks), grace_s=grace)

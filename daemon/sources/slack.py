@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from slack_sdk.errors import SlackApiError
@@ -26,7 +27,11 @@ from ..errors import NightshiftError
 from ..loader import Catalog
 from ..runs import Executor
 from ..spec import Automation
+from ..spec.inputs import parse_key_values
 from ..store import DispatchRequest, Store
+
+if TYPE_CHECKING:
+    from ..dispatch import Dispatcher
 
 log = structlog.get_logger(__name__)
 
@@ -57,12 +62,14 @@ class SlackSource:
         client: AsyncWebClient,
         store: Store,
         executor: Executor,
+        dispatcher: Dispatcher,
         catalog: Callable[[], Catalog],
     ) -> None:
         self._app_token = app_token
         self._client = client
         self._store = store
         self._executor = executor
+        self._dispatcher = dispatcher
         self._catalog = catalog
         self._bot_user: str | None = None
         self.connected = asyncio.Event()
@@ -102,12 +109,36 @@ class SlackSource:
                 await self._on_event(req.payload)
             elif req.type == "interactive":
                 await self._on_action(req.payload)
+            elif req.type == "slash_commands":
+                payload = req.payload
+                await self._command(
+                    str(payload.get("text", "")),
+                    str(payload.get("user_id", "")),
+                    str(payload.get("channel_id", "")),
+                    None,
+                    f"slash:{req.envelope_id}",
+                )
         except Exception:  # one bad envelope must not stop the listener
             log.exception("slack envelope failed", type=req.type, envelope=req.envelope_id)
 
     # -- thread replies -------------------------------------------------------------------
     async def _on_event(self, payload: dict[str, Any]) -> None:
         event = payload.get("event") or {}
+        if event.get("type") == "app_mention":
+            if event.get("bot_id") or event.get("user") == self._bot_user:
+                return
+            text = re.sub(r"<@[A-Z0-9]+>", "", str(event.get("text", ""))).strip()
+            root = str(event.get("thread_ts") or event.get("ts"))
+            await self._command(
+                text,
+                str(event.get("user", "")),
+                str(event.get("channel", "")),
+                root,
+                f"slack:{payload.get('event_id')}",
+            )
+            return
+        if self._bot_user and f"<@{self._bot_user}>" in str(event.get("text", "")):
+            return  # a mention: handled as a command through its app_mention event
         thread = event.get("thread_ts")
         if event.get("type") != "message" or not thread or thread == event.get("ts"):
             return
@@ -168,6 +199,51 @@ class SlackSource:
             await self._client.reactions_add(
                 channel=channel, timestamp=str(event.get("ts")), name="eyes"
             )
+
+    # -- chat commands --------------------------------------------------------------------
+    async def _command(
+        self, text: str, user: str, channel: str, thread: str | None, key: str
+    ) -> None:
+        """`run <automation> key=value …` or `status`, from a mention or `/nightshift`."""
+        stored = await self._store.submit(
+            DispatchRequest(
+                source="slack",
+                type="command",
+                key=key,
+                payload={"user": user, "text": text, "channel": channel},
+            )
+        )
+        if stored is None:
+            return  # redelivered
+        words = text.split()
+        if words[:1] == ["status"]:
+            active = [
+                await self._store.call(self._store.get_run, r) for r in self._executor.active_ids
+            ]
+            lines = [f"• run {r.id} `{r.automation}` *{r.status}*" for r in active] or [
+                "no active runs"
+            ]
+            await self._client.chat_postMessage(
+                channel=channel, thread_ts=thread, text="\n".join(lines)
+            )
+            return
+        if len(words) < 2 or words[0] != "run":
+            await self._notice(
+                channel, user, thread, "Try `run <automation> key=value …` or `status`."
+            )
+            return
+        automation = self._catalog().automations.get(words[1])
+        if not self._may_steer(automation, user):
+            await self._notice(channel, user, thread, f"You cannot start {words[1]}.")
+            return
+        origin = {"slack": {"channel": channel, "thread_ts": thread}}
+        try:
+            inputs = parse_key_values(words[2:])
+            run = await self._dispatcher.manual(words[1], inputs, f"slack:{user}", origin)
+        except NightshiftError as exc:
+            await self._notice(channel, user, thread, str(exc))
+            return
+        log.info("chat trigger", automation=words[1], run_id=run.id, by=user)
 
     # -- buttons --------------------------------------------------------------------------
     async def _on_action(self, payload: dict[str, Any]) -> None:

@@ -538,8 +538,14 @@ class Store:
     def run_for_thread(self, channel_id: str, ts: str) -> int | None:
         """The run whose parent message is `ts` in `channel_id` (a thread reply's run)."""
         with self._session() as s:
-            q = select(OutboxRow.run_id).where(
-                OutboxRow.kind == "parent", OutboxRow.channel_id == channel_id, OutboxRow.ts == ts
+            q = (
+                select(OutboxRow.run_id)
+                .where(
+                    OutboxRow.kind == "parent",
+                    OutboxRow.channel_id == channel_id,
+                    OutboxRow.thread_ts == ts,
+                )
+                .order_by(col(OutboxRow.id).desc())
             )
             return s.exec(q).first()
 
@@ -557,6 +563,7 @@ class Store:
         ts: str | None = None,
         error: str | None = None,
         channel_id: str | None = None,
+        thread_ts: str | None = None,
     ) -> None:
         """Record the outcome of delivering items."""
         with self._session() as s:
@@ -569,6 +576,8 @@ class Store:
                     row.ts = ts
                 if channel_id is not None:
                     row.channel_id = channel_id
+                if thread_ts is not None:
+                    row.thread_ts = thread_ts
                 if status == "sent":
                     row.sent_at = utcnow()
                 s.add(row)

@@ -165,6 +165,7 @@ class OutboxRow(SQLModel, table=True):
     error: str | None = None
     ts: str | None = None  # the chat's id of the delivered message (thread parent)
     channel_id: str | None = Field(default=None, index=True)  # as the chat names the channel
+    thread_ts: str | None = None  # parent rows: the thread the run reports in (own ts, or a chat's)
     created_at: datetime = _ts(nullable=False)
     sent_at: datetime | None = _ts()
 

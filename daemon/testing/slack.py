@@ -250,6 +250,53 @@ class SlackDouble:
         )
         return msg
 
+    async def mention(
+        self, channel: str, user: str, text: str, *, thread_ts: str | None = None
+    ) -> Posted:
+        """`@nightshift <text>` in a channel (or a thread): a message plus an app_mention."""
+        msg = Posted(channel, self._next_ts(), f"<@U0BOT> {text}", thread_ts)
+        self.messages.append(msg)
+        event = {
+            "type": "app_mention",
+            "channel": channel,
+            "user": user,
+            "text": msg.text,
+            "ts": msg.ts,
+            "event_ts": msg.ts,
+            **({"thread_ts": thread_ts} if thread_ts else {}),
+        }
+        await self.envelope(
+            "events_api",
+            {
+                "type": "event_callback",
+                "team_id": "T0TEAM",
+                "api_app_id": "A0APP",
+                "event_id": f"Ev{next(self._ids)}",
+                "event_time": 1700000000,
+                "event": event,
+            },
+        )
+        return msg
+
+    async def slash(
+        self, channel: str, user: str, text: str, command: str = "/nightshift"
+    ) -> dict[str, Any]:
+        """A slash command, delivered as a slash_commands envelope (its fields, flat)."""
+        return await self.envelope(
+            "slash_commands",
+            {
+                "token": "x",
+                "team_id": "T0TEAM",
+                "channel_id": channel,
+                "user_id": user,
+                "command": command,
+                "text": text,
+                "response_url": "http://127.0.0.1/none",
+                "trigger_id": "trig",
+                "api_app_id": "A0APP",
+            },
+        )
+
     async def click(self, message: Posted, user: str, action_id: str) -> dict[str, Any]:
         """A person clicks a button of `message`; delivered as an interactive envelope."""
         button = next(
