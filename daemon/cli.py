@@ -332,6 +332,13 @@ def cmd_cancel(config: DaemonConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pause(config: DaemonConfig, args: argparse.Namespace) -> int:
+    with ControlClient(config.socket_path) as client:
+        getattr(client, args.command)(args.run)
+    print(f"run {args.run}: {args.command} requested")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="config.yaml to use")
@@ -390,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--id", help="approval id (default: the oldest pending one)")
         if verb == "deny":
             p.add_argument("--reason")
+    for verb in ("pause", "resume"):
+        p = add(verb, cmd_pause, f"{verb} a running run (its processes stop and continue)")
+        p.add_argument("run", type=int)
     p = add("cancel", cmd_cancel, "cancel a queued or running run")
     p.add_argument("run", type=int)
     p.add_argument("--reason")

@@ -93,6 +93,7 @@ async def test_a_thread_reply_steers_the_running_script(daemon: Daemon, slack: S
             "type": "steer_received",
             "text": "keep it small: only patch versions",
             "by": "slack:U0ANN",
+            "ref": f"slack:{reply.channel}:{reply.ts}",
         }
     ]
     await wait_for(lambda: (reply.channel, reply.ts, "eyes") in slack.reactions)
@@ -316,3 +317,66 @@ async def test_chat_commands_start_runs_that_report_where_they_were_asked(
     answer = await wait_for(lambda: next((m for m in slack.thread(status)), None))
     assert answer.text == "• run 2 `push` *waiting*"
     assert any(m.text.startswith("push · run 2") for m in slack.parents())  # slash: top level
+
+
+PAUSABLE = """\
+import json, os, pathlib, sys
+ctx = json.loads(sys.stdin.readline())
+pathlib.Path(ctx["workdir"], "pid").write_text(str(os.getpid()))
+print(json.dumps({"type": "step", "title": "working"}), flush=True)
+for line in sys.stdin:
+    if json.loads(line).get("text") == "finish":
+        break
+print(json.dumps({"type": "finished", "status": "succeeded", "summary": "finished"}), flush=True)
+"""
+
+
+def proc_state(pid: int) -> str:
+    return open(f"/proc/{pid}/stat").read().split()[2]
+
+
+async def test_pause_resume_retry_and_the_second_acknowledgement(
+    project: Project, slack: SlackDouble
+) -> None:
+    project.skill("pausable", PAUSABLE)
+    project.automation("pausable", skill="pausable", report={"channel": "#ops", "steerers": [ANN]})
+    config = project.config(
+        slack={
+            "bot_token": slack.bot_token,
+            "app_token": slack.app_token,
+            "base_url": slack.base_url,
+            "min_interval": "10ms",
+        },
+        shutdown_grace="100ms",
+    )
+    async with running_daemon(config) as d:
+        await wait_for(lambda: slack.sockets)
+        run_id = await start(d, "pausable")
+        parent = await parent_of(slack, run_id)
+        pidfile = d.config.state_dir / "runs" / str(run_id) / "pid"
+        await wait_for(pidfile.exists)
+        pid = int(pidfile.read_text())
+        await slack.reply(parent, ANN, "pause")
+        await wait_for(lambda: proc_state(pid) == "T")  # stopped
+        await wait_status(d, run_id, RunStatus.WAITING)
+        await slack.reply(parent, ANN, "resume")
+        await wait_for(lambda: proc_state(pid) != "T")
+        await wait_status(d, run_id, RunStatus.RUNNING)
+        finish = await slack.reply(parent, ANN, "finish")
+        await wait_status(d, run_id, RunStatus.SUCCEEDED)
+        # Seen at once, then taken by the agent.
+        await wait_for(lambda: (finish.channel, finish.ts, "white_check_mark") in slack.reactions)
+        assert (finish.channel, finish.ts, "eyes") in slack.reactions
+        await slack.reply(parent, ANN, "retry")
+        again = await wait_for(
+            lambda: (
+                d.store.list_runs(automation="pausable", limit=5)[0].id != run_id
+                and d.store.list_runs(limit=1)[0]
+            )
+        )
+        assert again.inputs == {} and again.id == run_id + 1
+        await wait_for(
+            lambda: any(
+                m.text.startswith(f"pausable · run {run_id + 1}") for m in slack.thread(parent)
+            )
+        )

@@ -64,6 +64,12 @@ class AgentRun(Protocol):
     async def cancel(self) -> None:
         """Stop the agent and everything it started (idempotent)."""
 
+    async def pause(self) -> None:
+        """Suspend the agent until `resume` (raise BackendError if it cannot)."""
+
+    async def resume(self) -> None:
+        """Continue after `pause`."""
+
 
 class AgentBackend(Protocol):
     """Starts runs."""

@@ -192,7 +192,17 @@ class ScriptRun:
             {"type": "approval_decision", "id": approval_id, "approved": approved, "reason": reason}
         )
 
+    async def pause(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._proc.pid, signal.SIGSTOP)
+
+    async def resume(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._proc.pid, signal.SIGCONT)
+
     async def cancel(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._proc.pid, signal.SIGCONT)  # a stopped process cannot act on SIGTERM
         if self._kill is None:
             self._kill = asyncio.create_task(self._terminate())
         # Every caller waits for the same kill; shield keeps it going if one caller is cancelled.

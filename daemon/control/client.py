@@ -76,6 +76,12 @@ class ControlClient:
     def cancel(self, run_id: int, reason: str | None = None) -> None:
         self._request("POST", f"/v1/runs/{run_id}/cancel", {"reason": reason, "by": local_user()})
 
+    def pause(self, run_id: int) -> None:
+        self._request("POST", f"/v1/runs/{run_id}/pause", {"by": local_user()})
+
+    def resume(self, run_id: int) -> None:
+        self._request("POST", f"/v1/runs/{run_id}/resume", {"by": local_user()})
+
     def follow(self, run_id: int, after: int = 0) -> Iterator[dict[str, Any]]:
         """Stream a run's events (stored, then live) until it finishes."""
         try:

@@ -114,6 +114,17 @@ def build_app(daemon: Daemon) -> Starlette:
 
         return await guarded(go())
 
+    def lifecycle(verb: str) -> Any:
+        async def handler(request: Request) -> Response:
+            async def go() -> Response:
+                b = await body(request, CancelBody)
+                await getattr(daemon.executor, verb)(int(request.path_params["run_id"]), b.by)
+                return JSONResponse({"ok": True}, status_code=202)
+
+            return await guarded(go())
+
+        return handler
+
     async def events(request: Request) -> Response:
         """The run's log as NDJSON; with follow=1, live until the run finishes."""
         run_id = int(request.path_params["run_id"])
@@ -157,6 +168,8 @@ def build_app(daemon: Daemon) -> Starlette:
             Route("/v1/runs/{run_id:int}/approve", decide(True), methods=["POST"]),
             Route("/v1/runs/{run_id:int}/deny", decide(False), methods=["POST"]),
             Route("/v1/runs/{run_id:int}/cancel", cancel, methods=["POST"]),
+            Route("/v1/runs/{run_id:int}/pause", lifecycle("pause"), methods=["POST"]),
+            Route("/v1/runs/{run_id:int}/resume", lifecycle("resume"), methods=["POST"]),
         ]
     )
 

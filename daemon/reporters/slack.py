@@ -33,6 +33,7 @@ from ..runs import (
     Finished,
     Started,
     StatusChanged,
+    SteerReceived,
 )
 from ..secrets import redactor
 from ..store import OutboxRow, Store
@@ -151,6 +152,16 @@ class SlackReporter:
             await self._add(
                 run_id, channel, "update", slack_blocks.decided(text, event, env.at), item
             )
+        if isinstance(event, SteerReceived) and event.ref and event.ref.startswith("slack:"):
+            # The second acknowledgement: the agent has taken the reply.
+            _, channel_id, ts = event.ref.split(":", 2)
+            await self._add(
+                run_id,
+                channel,
+                "reaction",
+                {"channel": channel_id, "timestamp": ts, "name": "white_check_mark"},
+                None,
+            )
         if isinstance(event, Finished):
             self._parents.pop(run_id, None)
 
@@ -230,7 +241,11 @@ class SlackDelivery:
                 )
                 return "done"
         try:
-            if item.kind == "parent":
+            if item.kind == "reaction":
+                with contextlib.suppress(SlackApiError):  # already reacted, message gone: fine
+                    await self._client.reactions_add(**item.payload)
+                await self._store.call(self._store.mark_outbox, [item.id], "sent")
+            elif item.kind == "parent":
                 resp = await self._client.chat_postMessage(channel=item.channel, **item.payload)
                 self._last_post[item.channel] = time.monotonic()
                 await self._store.call(

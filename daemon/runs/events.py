@@ -101,6 +101,7 @@ class SteerReceived(_Event):
     type: Literal["steer_received"] = "steer_received"
     text: str
     by: str
+    ref: str | None = Field(None, description="where the message came from (e.g. its Slack ts)")
 
 
 class Finished(_Event):

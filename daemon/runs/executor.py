@@ -35,7 +35,7 @@ from .events import (
     StatusChanged,
     SteerReceived,
 )
-from .inbox import Cancel, Decision, Inbox, Steer
+from .inbox import Cancel, Decision, Inbox, Pause, Resume, Steer
 from .status import RunStatus
 
 log = structlog.get_logger(__name__)
@@ -119,10 +119,20 @@ class Executor:
         self._queue.sort()
         self._wake.set()
 
-    async def steer(self, run_id: int, text: str, by: str) -> None:
+    async def steer(self, run_id: int, text: str, by: str, ref: str | None = None) -> None:
         """Deliver steering text to a running run."""
         run_id = await self._current(run_id)
-        self._require_active(run_id).inbox.put(Steer(text=text, by=by))
+        self._require_active(run_id).inbox.put(Steer(text=text, by=by, ref=ref))
+
+    async def pause(self, run_id: int, by: str) -> None:
+        """Suspend a running run until `resume`."""
+        run_id = await self._current(run_id)
+        self._require_active(run_id).inbox.put(Pause(by=by))
+
+    async def resume(self, run_id: int, by: str) -> None:
+        """Continue a paused run."""
+        run_id = await self._current(run_id)
+        self._require_active(run_id).inbox.put(Resume(by=by))
 
     async def decide(
         self, run_id: int, approval_id: str | None, approved: bool, by: str, reason: str | None
@@ -443,8 +453,18 @@ class Executor:
         while True:
             msg = await active.inbox.get()
             if isinstance(msg, Steer):
-                await self._emit(active.run_id, SteerReceived(text=msg.text, by=msg.by))
                 await agent.steer(msg.text, msg.by)
+                # Recorded once the agent has it: reporters acknowledge "taken" from this.
+                await self._emit(
+                    active.run_id, SteerReceived(text=msg.text, by=msg.by, ref=msg.ref)
+                )
+            elif isinstance(msg, Pause | Resume):
+                pausing = isinstance(msg, Pause)
+                await (agent.pause() if pausing else agent.resume())
+                await self._emit(
+                    active.run_id, Message(text=f"{'paused' if pausing else 'resumed'} by {msg.by}")
+                )
+                await self._set_status(active, RunStatus.WAITING if pausing else RunStatus.RUNNING)
             elif isinstance(msg, Decision):
                 outcome = "expired" if msg.expired else "approved" if msg.approved else "denied"
                 row = await self._store.call(

@@ -12,6 +12,21 @@ class Steer:
 
     text: str
     by: str
+    ref: str | None = None  # where it came from, e.g. slack:<channel>:<ts>, for the second ack
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Suspend the run (its processes stop) until `Resume`."""
+
+    by: str
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Continue a paused run."""
+
+    by: str
 
 
 @dataclass(frozen=True)
@@ -33,7 +48,7 @@ class Cancel:
     reason: str | None = None
 
 
-InboxMessage = Steer | Decision | Cancel
+InboxMessage = Steer | Decision | Cancel | Pause | Resume
 
 
 class Inbox:

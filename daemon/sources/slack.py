@@ -23,9 +23,9 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from ..errors import NightshiftError
+from ..errors import NightshiftError, RunStateError
 from ..loader import Catalog
-from ..runs import Executor
+from ..runs import Executor, RunStatus
 from ..spec import Automation
 from ..spec.inputs import parse_key_values
 from ..store import DispatchRequest, Store
@@ -47,8 +47,8 @@ def parse_reply(text: str) -> tuple[str, str]:
         return "approve", ""
     if head == "deny":
         return "deny", rest
-    if head == "status" and not rest:
-        return "status", ""
+    if head in ("status", "pause", "resume", "retry") and not rest:
+        return head, ""
     return "steer", text.strip()
 
 
@@ -193,12 +193,29 @@ class SlackSource:
                 return
             if command == "cancel":
                 await self._act(channel, user, thread, self._executor.cancel(run_id, by))
+            elif command == "pause":
+                await self._act(channel, user, thread, self._executor.pause(run_id, by))
+            elif command == "resume":
+                await self._act(channel, user, thread, self._executor.resume(run_id, by))
+            elif command == "retry":
+                await self._act(
+                    channel, user, thread, self._retry(run_id, by, channel, str(thread))
+                )
             else:
-                await self._act(channel, user, thread, self._executor.steer(run_id, arg, by))
+                ref = f"slack:{channel}:{event.get('ts')}"
+                await self._act(channel, user, thread, self._executor.steer(run_id, arg, by, ref))
         with contextlib.suppress(SlackApiError):
             await self._client.reactions_add(
                 channel=channel, timestamp=str(event.get("ts")), name="eyes"
             )
+
+    async def _retry(self, run_id: int, by: str, channel: str, thread: str) -> None:
+        """Run a finished run's automation again with the same inputs, in the same thread."""
+        run = await self._store.call(self._store.get_run, run_id)
+        if not RunStatus(run.status).finished:
+            raise RunStateError(f"run {run_id} is still {run.status}")
+        origin = {"slack": {"channel": channel, "thread_ts": thread}}
+        await self._dispatcher.manual(run.automation, dict(run.inputs), by, origin)
 
     # -- chat commands --------------------------------------------------------------------
     async def _command(
