@@ -380,3 +380,29 @@ async def test_pause_resume_retry_and_the_second_acknowledgement(
                 m.text.startswith(f"pausable · run {run_id + 1}") for m in slack.thread(parent)
             )
         )
+
+
+async def test_a_user_group_can_approve(project: Project, slack: SlackDouble) -> None:
+    slack.usergroups["S0ONCALL"] = {EVE}
+    project.skill("pusher", APPROVING)
+    project.automation(
+        "push", skill="pusher", report={"channel": "#ops", "approvers": ["S0ONCALL"]}
+    )
+    config = project.config(
+        slack={
+            "bot_token": slack.bot_token,
+            "app_token": slack.app_token,
+            "base_url": slack.base_url,
+            "min_interval": "10ms",
+        },
+    )
+    async with running_daemon(config) as d:
+        await wait_for(lambda: slack.sockets)
+        run_id = await start(d, "push")
+        msg = await approval_message(slack, await parent_of(slack, run_id))
+        await slack.click(msg, ANN, "approve")  # not in the group
+        await wait_for(lambda: slack.ephemeral)
+        await slack.click(msg, EVE, "approve")
+        await wait_status(d, run_id, RunStatus.SUCCEEDED)
+        (approval,) = await d.store.call(d.store.approvals, run_id)
+        assert approval.decided_by == "slack:U0EVE"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from ..dispatch import Dispatcher
 
 log = structlog.get_logger(__name__)
+
+_GROUP_TTL = 300.0  # seconds a user group's members are trusted before asking Slack again
 
 
 def parse_reply(text: str) -> tuple[str, str]:
@@ -72,6 +75,7 @@ class SlackSource:
         self._dispatcher = dispatcher
         self._catalog = catalog
         self._bot_user: str | None = None
+        self._groups: dict[str, tuple[float, set[str]]] = {}
         self.connected = asyncio.Event()
 
     async def identify(self) -> None:
@@ -170,7 +174,7 @@ class SlackSource:
         command, arg = parse_reply(str(event.get("text", "")))
         by = f"slack:{user}"
         if command in ("approve", "deny"):
-            if not self._may_approve(automation, user):
+            if not await self._may_approve_async(automation, user):
                 await self._notice(
                     channel, user, thread, "Only this automation's approvers can decide."
                 )
@@ -188,7 +192,7 @@ class SlackSource:
             )
             return
         else:
-            if not self._may_steer(automation, user):
+            if not await self._may_steer_async(automation, user):
                 await self._notice(channel, user, thread, "You cannot steer this run.")
                 return
             if command == "cancel":
@@ -250,7 +254,7 @@ class SlackSource:
             )
             return
         automation = self._catalog().automations.get(words[1])
-        if not self._may_steer(automation, user):
+        if not await self._may_steer_async(automation, user):
             await self._notice(channel, user, thread, f"You cannot start {words[1]}.")
             return
         origin = {"slack": {"channel": channel, "thread_ts": thread}}
@@ -277,7 +281,7 @@ class SlackSource:
                 continue
             run_id = int(run_text)
             automation = await self._automation_of(run_id)
-            if not self._may_approve(automation, user) or user == self._bot_user:
+            if not await self._may_approve_async(automation, user):
                 await self._notice(
                     channel, user, thread, "Only this automation's approvers can decide."
                 )
@@ -295,15 +299,32 @@ class SlackSource:
         run = await self._store.call(self._store.get_run, run_id)
         return self._catalog().automations.get(run.automation)
 
-    @staticmethod
-    def _may_approve(automation: Automation | None, user: str) -> bool:
-        return automation is not None and user in automation.report.approvers
+    async def _members(self, ids: list[str]) -> set[str]:
+        """User IDs, with user groups (S…) expanded through usergroups.users.list (cached)."""
+        out = {i for i in ids if not i.startswith("S")}
+        now = time.monotonic()
+        for group in (i for i in ids if i.startswith("S")):
+            cached = self._groups.get(group)
+            if cached is None or now - cached[0] > _GROUP_TTL:
+                try:
+                    resp = await self._client.usergroups_users_list(usergroup=group)
+                    cached = self._groups[group] = (now, set(resp.get("users") or []))
+                except SlackApiError as exc:
+                    log.warning("cannot read user group", group=group, error=str(exc))
+                    cached = (now, set())
+            out |= cached[1]
+        return out
 
-    @staticmethod
-    def _may_steer(automation: Automation | None, user: str) -> bool:
-        if automation is None:
+    async def _may_approve_async(self, automation: Automation | None, user: str) -> bool:
+        if automation is None or not user or user == self._bot_user:
             return False
-        return user in automation.report.steerers or user in automation.report.approvers
+        return user in await self._members(automation.report.approvers)
+
+    async def _may_steer_async(self, automation: Automation | None, user: str) -> bool:
+        if automation is None or not user or user == self._bot_user:
+            return False
+        report = automation.report
+        return user in await self._members([*report.steerers, *report.approvers])
 
     async def _act(self, channel: str, user: str, thread: Any, action: Any) -> None:
         try:

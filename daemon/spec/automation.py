@@ -242,11 +242,12 @@ class Report(_Strict):
     channel: str | None = Field(None, description="Slack channel for the run's thread")
     console: bool = True
     approvers: list[str] = Field(
-        default_factory=list, description="Slack user IDs who may approve or deny in the thread"
+        default_factory=list,
+        description="Slack user IDs (U…) or user groups (S…) who may approve or deny in the thread",
     )
     steerers: list[str] = Field(
         default_factory=list,
-        description="Slack user IDs who may steer or stop the run (approvers may too)",
+        description="Slack user IDs or user groups who may steer or stop (approvers may too)",
     )
 
 

@@ -65,6 +65,7 @@ class SlackDouble:
         self.port = 0
         self.app_token = "xapp-test-token"  # noqa: S105 - the double's own fake token
         self.ephemeral: list[dict[str, Any]] = []
+        self.usergroups: dict[str, set[str]] = {}
         self.sockets: list[WebSocket] = []
         self.acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._ts = itertools.count(1)
@@ -386,6 +387,12 @@ class SlackDouble:
             (str(params["channel"]), str(params["timestamp"]), str(params["name"]))
         )
         return {"ok": True}
+
+    def _usergroups_users_list(self, params: dict[str, Any]) -> dict[str, Any]:
+        group = str(params.get("usergroup", ""))
+        if group not in self.usergroups:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": sorted(self.usergroups[group])}
 
     def _chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
         self.ephemeral.append(params)
