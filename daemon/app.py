@@ -208,6 +208,7 @@ class Daemon:
                 reporter = SlackReporter(self.store, self.bus, self.catalog, delivery.wake)
                 self._slack_reporter = reporter
                 spawn(reporter.run(), "slack-reporter")
+                spawn(reporter.refresh(self.config.slack.refresh.total_seconds()), "slack-refresh")
                 spawn(delivery.run(), "slack-delivery")
                 slack = self.config.slack
                 if slack.app_token is not None or slack.signing_secret is not None:

@@ -100,6 +100,9 @@ class SlackConfig(_Strict):
     min_interval: Duration = Field(
         timedelta(seconds=1), description="least time between two posts to one channel"
     )
+    refresh: Duration = Field(
+        timedelta(seconds=60), description="how often a working run's parent message is refreshed"
+    )
 
 
 class DaemonConfig(_Strict):

@@ -406,3 +406,16 @@ async def test_a_user_group_can_approve(project: Project, slack: SlackDouble) ->
         await wait_status(d, run_id, RunStatus.SUCCEEDED)
         (approval,) = await d.store.call(d.store.approvals, run_id)
         assert approval.decided_by == "slack:U0EVE"
+
+
+async def test_socket_mode_reconnects_after_a_refresh(daemon: Daemon, slack: SlackDouble) -> None:
+    opened = sum(1 for c in slack.calls if c[0] == "apps.connections.open")
+    first = slack.sockets[-1]
+    await slack.disconnect()
+    await wait_for(lambda: slack.sockets and slack.sockets[-1] is not first, 15)
+    assert sum(1 for c in slack.calls if c[0] == "apps.connections.open") > opened
+    run_id = await start(daemon, "steer-me")
+    parent = await parent_of(slack, run_id)
+    await wait_for(lambda: any("ready for guidance" in m.text for m in slack.thread(parent)))
+    await slack.reply(parent, ANN, "patch only")  # delivered over the new connection
+    assert (await wait_status(daemon, run_id, RunStatus.SUCCEEDED)).summary.startswith("patch only")

@@ -178,3 +178,32 @@ async def test_chatty_runs_are_coalesced(project: Project, slack: SlackDouble) -
     joined = "\n".join(m.text for m in replies)
     assert all(f"line {i}" in joined for i in range(60))
     assert len(replies) <= 8  # 61 replies coalesced into a few posts
+
+
+async def test_the_parent_message_shows_links_and_stays_current(
+    project: Project, slack: SlackDouble
+) -> None:
+    project.skill(
+        "linker",
+        "import json, sys, time\nsys.stdin.readline()\n"
+        "print(json.dumps({'type': 'artifact', 'kind': 'link', 'title': 'PR #7', 'url': 'https://git.example/pr/7'}), flush=True)\n"
+        "print(json.dumps({'type': 'step', 'title': 'waiting'}), flush=True)\n"
+        "sys.stdin.readline()\n",
+    )
+    project.automation("linker", skill="linker", report={"channel": "#ops"})
+    cfg = project.config(
+        slack={
+            "bot_token": slack.bot_token,
+            "base_url": slack.base_url,
+            "min_interval": "10ms",
+            "refresh": "100ms",
+        },
+        shutdown_grace="100ms",
+    )
+    async with running_daemon(cfg) as d:
+        run = await d.dispatcher.manual("linker", {}, "test")
+        parent = await wait_for(lambda: next(iter(slack.parents()), None))
+        await wait_for(lambda: len(parent.updates) >= 3)  # refreshed while the run works
+        context = parent.updates[-1]["blocks"][1]["elements"][0]["text"]
+        assert "<https://git.example/pr/7|PR #7>" in context and "elapsed" in context
+        assert run.id is not None

@@ -24,10 +24,12 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 
 from ..config import SlackConfig
+from ..errors import NightshiftError
 from ..loader import Catalog
 from ..runs import (
     ApprovalDecision,
     ApprovalRequest,
+    Artifact,
     Envelope,
     EventBus,
     Finished,
@@ -138,9 +140,10 @@ class SlackReporter:
         if parent is None:
             return  # this run does not report to Slack
         parent_id, channel = parent
-        if isinstance(event, StatusChanged | Finished):
-            run = await self._store.call(self._store.get_run, run_id)
-            await self._add(run_id, channel, "update", slack_blocks.parent(run), parent_id)
+        if isinstance(event, StatusChanged | Finished) or (
+            isinstance(event, Artifact) and event.url
+        ):
+            await self._update_parent(run_id, channel, parent_id)
         body = slack_blocks.reply(run_id, event)
         if body is not None:
             item = await self._add(run_id, channel, "reply", body, parent_id)
@@ -164,6 +167,25 @@ class SlackReporter:
             )
         if isinstance(event, Finished):
             self._parents.pop(run_id, None)
+
+    async def _update_parent(self, run_id: int, channel: str, parent_id: int) -> None:
+        run = await self._store.call(self._store.get_run, run_id)
+        rows = await self._store.call(self._store.run_events, run_id)
+        links = [
+            (str(r.data.get("title")), str(r.data["url"]))
+            for r in rows
+            if r.type == "artifact" and r.data.get("url")
+        ]
+        await self._add(run_id, channel, "update", slack_blocks.parent(run, links), parent_id)
+
+    async def refresh(self, interval: float) -> None:
+        """Re-render the parent message of every reporting run now and then: elapsed time
+        stays current while a run works (a newer update supersedes a queued older one)."""
+        while True:
+            await asyncio.sleep(interval)
+            for run_id, (parent_id, channel) in list(self._parents.items()):
+                with contextlib.suppress(NightshiftError):
+                    await self._update_parent(run_id, channel, parent_id)
 
     async def _chat_origin(self, event_id: int | None) -> dict[str, Any] | None:
         if event_id is None:

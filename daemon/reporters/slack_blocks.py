@@ -44,8 +44,8 @@ def _elapsed(start: datetime | None, end: datetime | None) -> str:
     return format_duration((end or utcnow()) - start) or "0s"
 
 
-def parent(run: RunRow) -> dict[str, Any]:
-    """The run's parent message: automation, status, trigger, elapsed time, summary."""
+def parent(run: RunRow, links: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """The run's parent message: automation, status, trigger, elapsed time, summary, links."""
     emoji = EMOJI.get(run.status, ":grey_question:")
     head = f"{emoji} *{run.automation}* · run {run.id} · *{run.status}*"
     if run.summary:
@@ -54,6 +54,8 @@ def parent(run: RunRow) -> dict[str, Any]:
         f"trigger `{run.trigger}` · attempt {run.attempt} · "
         f"elapsed {_elapsed(run.started_at, run.finished_at)}"
     )
+    if links:
+        context += " · " + " · ".join(f"<{url}|{title}>" for title, url in links)
     return {
         "text": f"{run.automation} · run {run.id} · {run.status}",
         "blocks": [

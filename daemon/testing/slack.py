@@ -180,6 +180,13 @@ class SlackDouble:
     def _apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "url": f"ws://127.0.0.1:{self.port}/link/?ticket={next(self._ids)}"}
 
+    async def disconnect(self, reason: str = "refresh_requested") -> None:
+        """Ask every connected client to reconnect, as Slack does every few hours."""
+        for ws in list(self.sockets):
+            await ws.send_json(
+                {"type": "disconnect", "reason": reason, "debug_info": {"host": "double"}}
+            )
+
     async def envelope(
         self,
         type: str,
