@@ -21,14 +21,14 @@ from .helpers import alive
 
 # First attempt: leaves a marker and hangs (with a child process); later attempts succeed.
 SLEEPY = """\
-import json, pathlib, subprocess, sys, time
+import json, pathlib, subprocess, sys, threading
 ctx = json.loads(sys.stdin.readline())
 marker = pathlib.Path(ctx["inputs"]["marker"])
 if ctx["run"]["attempt"] == 1 and not marker.exists():
     child = subprocess.Popen(["sleep", "300"])
     print(json.dumps({"type": "step", "title": "working on attempt 1"}), flush=True)
     marker.write_text(str(child.pid))
-    time.sleep(300)
+    threading.Event().wait()  # hang until killed
 print(json.dumps({"type": "step", "title": f"attempt {ctx['run']['attempt']}"}), flush=True)
 print(json.dumps({"type": "finished", "status": "succeeded", "summary": "all done"}), flush=True)
 """

@@ -170,12 +170,12 @@ async def test_malformed_and_oversized_lines_are_visible_warnings(project: Proje
 
 
 HANGING = """\
-import json, subprocess, sys, time, pathlib
+import json, subprocess, sys, threading, pathlib
 ctx = json.loads(sys.stdin.readline())
 child = subprocess.Popen(["sleep", "300"])
 pathlib.Path(ctx["workdir"], "child.pid").write_text(str(child.pid))
 print(json.dumps({"type": "step", "title": "hanging"}), flush=True)
-time.sleep(300)
+threading.Event().wait()  # hang until killed
 """
 
 

@@ -40,17 +40,23 @@ async def daemon(project: Project, slack: SlackDouble) -> AsyncIterator[Daemon]:
     report = {"channel": "#ops", "approvers": [ANN], "steerers": []}
     project.automation("steer-me", skill="steerable", report=report)
     project.automation("push", skill="pusher", report=report)
-    config = project.config(
+    config = slack_config(project, slack)
+    async with running_daemon(config) as d:
+        await wait_for(lambda: slack.sockets)
+        yield d
+
+
+def slack_config(project: Project, slack: SlackDouble, **extra: Any) -> Any:
+    """A config that reports to the double and listens on its Socket Mode."""
+    return project.config(
         slack={
             "bot_token": slack.bot_token,
             "app_token": slack.app_token,
             "base_url": slack.base_url,
             "min_interval": "10ms",
         },
+        **extra,
     )
-    async with running_daemon(config) as d:
-        await wait_for(lambda: slack.sockets)
-        yield d
 
 
 async def parent_of(slack: SlackDouble, run_id: int) -> Posted:
@@ -163,14 +169,7 @@ async def test_an_approval_nobody_decides_expires_and_the_run_takes_the_safe_bra
         report={"channel": "#ops", "approvers": [ANN]},
         policies={"approval_ttl": "300ms"},
     )
-    config = project.config(
-        slack={
-            "bot_token": slack.bot_token,
-            "app_token": slack.app_token,
-            "base_url": slack.base_url,
-            "min_interval": "10ms",
-        },
-    )
+    config = slack_config(project, slack)
     async with running_daemon(config) as d:
         run_id = await start(d, "push")
         msg = await approval_message(slack, await parent_of(slack, run_id))
@@ -258,15 +257,7 @@ async def test_a_click_after_a_restart_reaches_the_retried_run(
 ) -> None:
     project.skill("pusher", APPROVING)
     project.automation("push", skill="pusher", report={"channel": "#ops", "approvers": [ANN]})
-    config = project.config(
-        slack={
-            "bot_token": slack.bot_token,
-            "app_token": slack.app_token,
-            "base_url": slack.base_url,
-            "min_interval": "10ms",
-        },
-        shutdown_grace="100ms",
-    )
+    config = slack_config(project, slack, shutdown_grace="100ms")
     async with running_daemon(config) as d:
         await wait_for(lambda: slack.sockets)
         run_id = await start(d, "push")
@@ -340,15 +331,7 @@ async def test_pause_resume_retry_and_the_second_acknowledgement(
 ) -> None:
     project.skill("pausable", PAUSABLE)
     project.automation("pausable", skill="pausable", report={"channel": "#ops", "steerers": [ANN]})
-    config = project.config(
-        slack={
-            "bot_token": slack.bot_token,
-            "app_token": slack.app_token,
-            "base_url": slack.base_url,
-            "min_interval": "10ms",
-        },
-        shutdown_grace="100ms",
-    )
+    config = slack_config(project, slack, shutdown_grace="100ms")
     async with running_daemon(config) as d:
         await wait_for(lambda: slack.sockets)
         run_id = await start(d, "pausable")
@@ -388,14 +371,7 @@ async def test_a_user_group_can_approve(project: Project, slack: SlackDouble) ->
     project.automation(
         "push", skill="pusher", report={"channel": "#ops", "approvers": ["S0ONCALL"]}
     )
-    config = project.config(
-        slack={
-            "bot_token": slack.bot_token,
-            "app_token": slack.app_token,
-            "base_url": slack.base_url,
-            "min_interval": "10ms",
-        },
-    )
+    config = slack_config(project, slack)
     async with running_daemon(config) as d:
         await wait_for(lambda: slack.sockets)
         run_id = await start(d, "push")
