@@ -28,6 +28,7 @@ class RunContext:
     workdir: Path
     env: Mapping[str, str] = field(default_factory=dict)
     repository: Path | None = None
+    skills: tuple[Skill, ...] = ()  # the catalog, for agents that read other skills on demand
 
     def to_json(self) -> dict[str, Any]:
         """What a script backend writes to the script's stdin (no secrets: env stays out)."""

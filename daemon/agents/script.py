@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from ..errors import BackendError
 from ..runs.events import AGENT_EVENT_TYPES, RUN_EVENT, Finished, Message, RunEvent
 from ..runs.status import RunStatus
+from ..spec import ScriptAgent
 from .base import RunContext
 
 log = structlog.get_logger(__name__)
@@ -233,7 +234,9 @@ class ScriptBackend:
 
     async def start(self, ctx: RunContext) -> ScriptRun:
         agent = ctx.automation.agent
-        entry = agent.entrypoint or ctx.skill.manifest.entrypoint
+        entry = (agent.entrypoint if isinstance(agent, ScriptAgent) else None) or (
+            ctx.skill.manifest.entrypoint
+        )
         if not entry:
             raise BackendError(f"skill {ctx.skill.name!r} has no script entrypoint")
         script = ctx.skill.path / entry

@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from .. import workspace
 from ..agents import AgentBackend, AgentRun, RunContext
 from ..agents.processes import kill_orphans
 from ..durations import format_duration
@@ -27,6 +28,7 @@ from .bus import EventBus
 from .events import (
     ApprovalDecision,
     ApprovalRequest,
+    Artifact,
     Command,
     Finished,
     Message,
@@ -234,6 +236,9 @@ class Executor:
                 run,
                 None,
             )
+        salvaged = await workspace.salvage_all(self._work_root.parent / "worktrees")
+        if salvaged:
+            log.warning("removed worktrees left by a previous daemon", count=len(salvaged))
         queued = await self._store.call(
             self._store.list_runs, statuses=[RunStatus.QUEUED], limit=100_000, oldest_first=True
         )
@@ -343,6 +348,30 @@ class Executor:
                 }
         workdir = self._work_root / str(run_id)
         await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+        tree: workspace.Worktree | None = None
+        if automation.isolated():
+            repo = self._local_repository(automation)
+            if repo is None:
+                return (
+                    RunStatus.FAILED,
+                    "clone URLs are not supported yet: use a local path",
+                    run,
+                    automation,
+                )
+            try:
+                tree = await workspace.create(
+                    repo,
+                    self._work_root.parent / "worktrees",
+                    automation.name,
+                    run_id,
+                    automation.workspace.base_branch,
+                )
+            except NightshiftError as exc:
+                return RunStatus.FAILED, f"cannot make the workspace: {exc}", run, automation
+            await self._emit(
+                run_id, Message(text=f"working on branch {tree.branch} in {tree.path}")
+            )
+            workdir = tree.path
         ctx = RunContext(
             run_id=run_id,
             attempt=run.attempt,
@@ -353,13 +382,32 @@ class Executor:
             workdir=workdir,
             env=env,
             repository=self._local_repository(automation),
+            skills=tuple(catalog.skills.values()),
         )
         try:
-            active.agent = await backend.start(ctx)
+            try:
+                active.agent = await backend.start(ctx)
+            except NightshiftError as exc:
+                return RunStatus.FAILED, str(exc), run, automation
+            status, summary = await self._drive(active, active.agent, automation)
+            return status, summary, run, automation
+        finally:
+            if tree is not None:
+                await self._keep_diff(run_id, tree, automation.workspace.keep)
+
+    async def _keep_diff(self, run_id: int, tree: workspace.Worktree, keep: bool) -> None:
+        """Commit the run's changes on its branch and keep the diff as an artifact."""
+        try:
+            outcome = await workspace.finish(tree, run_id, keep)
         except NightshiftError as exc:
-            return RunStatus.FAILED, str(exc), run, automation
-        status, summary = await self._drive(active, active.agent, automation)
-        return status, summary, run, automation
+            await self._emit(run_id, Message(level="warning", text=f"workspace: {exc}"))
+            return
+        if outcome.stat:
+            last = outcome.stat.splitlines()[-1].strip()
+            await self._emit(
+                run_id,
+                Artifact(kind="diff", title=f"{tree.branch}: {last}", content=outcome.diff),
+            )
 
     def _local_repository(self, automation: Automation) -> Path | None:
         repo = automation.workspace.repository

@@ -2,6 +2,7 @@
 
 from .automation import (
     Automation,
+    BuiltinAgent,
     CronTrigger,
     DateTrigger,
     IntervalTrigger,
@@ -18,6 +19,7 @@ from .skill import InputSpec, Permissions, Skill, SkillFrontMatter, SkillManifes
 
 __all__ = [
     "Automation",
+    "BuiltinAgent",
     "CronTrigger",
     "DateTrigger",
     "InputSpec",

@@ -226,7 +226,49 @@ class ScriptAgent(_Strict):
     )
 
 
-AgentSpec = Annotated[ScriptAgent, BeforeValidator(_agent_shorthand)]
+class BuiltinAgent(_Strict):
+    """nightshift's own agent loop over any OpenAI-compatible Chat Completions API."""
+
+    backend: Literal["builtin"]
+    base_url: str = Field("https://api.openai.com/v1", description="…/v1 of the API")
+    model: str = "gpt-4.1"
+    api_key: SecretRef | None = Field(
+        None, description="e.g. ${OPENAI_API_KEY}; none for local servers"
+    )
+    max_steps: int = Field(50, ge=1, le=1000, description="model calls per run")
+    max_tokens: int | None = Field(None, ge=1, description="total tokens per run")
+    command_timeout: Duration = timedelta(minutes=5)
+    retry_backoff: Duration = Field(
+        timedelta(milliseconds=500), description="first wait after a 429/5xx; doubles each retry"
+    )
+    allow_commands: list[str] = Field(
+        default=["*"], description="shell globs of commands the agent may run on its own"
+    )
+    approval_commands: list[str] = Field(
+        default=[
+            "git push*",
+            "gh *",
+            "curl *",
+            "wget *",
+            "pip install*",
+            "npm install*",
+            "npm publish*",
+            "docker *",
+            "ssh *",
+            "scp *",
+        ],
+        description="commands that wait for an approval first (elevated actions)",
+    )
+    deny_commands: list[str] = Field(
+        default=["sudo *", "rm -rf /*", "rm -rf ~*"], description="commands always refused"
+    )
+
+
+AgentSpec = Annotated[
+    ScriptAgent | BuiltinAgent,
+    BeforeValidator(_agent_shorthand),
+    Field(discriminator="backend"),
+]
 
 
 class Workspace(_Strict):
@@ -234,6 +276,12 @@ class Workspace(_Strict):
 
     repository: str = Field(".", description="local path (relative to the daemon) or URL")
     base_branch: str | None = None
+    isolate: bool | None = Field(
+        None,
+        description="work in a git worktree on branch nightshift/<automation>/<run> "
+        "(default: yes for agent backends, no for scripts)",
+    )
+    keep: bool = Field(False, description="keep the worktree folder after the run, for review")
 
 
 class Report(_Strict):
@@ -390,6 +438,12 @@ class Automation(_Strict):
             for index, trig in enumerate(self.triggers)
             if trig.type == kind
         ]
+
+    def isolated(self) -> bool:
+        """Whether runs work in their own worktree."""
+        if self.workspace.isolate is not None:
+            return self.workspace.isolate
+        return self.agent.backend != "script"
 
     def schedule_triggers(self) -> list[tuple[str, ScheduleTrigger]]:
         """(trigger key, trigger) for each time-based trigger; keys are stable per position."""

@@ -1,0 +1,436 @@
+"""nightshift's own agent loop over an OpenAI-compatible Chat Completions API.
+
+The skill's SKILL.md body is the system prompt, with the catalog of the other skills (name,
+description, location; their files are read on demand). The model works with tools — run a
+command, read / write / search files, request approval, post an update, finish — inside the
+run's workspace. Steering messages are added as user messages before the next model call, so
+the conversation keeps its context. Budgets: model calls and tokens (wall time is the run's
+timeout). 429 and 5xx are retried with backoff; a failing model server ends the run with a
+clear error, never a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import time
+from collections.abc import AsyncIterator
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+import httpx
+import structlog
+
+from ..errors import BackendError
+from ..runs.events import ApprovalRequest, Command, FileChange, Finished, Message, RunEvent, Step
+from ..runs.status import RunStatus
+from ..spec import BuiltinAgent
+from .base import RunContext
+
+log = structlog.get_logger(__name__)
+
+MAX_TOOL_OUTPUT = 8000
+_RETRIES = 4
+
+TOOLS: list[dict[str, Any]] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "run_command",
+            "description": "Run a shell command in the workspace.",
+            "parameters": {
+                "type": "object",
+                "properties": {"command": {"type": "string"}},
+                "required": ["command"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "read_file",
+            "description": "Read a file (workspace-relative, or a skill file).",
+            "parameters": {
+                "type": "object",
+                "properties": {"path": {"type": "string"}},
+                "required": ["path"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "write_file",
+            "description": "Create or replace a file in the workspace.",
+            "parameters": {
+                "type": "object",
+                "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
+                "required": ["path", "content"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "search_files",
+            "description": "Search the workspace's files for a regex.",
+            "parameters": {
+                "type": "object",
+                "properties": {"pattern": {"type": "string"}},
+                "required": ["pattern"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "request_approval",
+            "description": "Ask a person before an elevated action (push, pull request, network…).",
+            "parameters": {
+                "type": "object",
+                "properties": {"action": {"type": "string"}, "description": {"type": "string"}},
+                "required": ["action", "description"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "post_update",
+            "description": "Tell the people watching what is happening.",
+            "parameters": {
+                "type": "object",
+                "properties": {"text": {"type": "string"}},
+                "required": ["text"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "finish",
+            "description": "End the task with a summary.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "summary": {"type": "string"},
+                    "status": {"type": "string", "enum": ["succeeded", "failed"]},
+                },
+                "required": ["summary"],
+            },
+        },
+    },
+]
+
+
+def _clip(text: str, limit: int = MAX_TOOL_OUTPUT) -> str:
+    if len(text) <= limit:
+        return text
+    return f"[…{len(text) - limit} characters cut…]\n" + text[-limit:]
+
+
+def system_prompt(ctx: RunContext) -> str:
+    catalog = "\n".join(
+        f"<skill><name>{s.name}</name><description>{s.description}</description>"
+        f"<location>{s.path / 'SKILL.md'}</location></skill>"
+        for s in ctx.skills
+        if s.name != ctx.skill.name
+    )
+    return (
+        f"You are nightshift's agent, carrying out the skill {ctx.skill.name!r} in the workspace "
+        f"{ctx.workdir}. Use the tools; end with `finish`. Ask with `request_approval` before "
+        f"anything elevated. People may send you steering messages while you work: follow them.\n\n"
+        f"{ctx.skill.body}\n\n<available_skills>\n{catalog}\n</available_skills>"
+    )
+
+
+def task_prompt(ctx: RunContext) -> str:
+    return (
+        f"Run {ctx.run_id} of automation {ctx.automation.name!r}.\n"
+        f"Inputs: {json.dumps(dict(ctx.inputs))}\n"
+        f"Event: {json.dumps(dict(ctx.event), default=str)[:4000]}"
+    )
+
+
+class ModelError(BackendError):
+    """The model server failed in a way retrying does not fix."""
+
+
+class BuiltinRun:
+    """One run of the loop."""
+
+    def __init__(self, ctx: RunContext, spec: BuiltinAgent) -> None:
+        self._ctx = ctx
+        self._spec = spec
+        self._events: asyncio.Queue[RunEvent] = asyncio.Queue()
+        self._steers: list[str] = []
+        self._decisions: dict[str, asyncio.Future[tuple[bool, str | None]]] = {}
+        self._running = asyncio.Event()
+        self._running.set()
+        self._proc: asyncio.subprocess.Process | None = None
+        self._approvals = 0
+        self._tokens = 0
+        headers = {"Authorization": f"Bearer {spec.api_key.resolve()}"} if spec.api_key else {}
+        self._http = httpx.AsyncClient(
+            base_url=spec.base_url.rstrip("/"), headers=headers, timeout=120
+        )
+        self._task = asyncio.create_task(self._main(), name=f"builtin-{ctx.run_id}")
+
+    # -- AgentRun -------------------------------------------------------------------------
+    async def events(self) -> AsyncIterator[RunEvent]:
+        while True:
+            event = await self._events.get()
+            yield event
+            if isinstance(event, Finished):
+                return
+
+    async def steer(self, text: str, by: str) -> None:
+        self._steers.append(f"[steering from {by}] {text}")
+
+    async def decide(self, approval_id: str, approved: bool, reason: str | None) -> None:
+        waiter = self._decisions.get(approval_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result((approved, reason))
+
+    async def cancel(self) -> None:
+        self._kill_command()
+        if not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._events.empty():
+            self._events.put_nowait(Finished(status=RunStatus.FAILED, summary="stopped"))
+
+    async def pause(self) -> None:
+        self._running.clear()
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGSTOP)
+
+    async def resume(self) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGCONT)
+        self._running.set()
+
+    # -- the loop -------------------------------------------------------------------------
+    def _emit(self, event: RunEvent) -> None:
+        self._events.put_nowait(event)
+
+    async def _main(self) -> None:
+        try:
+            status, summary = await self._loop()
+        except ModelError as exc:
+            status, summary = RunStatus.FAILED, str(exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in a tool must end the run, not hang it
+            log.exception("builtin agent failed", run_id=self._ctx.run_id)
+            status, summary = RunStatus.FAILED, f"agent error: {exc}"
+        finally:
+            await self._http.aclose()
+        self._emit(Finished(status=status, summary=summary))
+
+    async def _loop(self) -> tuple[RunStatus, str]:
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": system_prompt(self._ctx)},
+            {"role": "user", "content": task_prompt(self._ctx)},
+        ]
+        for _ in range(self._spec.max_steps):
+            await self._running.wait()
+            while self._steers:  # steering joins the conversation before the next call
+                messages.append({"role": "user", "content": self._steers.pop(0)})
+            reply = await self._chat(messages)
+            if self._spec.max_tokens is not None and self._tokens > self._spec.max_tokens:
+                return RunStatus.FAILED, f"token budget of {self._spec.max_tokens} used up"
+            message = reply["choices"][0]["message"]
+            messages.append({k: v for k, v in message.items() if v is not None})
+            if message.get("content"):
+                self._emit(Message(text=str(message["content"])))
+            calls = message.get("tool_calls") or []
+            if not calls:
+                return RunStatus.SUCCEEDED, str(message.get("content") or "done")
+            for call in calls:
+                name = call["function"]["name"]
+                try:
+                    args = json.loads(call["function"].get("arguments") or "{}")
+                except json.JSONDecodeError:
+                    args = {}
+                if name == "finish":
+                    status = (
+                        RunStatus.FAILED if args.get("status") == "failed" else RunStatus.SUCCEEDED
+                    )
+                    return status, str(args.get("summary", ""))
+                result = await self._tool(name, args)
+                messages.append(
+                    {"role": "tool", "tool_call_id": call["id"], "content": _clip(result)}
+                )
+        return RunStatus.FAILED, f"step budget of {self._spec.max_steps} model calls used up"
+
+    async def _chat(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        body = {
+            "model": self._spec.model,
+            "messages": messages,
+            "tools": TOOLS,
+            "tool_choice": "auto",
+        }
+        delay = self._spec.retry_backoff.total_seconds()
+        last = ""
+        for attempt in range(_RETRIES):
+            try:
+                resp = await self._http.post("/chat/completions", json=body)
+            except httpx.TransportError as exc:
+                last = (
+                    f"model server unreachable at {self._spec.base_url}: {exc.__class__.__name__}"
+                )
+            else:
+                if resp.status_code in (401, 403):
+                    raise ModelError(f"model server refused the API key ({resp.status_code})")
+                if resp.status_code == 429 or resp.status_code >= 500:
+                    last = f"model server error {resp.status_code}: {resp.text[:200]}"
+                    retry_after = resp.headers.get("retry-after", "")
+                    if retry_after.isdigit():
+                        delay = max(delay, float(retry_after))
+                elif resp.status_code >= 400:
+                    raise ModelError(
+                        f"model server rejected the request ({resp.status_code}): {resp.text[:300]}"
+                    )
+                else:
+                    data: dict[str, Any] = resp.json()
+                    self._tokens += int((data.get("usage") or {}).get("total_tokens") or 0)
+                    return data
+            if attempt < _RETRIES - 1:
+                await asyncio.sleep(delay)
+                delay *= 2
+        raise ModelError(last)
+
+    # -- tools ----------------------------------------------------------------------------
+    def _path(self, raw: str, *, write: bool) -> Path:
+        root = self._ctx.workdir.resolve()
+        path = (root / raw).resolve()
+        if path.is_relative_to(root):
+            return path
+        if not write and any(
+            path.is_relative_to(s.path) for s in (self._ctx.skill, *self._ctx.skills)
+        ):
+            return path  # skill files are readable on demand
+        raise BackendError(f"{raw} is outside the workspace")
+
+    async def _tool(self, name: str, args: dict[str, Any]) -> str:
+        try:
+            if name == "run_command":
+                return await self._run_command(str(args.get("command", "")))
+            if name == "read_file":
+                return await asyncio.to_thread(self._path(str(args["path"]), write=False).read_text)
+            if name == "write_file":
+                path = self._path(str(args["path"]), write=True)
+                existed = path.exists()
+                path.parent.mkdir(parents=True, exist_ok=True)
+                await asyncio.to_thread(path.write_text, str(args.get("content", "")))
+                rel = str(path.relative_to(self._ctx.workdir.resolve()))
+                self._emit(FileChange(path=rel, change="modified" if existed else "added"))
+                return f"wrote {rel}"
+            if name == "search_files":
+                return await asyncio.to_thread(self._search, str(args.get("pattern", "")))
+            if name == "request_approval":
+                approved, reason = await self._approval(
+                    str(args.get("action")), str(args.get("description", ""))
+                )
+                return "approved" if approved else f"denied: {reason or 'no reason given'}"
+            if name == "post_update":
+                self._emit(Step(title=str(args.get("text", ""))[:300]))
+                return "posted"
+            return f"unknown tool {name!r}"
+        except (OSError, KeyError, UnicodeDecodeError, BackendError) as exc:
+            return f"error: {exc}"
+
+    async def _approval(self, action: str, description: str) -> tuple[bool, str | None]:
+        self._approvals += 1
+        approval_id = f"a{self._approvals}"
+        waiter: asyncio.Future[tuple[bool, str | None]] = asyncio.get_running_loop().create_future()
+        self._decisions[approval_id] = waiter
+        self._emit(ApprovalRequest(id=approval_id, action=action, description=description))
+        return await waiter
+
+    async def _run_command(self, command: str) -> str:
+        spec = self._spec
+        if any(fnmatchcase(command, p) for p in spec.deny_commands):
+            self._emit(Message(level="warning", text=f"refused: `{command}` is denied by policy"))
+            return "refused: this command is denied by policy"
+        if any(fnmatchcase(command, p) for p in spec.approval_commands) or not any(
+            fnmatchcase(command, p) for p in spec.allow_commands
+        ):
+            approved, reason = await self._approval("command", f"run `{command}`")
+            if not approved:
+                return f"not run: approval denied ({reason or 'no reason given'})"
+        start = time.monotonic()
+        self._proc = await asyncio.create_subprocess_shell(
+            command,
+            cwd=self._ctx.workdir,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            stdin=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+            env={
+                **{k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ},
+                **self._ctx.env,
+                "NIGHTSHIFT_WORKDIR": str(self._ctx.workdir),
+            },
+        )
+        try:
+            out, _ = await asyncio.wait_for(
+                self._proc.communicate(), spec.command_timeout.total_seconds()
+            )
+            code: int | None = self._proc.returncode
+        except TimeoutError:
+            self._kill_command()
+            out, code = b"[timed out]", None
+        text = out.decode(errors="replace")
+        self._emit(
+            Command(
+                command=command,
+                exit_code=code,
+                output_tail=text[-4000:],
+                duration_s=round(time.monotonic() - start, 3),
+            )
+        )
+        return f"exit code {code}\n{_clip(text)}"
+
+    def _kill_command(self) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
+
+    def _search(self, pattern: str) -> str:
+        regex = re.compile(pattern)
+        hits: list[str] = []
+        root = self._ctx.workdir
+        for path in sorted(root.rglob("*")):
+            if ".git" in path.parts or not path.is_file():
+                continue
+            try:
+                for n, line in enumerate(path.read_text().splitlines(), 1):
+                    if regex.search(line):
+                        hits.append(f"{path.relative_to(root)}:{n}: {line[:200]}")
+                        if len(hits) >= 100:
+                            return "\n".join(hits) + "\n[…more matches]"
+            except (UnicodeDecodeError, OSError):
+                continue
+        return "\n".join(hits) or "no matches"
+
+
+class BuiltinBackend:
+    """Starts runs of the built-in agent loop."""
+
+    name = "builtin"
+
+    async def start(self, ctx: RunContext) -> BuiltinRun:
+        spec = ctx.automation.agent
+        if not isinstance(spec, BuiltinAgent):
+            raise BackendError("the builtin backend needs `agent: {backend: builtin, …}`")
+        return BuiltinRun(ctx, spec)

@@ -1,0 +1,165 @@
+"""A git worktree per run: the agent works on its own branch, never in the original checkout.
+
+`nightshift/<automation>/<run>` is created from the base branch (or the repository's HEAD) in
+`<state_dir>/worktrees/<run>`. When the run ends, everything it changed is committed on that
+branch and the diff (with its stat) becomes an artifact; the worktree folder is removed unless
+the automation keeps it for review. All git work runs in a thread: it never stalls the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import NightshiftError
+
+_GIT_ENV = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_AUTHOR_NAME": "nightshift",
+    "GIT_AUTHOR_EMAIL": "nightshift@localhost",
+    "GIT_COMMITTER_NAME": "nightshift",
+    "GIT_COMMITTER_EMAIL": "nightshift@localhost",
+}
+MAX_DIFF = 200_000
+
+
+class WorkspaceError(NightshiftError):
+    """A worktree could not be made or read."""
+
+
+def _git(repo: Path, *args: str, check: bool = True) -> str:
+    import os
+
+    proc = subprocess.run(
+        ["git", "-C", str(repo), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **_GIT_ENV},
+        timeout=120,
+    )
+    if check and proc.returncode != 0:
+        raise WorkspaceError(
+            f"git {' '.join(args[:2])} failed in {repo}: {proc.stderr.strip()[:300]}"
+        )
+    return proc.stdout
+
+
+@dataclass(frozen=True)
+class Worktree:
+    """A run's worktree."""
+
+    repo: Path
+    path: Path
+    branch: str
+    base: str  # the commit it started from
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a run changed."""
+
+    stat: str
+    diff: str
+    commit: str | None
+
+
+def branch_name(automation: str, run_id: int) -> str:
+    return f"nightshift/{automation}/{run_id}"
+
+
+def _create(repo: Path, root: Path, automation: str, run_id: int, base: str | None) -> Worktree:
+    top = Path(_git(repo, "rev-parse", "--show-toplevel").strip())
+    start = _git(top, "rev-parse", "--verify", f"{base or 'HEAD'}^{{commit}}").strip()
+    path = root / str(run_id)
+    branch = branch_name(automation, run_id)
+    if path.exists():  # a retry of the same run id cannot happen; a crashed attempt can
+        _git(top, "worktree", "remove", "--force", str(path), check=False)
+        shutil.rmtree(path, ignore_errors=True)
+    _git(top, "worktree", "add", "--force", "-B", branch, str(path), start)
+    return Worktree(top, path, branch, start)
+
+
+def _finish(tree: Worktree, run_id: int, keep: bool) -> Outcome:
+    _git(tree.path, "add", "--all")
+    stat = _git(tree.path, "diff", "--cached", "--stat", tree.base).strip()
+    diff = _git(tree.path, "diff", "--cached", tree.base)
+    commit = None
+    if stat:
+        _git(tree.path, "commit", "--quiet", "--no-verify", "-m", f"nightshift: run {run_id}")
+        commit = _git(tree.path, "rev-parse", "HEAD").strip()
+    if not keep:
+        _git(tree.repo, "worktree", "remove", "--force", str(tree.path), check=False)
+        shutil.rmtree(tree.path, ignore_errors=True)
+        if commit is None:  # nothing to review: the branch goes too
+            _git(tree.repo, "branch", "-D", tree.branch, check=False)
+    if len(diff) > MAX_DIFF:
+        diff = diff[:MAX_DIFF] + "\n[…diff truncated]\n"
+    return Outcome(stat, diff, commit)
+
+
+def _prune(repo: Path, root: Path, keep: set[str]) -> list[Path]:
+    removed = []
+    if root.is_dir():
+        for path in root.iterdir():
+            if path.name not in keep:
+                _git(repo, "worktree", "remove", "--force", str(path), check=False)
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    _git(repo, "worktree", "prune", check=False)
+    return removed
+
+
+def _salvage_all(root: Path) -> list[Path]:
+    """After a crash: commit what each leftover worktree changed on its branch, then remove it."""
+    removed: list[Path] = []
+    if not root.is_dir():
+        return removed
+    for path in sorted(root.iterdir()):
+        common = _git(path, "rev-parse", "--git-common-dir", check=False).strip()
+        if common:
+            repo = (
+                (path / common).resolve().parent
+                if not Path(common).is_absolute()
+                else Path(common).parent
+            )
+            _git(path, "add", "--all", check=False)
+            if _git(path, "status", "--porcelain", check=False).strip():
+                _git(
+                    path,
+                    "commit",
+                    "--quiet",
+                    "--no-verify",
+                    "-m",
+                    f"nightshift: run {path.name} (interrupted)",
+                    check=False,
+                )
+            _git(repo, "worktree", "remove", "--force", str(path), check=False)
+            _git(repo, "worktree", "prune", check=False)
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+async def salvage_all(root: Path) -> list[Path]:
+    """Commit and remove every worktree left under `root` (start-up, after a crash)."""
+    return await asyncio.to_thread(_salvage_all, root)
+
+
+async def create(
+    repo: Path, root: Path, automation: str, run_id: int, base: str | None
+) -> Worktree:
+    """Make the run's worktree on its own branch."""
+    return await asyncio.to_thread(_create, repo, root, automation, run_id, base)
+
+
+async def finish(tree: Worktree, run_id: int, keep: bool) -> Outcome:
+    """Commit what changed on the run's branch; remove the worktree unless kept."""
+    return await asyncio.to_thread(_finish, tree, run_id, keep)
+
+
+async def prune(repo: Path, root: Path, keep: set[str]) -> list[Path]:
+    """Remove worktrees of runs that are over (e.g. after a crash)."""
+    return await asyncio.to_thread(_prune, repo, root, keep)

@@ -1,0 +1,210 @@
+"""nightshift's own agent loop against a scripted Chat Completions server, working in a real git
+worktree with real commands."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon.runs import RunStatus
+from daemon.testing import Project, running_daemon, wait_for
+from daemon.testing.models import ChatCompletionsDouble, call, tool_results
+
+from .helpers import events, wait_status
+
+BUGGY = "def add(a, b):\n    return a - b\n"
+FIXED = "def add(a, b):\n    return a + b\n"
+TEST = "from calc import add\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "service"
+    repo.mkdir()
+    (repo / "calc.py").write_text(BUGGY)
+    (repo / "test_calc.py").write_text(TEST)
+    (repo / ".gitignore").write_text("__pycache__/\n.pytest_cache/\n")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "init")
+    return repo
+
+
+def agent_project(project: Project, repo: Path, model: ChatCompletionsDouble, **agent: Any) -> None:
+    project.skill("fix", None, body="Fix the failing test with the smallest change.")
+    project.automation(
+        "fix",
+        skill="fix",
+        workspace={"repository": str(repo)},
+        agent={
+            "backend": "builtin",
+            "base_url": model.base_url,
+            "model": "scripted",
+            "retry_backoff": "10ms",
+            **agent,
+        },
+    )
+
+
+async def test_the_agent_edits_and_tests_in_its_own_worktree(project: Project, repo: Path) -> None:
+    def script(req: dict[str, Any], n: int) -> Any:
+        return [
+            call("read_file", path="calc.py"),
+            call("write_file", path="calc.py", content=FIXED),
+            call("run_command", command="python -m pytest -q test_calc.py"),
+            call("finish", summary="fixed add()"),
+        ][n - 1]
+
+    async with ChatCompletionsDouble(script) as model:
+        agent_project(project, repo, model)
+        async with running_daemon(project.config()) as d:
+            run = await d.dispatcher.manual("fix", {}, "test")
+            assert run.id is not None
+            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=60)
+            log = await events(d, run.id)
+    assert done.summary == "fixed add()"
+    assert tool_results(model.requests[1]) == [BUGGY]  # read_file's result reached the model
+    command = next(e for e in log if e["type"] == "command")
+    assert command["exit_code"] == 0 and "1 passed" in command["output_tail"]
+    diff = next(e for e in log if e["type"] == "artifact" and e["kind"] == "diff")
+    assert diff["title"].startswith(f"nightshift/fix/{run.id}: 1 file changed")
+    assert "-    return a - b\n+    return a + b" in diff["content"]
+    assert (repo / "calc.py").read_text() == BUGGY  # the original checkout is untouched
+    assert git(repo, "show", f"nightshift/fix/{run.id}:calc.py") == FIXED
+    assert "nightshift/fix" not in git(repo, "worktree", "list")  # worktree removed, branch kept
+    system = model.requests[0]["messages"][0]["content"]
+    assert "Fix the failing test with the smallest change." in system
+
+
+async def test_steering_mid_run_reaches_the_model_with_its_context(
+    project: Project, repo: Path
+) -> None:
+    def script(req: dict[str, Any], n: int) -> Any:
+        if n == 1:
+            return call(
+                "run_command", command="touch started; while [ ! -f go ]; do sleep 0.01; done"
+            )
+        steering = [
+            m["content"]
+            for m in req["messages"]
+            if m["role"] == "user" and "[steering" in m["content"]
+        ]
+        return call(
+            "finish",
+            summary="plan: " + ("patch only" if any("patch" in s for s in steering) else "all"),
+        )
+
+    async with ChatCompletionsDouble(script) as model:
+        agent_project(project, repo, model)
+        async with running_daemon(project.config()) as d:
+            run = await d.dispatcher.manual("fix", {}, "test")
+            assert run.id is not None
+            tree = project.root / ".nightshift" / "worktrees" / str(run.id)
+            await wait_for(lambda: (tree / "started").exists(), 20)
+            await d.executor.steer(run.id, "only patch versions", "ann")
+            await wait_for(
+                lambda: [e for e in d.store.run_events(run.id or 0) if e.type == "steer_received"]
+            )
+            (tree / "go").touch()
+            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=60)
+    assert done.summary == "plan: patch only"
+    roles = [m["role"] for m in model.requests[1]["messages"]]
+    assert roles == ["system", "user", "assistant", "tool", "user"]  # earlier context kept
+    assert model.requests[1]["messages"][-1]["content"] == "[steering from ann] only patch versions"
+
+
+@pytest.mark.parametrize("approve", [True, False])
+async def test_elevated_commands_wait_for_approval(
+    project: Project, repo: Path, approve: bool
+) -> None:
+    def script(req: dict[str, Any], n: int) -> Any:
+        if n == 1:
+            return call("run_command", command="git push origin HEAD")
+        return call("finish", summary=tool_results(req)[-1].splitlines()[0])
+
+    async with ChatCompletionsDouble(script) as model:
+        agent_project(project, repo, model)
+        async with running_daemon(project.config()) as d:
+            run = await d.dispatcher.manual("fix", {}, "test")
+            assert run.id is not None
+            await wait_status(d, run.id, RunStatus.WAITING, timeout=30)
+            (request,) = await d.store.call(d.store.approvals, run.id)
+            assert (request.action, request.description) == (
+                "command",
+                "run `git push origin HEAD`",
+            )
+            await d.executor.decide(run.id, None, approve, "ann", None if approve else "not today")
+            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=30)
+    if approve:
+        assert done.summary.startswith("exit code")  # it ran (there is no remote: it failed)
+    else:
+        assert done.summary == "not run: approval denied (not today)"
+
+
+async def test_denied_commands_never_run(project: Project, repo: Path) -> None:
+    def script(req: dict[str, Any], n: int) -> Any:
+        return (
+            call("run_command", command="sudo rm -rf /tmp/x")
+            if n == 1
+            else call("finish", summary=tool_results(req)[-1])
+        )
+
+    async with ChatCompletionsDouble(script) as model:
+        agent_project(project, repo, model)
+        async with running_daemon(project.config()) as d:
+            run = await d.dispatcher.manual("fix", {}, "test")
+            assert run.id is not None
+            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=30)
+    assert done.summary == "refused: this command is denied by policy"
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ((500, {"error": "overloaded"}), "model server error 500"),
+        ((401, {"error": "bad key"}), "model server refused the API key (401)"),
+    ],
+)
+async def test_a_failing_model_server_ends_the_run_clearly(
+    project: Project, repo: Path, reply: Any, expected: str
+) -> None:
+    async with ChatCompletionsDouble(lambda req, n: reply) as model:
+        agent_project(project, repo, model)
+        async with running_daemon(project.config()) as d:
+            run = await d.dispatcher.manual("fix", {}, "test")
+            assert run.id is not None
+            done = await wait_status(d, run.id, RunStatus.FAILED, timeout=30)
+    assert done.summary.startswith(expected)
+    assert len(model.requests) == (4 if reply[0] == 500 else 1)  # 5xx retried, 401 not
+
+
+async def test_an_unreachable_model_server_and_an_exhausted_budget(
+    project: Project, repo: Path
+) -> None:
+    async with ChatCompletionsDouble(
+        lambda req, n: call("post_update", text="still going")
+    ) as model:
+        agent_project(project, repo, model, max_steps=3)
+        async with running_daemon(project.config()) as d:
+            run = await d.dispatcher.manual("fix", {}, "test")
+            assert run.id is not None
+            done = await wait_status(d, run.id, RunStatus.FAILED, timeout=30)
+            assert done.summary == "step budget of 3 model calls used up"
+    # The server is gone now: the same automation cannot reach it.
+    async with running_daemon(project.config()) as d:
+        run = await d.dispatcher.manual("fix", {}, "test")
+        assert run.id is not None
+        done = await wait_status(d, run.id, RunStatus.FAILED, timeout=30)
+    assert done.summary.startswith(f"model server unreachable at {model.base_url}")
