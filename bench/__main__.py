@@ -5,7 +5,15 @@ from __future__ import annotations
 import platform
 import sys
 
-from . import idle_rss, intake, load_10k, reload_latency, slack_latency, trigger_latency
+from . import (
+    agent_overhead,
+    idle_rss,
+    intake,
+    load_10k,
+    reload_latency,
+    slack_latency,
+    trigger_latency,
+)
 
 
 def main() -> int:
@@ -14,7 +22,16 @@ def main() -> int:
     logs.configure("human", "warning")
     results = []
     only = set(sys.argv[1:])
-    for module in (load_10k, reload_latency, trigger_latency, idle_rss, intake, slack_latency):
+    modules = (
+        load_10k,
+        reload_latency,
+        trigger_latency,
+        idle_rss,
+        intake,
+        slack_latency,
+        agent_overhead,
+    )
+    for module in modules:
         if only and module.__name__.rsplit(".", 1)[-1] not in only:
             continue
         print(f"running {module.__name__} …", file=sys.stderr, flush=True)

@@ -47,6 +47,7 @@ _EVENTS = _table("events")
 _RUNS = _table("runs")
 _DECISIONS = _table("event_decisions")
 _SCHEDULES = _table("schedule_state")
+_RUN_EVENTS = _table("run_events")
 
 
 @dataclass
@@ -143,6 +144,8 @@ class Store:
             .returning(_EVENTS.c.id)
         )
         self._insert_run = insert(_RUNS).returning(_RUNS.c.id)
+        self._insert_run_event = insert(_RUN_EVENTS).returning(_RUN_EVENTS.c.id)
+        self._seqs: dict[int, int] = {}  # run id -> last sequence number written
         self._checkpointer = start_checkpointer(self.engine) if self.dialect == "sqlite" else None
         self._pending: list[tuple[DispatchRequest, asyncio.Future[Dispatched | None]]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -385,19 +388,28 @@ class Store:
     def append_run_event(
         self, run_id: int, type: str, data: dict[str, Any], at: datetime | None = None
     ) -> RunEventRow:
-        """Append one RunEvent to a run's log; `data` must already be redacted."""
-        with self._session() as s:
-            seq = s.exec(
-                select(func.coalesce(func.max(RunEventRow.seq), 0)).where(
-                    RunEventRow.run_id == run_id
-                )
-            ).one()
-            row = RunEventRow(
-                run_id=run_id, seq=int(seq) + 1, at=at or utcnow(), type=type, data=data
-            )
-            s.add(row)
-            s.commit()
-            return row
+        """Append one RunEvent to a run's log; `data` must already be redacted.
+
+        One Core insert per event (this is the hot path of every run). The sequence number is
+        kept in memory once known: a run's log is written only by the daemon executing it, and
+        all writes go through this store's one thread.
+        """
+        with self.engine.begin() as conn:
+            seq = self._seqs.get(run_id)
+            if seq is None:
+                seq = conn.execute(
+                    select(func.coalesce(func.max(_RUN_EVENTS.c.seq), 0)).where(
+                        _RUN_EVENTS.c.run_id == run_id
+                    )
+                ).scalar_one()
+            seq = int(seq) + 1
+            row = RunEventRow(run_id=run_id, seq=seq, at=at or utcnow(), type=type, data=data)
+            row.id = conn.execute(
+                self._insert_run_event,
+                {"run_id": run_id, "seq": seq, "at": row.at, "type": type, "data": data},
+            ).scalar_one()
+        self._seqs[run_id] = seq
+        return row
 
     def run_events(self, run_id: int, after_seq: int = 0) -> list[RunEventRow]:
         """A run's log from `after_seq` on."""
