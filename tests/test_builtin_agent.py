@@ -143,7 +143,7 @@ async def test_elevated_commands_wait_for_approval(
             (request,) = await d.store.call(d.store.approvals, run.id)
             assert (request.action, request.description) == (
                 "command",
-                "run `git push origin HEAD`",
+                "run `git push origin HEAD` (with network access)",
             )
             await d.executor.decide(run.id, None, approve, "ann", None if approve else "not today")
             done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=30)
@@ -208,3 +208,40 @@ async def test_an_unreachable_model_server_and_an_exhausted_budget(
         assert run.id is not None
         done = await wait_status(d, run.id, RunStatus.FAILED, timeout=30)
     assert done.summary.startswith(f"model server unreachable at {model.base_url}")
+
+
+async def test_commands_run_in_the_sandbox(project: Project, repo: Path) -> None:
+    import uuid
+
+    outside = Path("/var/tmp") / f"nightshift-probe-{uuid.uuid4().hex}"  # on the real root fs
+    probe = "python3 -c \"import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 2)\""
+
+    def script(req: dict[str, Any], n: int) -> Any:
+        port = model.port
+        steps = [
+            call(
+                "run_command", command=f"echo inside > made.txt && echo nope > {outside}; echo done"
+            ),
+            call("run_command", command=f"{probe} {port} && echo connected"),
+            call("run_command", command=f"NET=1 {probe} {port} && echo connected"),
+            call("finish", summary=" | ".join(r.splitlines()[-1] for r in tool_results(req))),
+        ]
+        return steps[n - 1]
+
+    async with ChatCompletionsDouble(script) as model:
+        agent_project(project, repo, model, approval_commands=["NET=1 *"])
+        async with running_daemon(project.config()) as d:
+            run = await d.dispatcher.manual("fix", {}, "test")
+            assert run.id is not None
+            await wait_status(d, run.id, RunStatus.WAITING, timeout=30)  # the NET=1 command
+            await d.executor.decide(run.id, None, True, "ann", None)
+            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=30)
+            log = await events(d, run.id)
+    write, offline, online = [e for e in log if e["type"] == "command"]
+    assert "Read-only file system" in write["output_tail"] and not outside.exists()
+    assert offline["exit_code"] != 0 and "connected" not in offline["output_tail"]
+    assert online["exit_code"] == 0 and online["output_tail"].strip().endswith("connected")
+    assert done.summary.endswith("connected")
+    assert (
+        git(repo, "show", f"nightshift/fix/{run.id}:made.txt") == "inside\n"
+    )  # in-tree write kept

@@ -30,6 +30,7 @@ from ..errors import BackendError
 from ..runs.events import ApprovalRequest, Command, FileChange, Finished, Message, RunEvent, Step
 from ..runs.status import RunStatus
 from ..spec import BuiltinAgent
+from ..workspace import sandbox
 from .base import RunContext
 
 log = structlog.get_logger(__name__)
@@ -362,15 +363,29 @@ class BuiltinRun:
         if any(fnmatchcase(command, p) for p in spec.deny_commands):
             self._emit(Message(level="warning", text=f"refused: `{command}` is denied by policy"))
             return "refused: this command is denied by policy"
-        if any(fnmatchcase(command, p) for p in spec.approval_commands) or not any(
+        elevated = any(fnmatchcase(command, p) for p in spec.approval_commands) or not any(
             fnmatchcase(command, p) for p in spec.allow_commands
-        ):
-            approved, reason = await self._approval("command", f"run `{command}`")
+        )
+        if elevated:
+            approved, reason = await self._approval(
+                "command", f"run `{command}` (with network access)"
+            )
             if not approved:
                 return f"not run: approval denied ({reason or 'no reason given'})"
+        if await asyncio.to_thread(sandbox.available) is not None:
+            # Only an approved (elevated) command gets the network; none can write outside.
+            argv = sandbox.wrap(command, self._ctx.workdir, network=elevated)
+        elif spec.allow_unsandboxed:
+            argv = ["/bin/sh", "-c", command]
+        else:
+            self._emit(Message(level="warning", text="no sandbox (bubblewrap) here: refused"))
+            return (
+                "refused: no sandbox is available on this machine (install bubblewrap, or set "
+                "allow_unsandboxed: true on the automation)"
+            )
         start = time.monotonic()
-        self._proc = await asyncio.create_subprocess_shell(
-            command,
+        self._proc = await asyncio.create_subprocess_exec(
+            *argv,
             cwd=self._ctx.workdir,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,

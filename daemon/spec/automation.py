@@ -262,6 +262,9 @@ class BuiltinAgent(_Strict):
     deny_commands: list[str] = Field(
         default=["sudo *", "rm -rf /*", "rm -rf ~*"], description="commands always refused"
     )
+    allow_unsandboxed: bool = Field(
+        False, description="run commands even where no sandbox (bubblewrap) can be had"
+    )
 
 
 AgentSpec = Annotated[

@@ -1,0 +1,69 @@
+"""Commands under bubblewrap: no network, writes only in the workspace and a private /tmp.
+
+The whole file system is visible read-only; the run's workspace (and, for a worktree, its
+repository's git directory, which `git commit` writes to) is writable; /tmp is a fresh tmpfs;
+the network namespace is new and empty unless the command was approved for network access.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+
+@lru_cache(maxsize=1)
+def available() -> str | None:
+    """Path of a working `bwrap`, or None (missing, or user namespaces are not allowed)."""
+    found = shutil.which("bwrap")
+    if found is None:
+        return None
+    probe = subprocess.run(
+        [found, "--ro-bind", "/", "/", "--unshare-net", "true"], capture_output=True, timeout=10
+    )
+    return found if probe.returncode == 0 else None
+
+
+def git_dir(workdir: Path) -> Path | None:
+    """The repository's git directory when `workdir` is a worktree (its `.git` is a file)."""
+    marker = workdir / ".git"
+    if not marker.is_file():
+        return None
+    gitdir = Path(marker.read_text().split(":", 1)[1].strip())
+    return gitdir.parent.parent if gitdir.parent.name == "worktrees" else None
+
+
+def wrap(command: str, workdir: Path, *, network: bool) -> list[str]:
+    """argv running `command` through `sh -c` inside the sandbox."""
+    bwrap = available()
+    if bwrap is None:
+        raise RuntimeError("bubblewrap is not available")
+    argv = [
+        bwrap,
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--tmpfs",
+        "/tmp",  # noqa: S108 - a fresh private tmpfs inside the sandbox
+        "--bind",
+        str(workdir),
+        str(workdir),
+        "--chdir",
+        str(workdir),
+        "--setenv",
+        "HOME",
+        "/tmp",  # noqa: S108 - the sandbox's own private /tmp
+        "--die-with-parent",
+        "--new-session",
+    ]
+    repo_git = git_dir(workdir)
+    if repo_git is not None:
+        argv += ["--bind", str(repo_git), str(repo_git)]
+    if not network:
+        argv.append("--unshare-net")
+    return [*argv, "/bin/sh", "-c", command]
