@@ -169,7 +169,7 @@ class Daemon:
             self._report_problems(catalog)
             self.started_at = utcnow()
             await self.executor.start()
-            await self.scheduler.sync(catalog)
+            await self.scheduler.sync(catalog, catch_up=True)
 
             def spawn(coro: Coroutine[Any, Any, None], name: str) -> None:
                 task = asyncio.create_task(coro, name=name)

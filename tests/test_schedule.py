@@ -130,12 +130,12 @@ async def test_restart_after_downtime_applies_the_misfire_policy_visibly(
     store.mark_schedule("hourly", "cron-0", datetime(2026, 11, 24, 0, tzinfo=UTC))
     with freeze_time("2026-11-24 05:30:00", real_asyncio=True):
         scheduler, executor = parts(store, catalog, project)
-        await scheduler.sync(catalog)
+        await scheduler.sync(catalog, catch_up=True)
         assert decisions(store) == ({"matched": ran} if ran else {}) | {"skipped": skipped}
         assert len(executor.queued_ids) == len(ran)
         # Restarting again at the same moment neither re-runs nor re-records anything.
         again, executor2 = parts(store, catalog, project)
-        await again.sync(catalog)
+        await again.sync(catalog, catch_up=True)
         assert len(store.list_events(limit=1000)) == len(ran) + len(skipped)
         assert executor2.queued_ids == []
         assert scheduler.next_fires()["hourly"] == datetime(2026, 11, 24, 6, tzinfo=UTC)
@@ -156,7 +156,7 @@ async def test_many_missed_fires_are_summarised_not_silent(project: Project) -> 
     store.mark_schedule("often", "interval-0", datetime(2026, 11, 20, tzinfo=UTC))
     with freeze_time("2026-11-21 00:00:30", real_asyncio=True):
         scheduler, _ = parts(store, catalog, project)
-        await scheduler.sync(catalog)
+        await scheduler.sync(catalog, catch_up=True)
     events = store.list_events(limit=1000)
     summary = [e for e in events if e.type == "skipped_fires"]
     # 1380 fires older than the 1h grace: 100 recorded one by one, the rest in one summary;
@@ -191,9 +191,32 @@ async def test_two_replicas_fire_each_slot_once(project: Project, db_url: str) -
     stores[0].mark_schedule("hourly", "cron-0", datetime(2026, 11, 24, 0, tzinfo=UTC))
     with freeze_time("2026-11-24 05:30:00", real_asyncio=True):
         replicas = [parts(s, catalog, project) for s in stores]
-        await asyncio.gather(*(sched.sync(catalog) for sched, _ in replicas))
+        await asyncio.gather(*(sched.sync(catalog, catch_up=True) for sched, _ in replicas))
     queued = sum(len(executor.queued_ids) for _, executor in replicas)
     assert queued == 5
     assert len(stores[0].list_runs(limit=100)) == 5
     for s in stores:
         s.close()
+
+
+async def test_editing_a_schedule_while_running_fires_no_backlog(project: Project) -> None:
+    catalog = hourly(project, "run_all", grace="12h")
+    store = Store(f"sqlite:///{project.root / 'db.sqlite'}")
+    store.create_all()
+    store.mark_schedule("hourly", "cron-0", datetime(2026, 11, 24, 5, tzinfo=UTC))
+    with freeze_time("2026-11-24 05:10:00", real_asyncio=True) as frozen:
+        scheduler, executor = parts(store, catalog, project)
+        await scheduler.sync(catalog, catch_up=True)
+        assert executor.queued_ids == []
+        frozen.move_to("2026-11-24 09:45:00")
+        project.automation(
+            "hourly",
+            skill="noop",
+            triggers=[{"type": "cron", "expr": "30 * * * *"}],
+            policies={"misfire": {"policy": "run_all", "grace": "12h"}},
+        )
+        edited = Loader(project.automations, project.skills).load()
+        await scheduler.sync(edited)  # a reload: the new spec counts from now
+        assert executor.queued_ids == [] and store.list_events() == []
+        assert scheduler.next_fires()["hourly"] == datetime(2026, 11, 24, 10, 30, tzinfo=UTC)
+    store.close()

@@ -102,8 +102,13 @@ class Scheduler:
                 out.setdefault(name, cur)
         return out
 
-    async def sync(self, catalog: Catalog) -> None:
-        """Make the entries match the catalog; new entries catch up on missed fires."""
+    async def sync(self, catalog: Catalog, *, catch_up: bool = False) -> None:
+        """Make the entries match the catalog.
+
+        With `catch_up` (at start-up) schedules resume from their stored last fire, so fires
+        missed while the daemon was down go to the misfire policy. A schedule added or edited
+        while the daemon runs counts from now: an edit never fires a backlog.
+        """
         async with self._lock:
             wanted: dict[tuple[str, str], tuple[Automation, ScheduleTrigger]] = {}
             for automation in catalog.automations.values():
@@ -121,9 +126,9 @@ class Scheduler:
                     entries[ident] = entry
                     continue
                 trigger = spec.build()
-                last = await self._store.call(self._store.last_fire, *ident)
+                last = await self._store.call(self._store.last_fire, *ident) if catch_up else None
                 if last is None:
-                    # First sight: remember it, so downtime from now on is noticed.
+                    # From now on: remember it, so downtime from here is noticed.
                     await self._store.call(self._store.mark_schedule, *ident, now)
                     last = now
                 entry = _Entry(automation, ident[1], spec, trigger, last, next_after(trigger, last))
