@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -23,15 +22,11 @@ from pathlib import Path
 
 import httpx
 
+from daemon.asgi import free_port
+
 from ._util import Result, percentile
 
 FLOOD_SECONDS = float(os.environ.get("NIGHTSHIFT_BENCH_FLOOD_SECONDS", "60"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_http(url: str) -> None:

@@ -5,11 +5,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def serve_in_background(app: Any, port: int) -> asyncio.Task[None]:
+    """Serve `app` on 127.0.0.1:`port` in a task; return once it listens."""
+    ready = asyncio.Event()
+    task = asyncio.create_task(serve(app, ready, port=port))
+    done, _ = await asyncio.wait(
+        {task, asyncio.create_task(ready.wait())}, return_when=asyncio.FIRST_COMPLETED
+    )
+    if task in done:
+        await task  # it failed to start: raise why
+    return task
+
+
+async def stop(task: asyncio.Task[None] | None) -> None:
+    """Stop a server started by `serve_in_background` (its port closes before this returns)."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 class _QuietServer(uvicorn.Server):

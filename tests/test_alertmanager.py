@@ -6,10 +6,8 @@ loopback): it fires, repeats, retries after a 5xx, and resolves an alert.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shutil
-import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from daemon.app import Daemon
-from daemon.asgi import serve
+from daemon.asgi import free_port, serve_in_background, stop
 from daemon.testing import Project, running_daemon, wait_for
 
 from .helpers import events
@@ -123,12 +121,6 @@ async def test_firing_repeat_resolve(project: Project) -> None:
 
 
 # -- the real Alertmanager -----------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def alertmanager_bin() -> str:
     found = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -188,16 +180,10 @@ async def test_real_alertmanager_fires_repeats_retries_and_resolves_one_run(
             seen.append(resp.status_code)
             return Response(status_code=500 if len(seen) == 1 else resp.status_code)
 
-        proxy_ready = asyncio.Event()
         proxy_port = free_port()
-        proxy_task = asyncio.create_task(
-            serve(
-                Starlette(routes=[Route("/", proxy, methods=["POST"])]),
-                proxy_ready,
-                port=proxy_port,
-            )
+        proxy_task = await serve_in_background(
+            Starlette(routes=[Route("/", proxy, methods=["POST"])]), proxy_port
         )
-        await proxy_ready.wait()
         try:
             with run_alertmanager(
                 alertmanager_bin, tmp_path, f"http://127.0.0.1:{proxy_port}/"
@@ -231,9 +217,7 @@ async def test_real_alertmanager_fires_repeats_retries_and_resolves_one_run(
             kinds = [e["type"] for e in await events(d, run_id)]
             assert "finished" in kinds
         finally:
-            proxy_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await proxy_task
+            await stop(proxy_task)
 
 
 def _ready(base: str) -> bool:

@@ -8,10 +8,8 @@ stateless: everything it knows is in `request["messages"]`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
-import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ..asgi import serve
+from ..asgi import free_port, serve_in_background, stop
 
 Reply = dict[str, Any] | tuple[int, dict[str, Any]]
 Script = Callable[[dict[str, Any], int], Reply | Awaitable[Reply]]
@@ -67,19 +65,12 @@ class ChatCompletionsDouble:
         return f"http://127.0.0.1:{self.port}/v1"
 
     async def __aenter__(self) -> ChatCompletionsDouble:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        ready = asyncio.Event()
-        self._task = asyncio.create_task(serve(self._app(), ready, port=self.port))
-        await ready.wait()
+        self.port = free_port()
+        self._task = await serve_in_background(self._app(), self.port)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop(self._task)
 
     def _app(self) -> Starlette:
         async def completions(request: Request) -> JSONResponse:

@@ -10,10 +10,8 @@ back on the same port.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..asgi import serve
+from ..asgi import free_port, serve_in_background, stop
 
 
 @dataclass
@@ -89,21 +87,14 @@ class SlackDouble:
         self.script.setdefault(method, []).extend([(status, {"ok": False}, {})] * times)
 
     async def start(self) -> None:
-        if not self.port:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                self.port = s.getsockname()[1]
-        ready = asyncio.Event()
-        self._task = asyncio.create_task(serve(self._app(), ready, port=self.port))
-        await ready.wait()
+        """Listen (again on the same port, after `stop()`)."""
+        self.port = self.port or free_port()
+        self._task = await serve_in_background(self._app(), self.port)
 
     async def stop(self) -> None:
         """Go down: the port refuses connections until `start()` again."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop(self._task)
+        self._task = None
 
     async def __aenter__(self) -> SlackDouble:
         await self.start()
