@@ -51,7 +51,7 @@ class Daemon:
             store=self.store,
             bus=self.bus,
             catalog=self.catalog,
-            backends=backends or default_backends(),
+            backends=backends or default_backends(config.state_dir),
             max_runs=config.concurrency.max_runs,
             work_root=config.state_dir / "runs",
             base_dir=config.base_dir,

@@ -11,6 +11,8 @@ from sqlalchemy import create_engine, text
 
 from daemon.testing import Project
 
+from .helpers import make_repo
+
 PG_URL = os.environ.get(
     "NIGHTSHIFT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -25,6 +27,12 @@ def _reset_logging() -> Iterator[None]:
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     return Project(tmp_path / "proj")
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git repository whose one test fails until calc.add is fixed."""
+    return make_repo(tmp_path / "service")
 
 
 @pytest.fixture

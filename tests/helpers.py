@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +64,29 @@ async def client_call(daemon: Daemon, method: str, *args: Any) -> Any:
             return getattr(client, method)(*args)
 
     return await asyncio.to_thread(go)
+
+
+BUGGY = "def add(a, b):\n    return a - b\n"
+FIXED = "def add(a, b):\n    return a + b\n"
+TEST = "from calc import add\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def make_repo(repo: Path) -> Path:
+    """A git repository with a failing test: calc.add subtracts."""
+    repo.mkdir()
+    (repo / "calc.py").write_text(BUGGY)
+    (repo / "test_calc.py").write_text(TEST)
+    (repo / ".gitignore").write_text("__pycache__/\n.pytest_cache/\n")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "init")
+    return repo

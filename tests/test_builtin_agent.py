@@ -3,7 +3,6 @@ worktree with real commands."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,33 +12,7 @@ from daemon.runs import RunStatus
 from daemon.testing import Project, running_daemon, wait_for
 from daemon.testing.models import ChatCompletionsDouble, call, tool_results
 
-from .helpers import events, wait_status
-
-BUGGY = "def add(a, b):\n    return a - b\n"
-FIXED = "def add(a, b):\n    return a + b\n"
-TEST = "from calc import add\n\ndef test_add():\n    assert add(2, 3) == 5\n"
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    repo = tmp_path / "service"
-    repo.mkdir()
-    (repo / "calc.py").write_text(BUGGY)
-    (repo / "test_calc.py").write_text(TEST)
-    (repo / ".gitignore").write_text("__pycache__/\n.pytest_cache/\n")
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", ".")
-    git(repo, "commit", "-qm", "init")
-    return repo
+from .helpers import BUGGY, FIXED, events, git, wait_status
 
 
 def agent_project(project: Project, repo: Path, model: ChatCompletionsDouble, **agent: Any) -> None:

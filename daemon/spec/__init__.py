@@ -3,6 +3,8 @@
 from .automation import (
     Automation,
     BuiltinAgent,
+    ClaudeAgent,
+    CodexAgent,
     CronTrigger,
     DateTrigger,
     IntervalTrigger,
@@ -20,6 +22,8 @@ from .skill import InputSpec, Permissions, Skill, SkillFrontMatter, SkillManifes
 __all__ = [
     "Automation",
     "BuiltinAgent",
+    "ClaudeAgent",
+    "CodexAgent",
     "CronTrigger",
     "DateTrigger",
     "InputSpec",

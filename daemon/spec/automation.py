@@ -267,8 +267,62 @@ class BuiltinAgent(_Strict):
     )
 
 
+class CodexAgent(_Strict):
+    """The Codex CLI (`codex exec --json`), pointed at a Responses API provider."""
+
+    backend: Literal["codex"]
+    base_url: str = Field("https://api.openai.com/v1", description="…/v1 of a Responses API")
+    model: str = "gpt-5.5"
+    api_key: SecretRef | None = Field(None, description="e.g. ${OPENAI_API_KEY}")
+    sandbox: Literal["read-only", "workspace-write"] = Field(
+        "workspace-write", description="Codex's own sandbox: no network, writes in the worktree"
+    )
+    max_tokens: int | None = Field(None, ge=1, description="total tokens per run")
+    max_retries: int = Field(4, ge=0, le=20, description="model API retries inside Codex")
+    unreachable_after: Duration = Field(
+        timedelta(seconds=60),
+        description="end the run when the model server stays unreachable this long "
+        "(the CLI itself would wait forever)",
+    )
+    binary: str | None = Field(None, description="codex executable; default: the pinned install")
+
+
+class ClaudeAgent(_Strict):
+    """Claude Code (`claude -p` with stream-json in and out), pointed at a Messages API."""
+
+    backend: Literal["claude"]
+    base_url: str | None = Field(None, description="ANTHROPIC_BASE_URL; default Anthropic's")
+    model: str | None = None
+    api_key: SecretRef | None = Field(None, description="e.g. ${ANTHROPIC_API_KEY}")
+    allow: list[str] = Field(
+        default=["Read", "Edit", "Write", "Glob", "Grep", "LS", "Bash"],
+        description="permission rules the agent may use on its own",
+    )
+    ask: list[str] = Field(
+        default=[
+            "Bash(git push:*)",
+            "Bash(gh:*)",
+            "Bash(curl:*)",
+            "Bash(wget:*)",
+            "Bash(pip install:*)",
+            "Bash(npm install:*)",
+            "Bash(docker:*)",
+            "Bash(ssh:*)",
+            "WebFetch",
+            "WebSearch",
+        ],
+        description="permission rules that wait for an approval in the thread",
+    )
+    deny: list[str] = Field(
+        default=["Bash(sudo:*)", "Bash(rm -rf /:*)"], description="always refused"
+    )
+    max_cost_usd: float | None = Field(None, gt=0, description="cost budget per run")
+    max_retries: int = Field(2, ge=0, le=10, description="API retries inside Claude Code")
+    binary: str | None = Field(None, description="claude executable; default: the pinned install")
+
+
 AgentSpec = Annotated[
-    ScriptAgent | BuiltinAgent,
+    ScriptAgent | BuiltinAgent | CodexAgent | ClaudeAgent,
     BeforeValidator(_agent_shorthand),
     Field(discriminator="backend"),
 ]

@@ -1,0 +1,222 @@
+"""The Claude Code backend: the real, pinned Claude Code CLI against a scripted Messages API
+(SSE) server, in real git worktrees."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon.agents.cli import find_cli
+from daemon.errors import BackendError
+from daemon.runs import RunStatus
+from daemon.testing import Project, running_daemon, wait_for
+from daemon.testing.messages import MessagesDouble, text, tool_results, use, user_texts
+
+from .helpers import BUGGY, FIXED, events, wait_status
+
+try:
+    find_cli("claude", None)
+except BackendError as exc:  # CI installs it (scripts/ensure-test-services); say so plainly
+    pytest.fail(f"{exc}", pytrace=False)
+
+PY = sys.executable
+
+
+def claude_project(project: Project, repo: Path, model: MessagesDouble, **agent: Any) -> None:
+    project.skill("fix", None, body="Fix the failing test with the smallest change.")
+    project.automation(
+        "fix",
+        skill="fix",
+        workspace={"repository": str(repo)},
+        agent={
+            "backend": "claude",
+            "base_url": model.base_url,
+            "api_key": "sk-ant-test-123",
+            "max_retries": 0,
+            **agent,
+        },
+    )
+
+
+def conversation(request: dict[str, Any]) -> str:
+    return json.dumps(request["messages"])
+
+
+async def test_claude_edits_and_tests_in_its_worktree(project: Project, repo: Path) -> None:
+    tree: list[Path] = []
+
+    def script(req: dict[str, Any], n: int) -> Any:
+        calc = str(tree[0] / "calc.py")
+        return [
+            [use("Read", file_path=calc)],
+            [use("Edit", file_path=calc, old_string="a - b", new_string="a + b")],
+            [use("Bash", command=f"{PY} -m pytest -q -p no:cacheprovider test_calc.py")],
+            [text("fixed add()")],
+        ][n - 1]
+
+    async with MessagesDouble(script) as model:
+        claude_project(project, repo, model)
+        async with running_daemon(project.config()) as d:
+            run = await d.dispatcher.manual("fix", {}, "test")
+            assert run.id is not None
+            tree.append(project.root / ".nightshift" / "worktrees" / str(run.id))
+            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=90)
+            log = await events(d, run.id)
+    assert done.summary == "fixed add()"
+    assert "Fix the failing test with the smallest change." in user_texts(model.requests[0])[-1]
+    assert model.headers[0]["x-api-key"] == "sk-ant-test-123"
+    (change,) = [e for e in log if e["type"] == "file_change"]
+    assert change["path"] == "calc.py"
+    (command,) = [e for e in log if e["type"] == "command"]
+    assert command["exit_code"] == 0 and "1 passed" in command["output_tail"]
+    (diff,) = [e for e in log if e["type"] == "artifact" and e["kind"] == "diff"]
+    assert "+    return a + b" in diff["content"]
+    assert (repo / "calc.py").read_text() == BUGGY
+    assert FIXED  # the worktree's file is gone with the worktree; the diff shows the fix
+
+
+async def test_steering_mid_turn_reaches_the_next_model_call(project: Project, repo: Path) -> None:
+    def script(req: dict[str, Any], n: int) -> Any:
+        if n == 1:
+            return [use("Bash", command="touch started; while [ ! -f go ]; do sleep 0.01; done")]
+        steered = "only patch versions" in conversation(req)
+        return [text("plan: " + ("patch only" if steered else "all"))]
+
+    async with MessagesDouble(script) as model:
+        claude_project(project, repo, model)
+        async with running_daemon(project.config()) as d:
+            run = await d.dispatcher.manual("fix", {}, "test")
+            assert run.id is not None
+            tree = project.root / ".nightshift" / "worktrees" / str(run.id)
+            await wait_for(lambda: (tree / "started").exists(), 30)
+            await d.executor.steer(run.id, "only patch versions", "ann")
+            await wait_for(
+                lambda: [e for e in d.store.run_events(run.id or 0) if e.type == "steer_received"]
+            )
+            (tree / "go").touch()
+            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=60)
+    assert done.summary == "plan: patch only"
+    second = model.requests[1]
+    assert "[steering from ann] only patch versions" in conversation(second)
+    assert len(tool_results(second)) == 1  # the command before the steering is still there
+    assert len(model.requests) == 2  # taken into the running turn: no extra turn
+
+
+@pytest.mark.parametrize("approve", [True, False])
+async def test_an_ask_rule_becomes_an_approval_in_the_thread(
+    project: Project, repo: Path, approve: bool
+) -> None:
+    def script(req: dict[str, Any], n: int) -> Any:
+        if n == 1:
+            return [use("Bash", command="git push origin HEAD")]
+        return [text(f"answer: {tool_results(req)[-1].splitlines()[0]}")]
+
+    async with MessagesDouble(script) as model:
+        claude_project(project, repo, model)
+        async with running_daemon(project.config()) as d:
+            run = await d.dispatcher.manual("fix", {}, "test")
+            assert run.id is not None
+            await wait_status(d, run.id, RunStatus.WAITING, timeout=60)
+            (request,) = await d.store.call(d.store.approvals, run.id)
+            assert (request.action, request.description) == (
+                "command",
+                "run `git push origin HEAD`",
+            )
+            await d.executor.decide(run.id, None, approve, "ann", None if approve else "not today")
+            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=60)
+            log = await events(d, run.id)
+    commands = [e for e in log if e["type"] == "command"]
+    if approve:  # it ran, and failed: there is no remote
+        assert [c["command"] for c in commands] == ["git push origin HEAD"]
+        assert commands[0]["exit_code"] == 1
+    else:
+        assert done.summary == "answer: denied: not today"
+        assert commands == []
+
+
+async def test_the_agent_asks_through_the_request_approval_tool(
+    project: Project, repo: Path
+) -> None:
+    def script(req: dict[str, Any], n: int) -> Any:
+        if n == 1:
+            assert any(t["name"] == "mcp__nightshift__request_approval" for t in req["tools"])
+            return [
+                use(
+                    "mcp__nightshift__request_approval",
+                    action="pull_request",
+                    description="open a draft PR",
+                )
+            ]
+        return [text(f"answer: {tool_results(req)[-1]}")]
+
+    async with MessagesDouble(script) as model:
+        claude_project(project, repo, model)
+        async with running_daemon(project.config()) as d:
+            run = await d.dispatcher.manual("fix", {}, "test")
+            assert run.id is not None
+            await wait_status(d, run.id, RunStatus.WAITING, timeout=60)
+            await d.executor.decide(run.id, None, True, "ann", None)
+            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=60)
+    assert done.summary == "answer: approved"
+
+
+async def test_deny_rules_refuse_and_say_so(project: Project, repo: Path) -> None:
+    def script(req: dict[str, Any], n: int) -> Any:
+        return [use("Bash", command="sudo rm -rf /tmp/x")] if n == 1 else [text("gave up")]
+
+    async with MessagesDouble(script) as model:
+        claude_project(project, repo, model)
+        async with running_daemon(project.config()) as d:
+            run = await d.dispatcher.manual("fix", {}, "test")
+            assert run.id is not None
+            await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=60)
+            log = await events(d, run.id)
+            assert not await d.store.call(d.store.approvals, run.id)
+    warnings = [e["text"] for e in log if e["type"] == "message" and e["level"] == "warning"]
+    assert warnings == ["refused by policy: Bash sudo rm -rf /tmp/x"]
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(500, "500"), (401, "401")],
+)
+async def test_a_failing_model_server_ends_the_run_clearly(
+    project: Project, repo: Path, status: int, expected: str
+) -> None:
+    body = {"type": "error", "error": {"type": "api_error", "message": "boom"}}
+    async with MessagesDouble(lambda req, n: (status, body)) as model:
+        claude_project(project, repo, model)
+        async with running_daemon(project.config()) as d:
+            run = await d.dispatcher.manual("fix", {}, "test")
+            assert run.id is not None
+            done = await wait_status(d, run.id, RunStatus.FAILED, timeout=60)
+    assert done.summary.startswith("claude: ") and expected in done.summary
+
+
+async def test_an_unreachable_model_server_ends_the_run(project: Project, repo: Path) -> None:
+    async with MessagesDouble(lambda req, n: [text("unused")]) as model:
+        pass  # nothing listens on its port any more
+    claude_project(project, repo, model)
+    async with running_daemon(project.config()) as d:
+        run = await d.dispatcher.manual("fix", {}, "test")
+        assert run.id is not None
+        done = await wait_status(d, run.id, RunStatus.FAILED, timeout=60)
+    assert "connect" in done.summary.lower()
+
+
+async def test_the_cost_budget_ends_the_run(project: Project, repo: Path) -> None:
+    def script(req: dict[str, Any], n: int) -> Any:
+        return [use("Bash", command="true")] if n < 50 else [text("done")]
+
+    async with MessagesDouble(script) as model:
+        claude_project(project, repo, model, max_cost_usd=0.0001)
+        async with running_daemon(project.config()) as d:
+            run = await d.dispatcher.manual("fix", {}, "test")
+            assert run.id is not None
+            done = await wait_status(d, run.id, RunStatus.FAILED, timeout=60)
+    assert "budget" in done.summary.lower()
+    assert len(model.requests) < 50

@@ -1,0 +1,193 @@
+"""The Codex backend: the real, pinned Codex CLI against a scripted Responses API (SSE) server,
+working in real git worktrees inside Codex's own sandbox."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon.agents.cli import find_cli
+from daemon.errors import BackendError
+from daemon.runs import RunStatus
+from daemon.testing import Project, running_daemon, wait_for
+from daemon.testing.responses import (
+    ResponsesDouble,
+    failed,
+    mcp,
+    message,
+    shell,
+    tool_outputs,
+    tool_search,
+    user_texts,
+)
+
+from .helpers import BUGGY, FIXED, events, wait_status
+
+try:
+    find_cli("codex", None)
+except BackendError as exc:  # CI installs it (scripts/ensure-test-services); say so plainly
+    pytest.fail(f"{exc}", pytrace=False)
+
+PY = sys.executable
+
+
+def codex_project(project: Project, repo: Path, model: ResponsesDouble, **agent: Any) -> None:
+    project.skill("fix", None, body="Fix the failing test with the smallest change.")
+    project.automation(
+        "fix",
+        skill="fix",
+        workspace={"repository": str(repo)},
+        agent={"backend": "codex", "base_url": model.base_url, **agent},
+    )
+
+
+async def test_codex_edits_and_tests_in_its_worktree(project: Project, repo: Path) -> None:
+    def script(req: dict[str, Any], n: int) -> Any:
+        return [
+            [shell(f"{PY} -m pytest -q -p no:cacheprovider test_calc.py")],
+            [shell(f"printf '{FIXED.replace(chr(10), chr(92) + 'n')}' > calc.py")],
+            [shell(f"{PY} -m pytest -q -p no:cacheprovider test_calc.py")],
+            [message("fixed add()")],
+        ][n - 1]
+
+    async with ResponsesDouble(script) as model:
+        codex_project(project, repo, model)
+        async with running_daemon(project.config()) as d:
+            run = await d.dispatcher.manual("fix", {}, "test")
+            assert run.id is not None
+            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=90)
+            log = await events(d, run.id)
+    assert done.summary == "fixed add()"
+    first = model.requests[0]
+    assert "Fix the failing test with the smallest change." in "\n".join(user_texts(first))
+    commands = [e for e in log if e["type"] == "command"]
+    assert [c["exit_code"] for c in commands] == [1, 0, 0]
+    assert commands[0]["command"].endswith("test_calc.py")  # unwrapped from bash -lc
+    assert "1 passed" in commands[2]["output_tail"]
+    (diff,) = [e for e in log if e["type"] == "artifact" and e["kind"] == "diff"]
+    assert "-    return a - b" in diff["content"] and "+    return a + b" in diff["content"]
+    assert (repo / "calc.py").read_text() == BUGGY  # the worktree changed, not the checkout
+    assert model.headers[0].get("authorization") is None  # no key configured, none sent
+
+
+async def test_steering_interrupts_between_items_and_resumes_the_thread(
+    project: Project, repo: Path
+) -> None:
+    def script(req: dict[str, Any], n: int) -> Any:
+        if n == 1:
+            return [shell("touch started; while [ ! -f go ]; do sleep 0.01; done")]
+        steered = any("only patch versions" in t for t in user_texts(req))
+        return [message("plan: " + ("patch only" if steered else "all"))]
+
+    async with ResponsesDouble(script) as model:
+        codex_project(project, repo, model)
+        async with running_daemon(project.config()) as d:
+            run = await d.dispatcher.manual("fix", {}, "test")
+            assert run.id is not None
+            tree = project.root / ".nightshift" / "worktrees" / str(run.id)
+            await wait_for(lambda: (tree / "started").exists(), 30)
+            await d.executor.steer(run.id, "only patch versions", "ann")
+            (tree / "go").touch()
+            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=60)
+    assert done.summary == "plan: patch only"
+    last = model.requests[-1]
+    texts = user_texts(last)
+    assert texts[-1] == "[steering from ann] only patch versions"
+    assert any("Fix the failing test" in t for t in texts)  # the task is still in context
+    assert len(tool_outputs(last)) == 1  # and so is the command it ran before
+
+
+@pytest.mark.parametrize("approve", [True, False])
+async def test_approval_through_nightshifts_mcp_tool(
+    project: Project, repo: Path, approve: bool
+) -> None:
+    def script(req: dict[str, Any], n: int) -> Any:
+        if n == 1:
+            return [tool_search("nightshift request approval")]
+        if n == 2:
+            return [mcp("nightshift", "request_approval", action="push", description="push fix")]
+        return [message(f"answer: {tool_outputs(req)[-1].splitlines()[-1]}")]
+
+    async with ResponsesDouble(script) as model:
+        codex_project(project, repo, model)
+        async with running_daemon(project.config()) as d:
+            run = await d.dispatcher.manual("fix", {}, "test")
+            assert run.id is not None
+            await wait_status(d, run.id, RunStatus.WAITING, timeout=60)
+            (request,) = await d.store.call(d.store.approvals, run.id)
+            assert (request.action, request.description) == ("push", "push fix")
+            await d.executor.decide(run.id, None, approve, "ann", None if approve else "not today")
+            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=60)
+    assert done.summary == ("answer: approved" if approve else "answer: denied: not today")
+
+
+async def test_the_sandbox_refuses_writes_outside_and_the_network(
+    project: Project, repo: Path
+) -> None:
+    outside = Path("/var/tmp") / f"nightshift-escape-{uuid.uuid4().hex}"
+    probe = f"{PY} -c \"import urllib.request as u; u.urlopen('http://127.0.0.1:{{port}}/')\""
+
+    def script(req: dict[str, Any], n: int) -> Any:
+        if n == 1:
+            return [shell(f"echo x > {outside}")]
+        if n == 2:
+            return [shell(probe.format(port=model.port))]
+        return [message("tried")]
+
+    async with ResponsesDouble(script) as model:
+        codex_project(project, repo, model)
+        async with running_daemon(project.config()) as d:
+            run = await d.dispatcher.manual("fix", {}, "test")
+            assert run.id is not None
+            await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=60)
+    write, network = tool_outputs(model.requests[-1])
+    assert "Read-only file system" in write and not outside.exists()
+    assert "exited with code 1" in network and "URLError" in network
+    assert len(model.requests) == 3  # the probe never reached the server
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ((500, {"error": {"message": "boom"}}), "codex"),
+        ((401, {"error": {"message": "bad key"}}), "401"),
+        (failed("overloaded"), "overloaded"),
+    ],
+)
+async def test_a_failing_model_server_ends_the_run_clearly(
+    project: Project, repo: Path, reply: Any, expected: str
+) -> None:
+    async with ResponsesDouble(lambda req, n: reply) as model:
+        codex_project(project, repo, model, api_key="sk-test-123", max_retries=0)
+        async with running_daemon(project.config()) as d:
+            run = await d.dispatcher.manual("fix", {}, "test")
+            assert run.id is not None
+            done = await wait_status(d, run.id, RunStatus.FAILED, timeout=90)
+    assert expected in done.summary
+    assert model.headers[0]["authorization"] == "Bearer sk-test-123"
+
+
+async def test_an_unreachable_model_server_ends_the_run(project: Project, repo: Path) -> None:
+    async with ResponsesDouble(lambda req, n: [message("unused")]) as model:
+        url = model.base_url  # closed when the block ends: nothing listens there any more
+    project.skill("fix", None, body="x")
+    project.automation(
+        "fix",
+        skill="fix",
+        workspace={"repository": str(repo)},
+        agent={
+            "backend": "codex",
+            "base_url": url,
+            "unreachable_after": "1s",
+            "max_retries": 0,
+        },
+    )
+    async with running_daemon(project.config()) as d:
+        run = await d.dispatcher.manual("fix", {}, "test")
+        assert run.id is not None
+        done = await wait_status(d, run.id, RunStatus.FAILED, timeout=90)
+    assert "model server unreachable" in done.summary
