@@ -11,6 +11,7 @@ import pytest
 from daemon.runs import RunStatus
 from daemon.testing import Project, running_daemon, wait_for
 from daemon.testing.models import ChatCompletionsDouble, call, tool_results
+from daemon.workspace import sandbox
 
 from .helpers import BUGGY, FIXED, events, git, wait_status
 
@@ -218,3 +219,89 @@ async def test_commands_run_in_the_sandbox(project: Project, repo: Path) -> None
     assert (
         git(repo, "show", f"nightshift/fix/{run.id}:made.txt") == "inside\n"
     )  # in-tree write kept
+
+
+async def test_a_clone_url_gets_a_cached_mirror_and_fresh_upstream(
+    project: Project, repo: Path, tmp_path: Path
+) -> None:
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "clone", "-q", "--bare", str(repo), str(remote))
+
+    def script(req: dict[str, Any], n: int) -> Any:
+        if len(tool_results(req)) == 0:
+            return call("run_command", command="cat NEWS 2>/dev/null || echo none")
+        return call("finish", summary=tool_results(req)[-1].splitlines()[-1])
+
+    async with ChatCompletionsDouble(script) as model:
+        agent_project(project, repo, model)
+        project.automation(
+            "fix",
+            skill="fix",
+            workspace={"repository": f"file://{remote}", "base_branch": "main"},
+            agent={"backend": "builtin", "base_url": model.base_url, "model": "scripted"},
+        )
+        async with running_daemon(project.config()) as d:
+            first = await d.dispatcher.manual("fix", {}, "test")
+            assert first.id is not None
+            done = await wait_status(d, first.id, RunStatus.SUCCEEDED, timeout=60)
+            assert done.summary == "none"
+            # upstream moves on; the next run starts from the fetched commit
+            (repo / "NEWS").write_text("fresh\n")
+            git(repo, "add", "NEWS")
+            git(repo, "commit", "-qm", "news")
+            git(repo, "push", "-q", str(remote), "main")
+            second = await d.dispatcher.manual("fix", {}, "test")
+            assert second.id is not None
+            done = await wait_status(d, second.id, RunStatus.SUCCEEDED, timeout=60)
+            assert done.summary == "fresh"
+    (mirror,) = (project.root / ".nightshift" / "mirrors").glob("*.git")  # cloned once
+    assert git(mirror, "rev-parse", "origin/main") == git(repo, "rev-parse", "main")
+    assert git(mirror, "branch", "--list", "nightshift/*") == ""  # runs that changed nothing
+
+
+async def test_a_token_in_a_clone_url_never_shows(project: Project, repo: Path) -> None:
+    async with ChatCompletionsDouble(lambda req, n: call("finish", summary="x")) as model:
+        agent_project(project, repo, model)
+        project.automation(
+            "fix",
+            skill="fix",
+            workspace={"repository": "http://bot:s3cr3t-t0ken@127.0.0.1:9/org/repo.git"},
+            agent={"backend": "builtin", "base_url": model.base_url, "model": "scripted"},
+        )
+        async with running_daemon(project.config()) as d:
+            run = await d.dispatcher.manual("fix", {}, "test")
+            assert run.id is not None
+            done = await wait_status(d, run.id, RunStatus.FAILED, timeout=60)
+            log = await events(d, run.id)
+    assert done.summary.startswith("cannot make the workspace: git clone")
+    assert "127.0.0.1:9/org/repo.git" in done.summary
+    assert "s3cr3t" not in done.summary and "s3cr3t" not in str(log)
+
+
+@pytest.mark.parametrize("allow_unsandboxed", [False, True])
+async def test_without_a_sandbox_commands_are_refused_unless_allowed(
+    project: Project, repo: Path, monkeypatch: pytest.MonkeyPatch, allow_unsandboxed: bool
+) -> None:
+    monkeypatch.setenv("NIGHTSHIFT_BWRAP", "/nonexistent/bwrap")
+    sandbox.available.cache_clear()
+
+    def script(req: dict[str, Any], n: int) -> Any:
+        if n == 1:
+            return call("run_command", command="echo ran > proof")
+        return call("finish", summary=tool_results(req)[-1].splitlines()[0])
+
+    try:
+        async with ChatCompletionsDouble(script) as model:
+            agent_project(project, repo, model, allow_unsandboxed=allow_unsandboxed)
+            async with running_daemon(project.config()) as d:
+                run = await d.dispatcher.manual("fix", {}, "test")
+                assert run.id is not None
+                done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=60)
+                log = await events(d, run.id)
+    finally:
+        sandbox.available.cache_clear()
+    if allow_unsandboxed:
+        assert done.summary == "exit code 0"
+    else:
+        assert done.summary.startswith("refused: no sandbox is available")
+        assert any("no sandbox" in e.get("text", "") for e in log if e["type"] == "message")

@@ -349,22 +349,21 @@ class Executor:
         workdir = self._work_root / str(run_id)
         await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
         tree: workspace.Worktree | None = None
+        repo = self._local_repository(automation)
         if automation.isolated():
-            repo = self._local_repository(automation)
-            if repo is None:
-                return (
-                    RunStatus.FAILED,
-                    "clone URLs are not supported yet: use a local path",
-                    run,
-                    automation,
-                )
+            base = automation.workspace.base_branch
             try:
+                if repo is None:  # a clone URL: a worktree of the cached mirror
+                    repo = await workspace.mirror(
+                        automation.workspace.repository, self._work_root.parent / "mirrors"
+                    )
+                    base = f"origin/{base or 'HEAD'}"
                 tree = await workspace.create(
                     repo,
                     self._work_root.parent / "worktrees",
                     automation.name,
                     run_id,
-                    automation.workspace.base_branch,
+                    base,
                 )
             except NightshiftError as exc:
                 return RunStatus.FAILED, f"cannot make the workspace: {exc}", run, automation
@@ -381,7 +380,7 @@ class Executor:
             event=event,
             workdir=workdir,
             env=env,
-            repository=self._local_repository(automation),
+            repository=repo,
             skills=tuple(catalog.skills.values()),
         )
         try:
@@ -411,7 +410,7 @@ class Executor:
 
     def _local_repository(self, automation: Automation) -> Path | None:
         repo = automation.workspace.repository
-        if "://" in repo or repo.startswith("git@"):
+        if workspace.is_url(repo):
             return None  # a clone URL: workspaces (worktrees of a mirror) handle those
         path = Path(repo).expanduser()
         return path if path.is_absolute() else (self._base_dir / path).resolve()

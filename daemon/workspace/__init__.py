@@ -1,5 +1,6 @@
 """Where runs work: a git worktree per run."""
 
+from .mirror import is_url, mirror
 from .worktree import (
     Outcome,
     WorkspaceError,
@@ -18,6 +19,8 @@ __all__ = [
     "branch_name",
     "create",
     "finish",
+    "is_url",
+    "mirror",
     "prune",
     "salvage_all",
 ]

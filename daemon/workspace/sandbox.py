@@ -7,6 +7,7 @@ the network namespace is new and empty unless the command was approved for netwo
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from functools import lru_cache
@@ -15,8 +16,12 @@ from pathlib import Path
 
 @lru_cache(maxsize=1)
 def available() -> str | None:
-    """Path of a working `bwrap`, or None (missing, or user namespaces are not allowed)."""
-    found = shutil.which("bwrap")
+    """Path of a working `bwrap`, or None (missing, or user namespaces are not allowed).
+
+    `NIGHTSHIFT_BWRAP` names another binary (a build of its own, or none at all to check what
+    happens on a machine without one).
+    """
+    found = shutil.which(os.environ.get("NIGHTSHIFT_BWRAP", "bwrap"))
     if found is None:
         return None
     probe = subprocess.run(

@@ -71,7 +71,8 @@ def branch_name(automation: str, run_id: int) -> str:
 
 
 def _create(repo: Path, root: Path, automation: str, run_id: int, base: str | None) -> Worktree:
-    top = Path(_git(repo, "rev-parse", "--show-toplevel").strip())
+    bare = _git(repo, "rev-parse", "--is-bare-repository").strip() == "true"
+    top = repo if bare else Path(_git(repo, "rev-parse", "--show-toplevel").strip())
     start = _git(top, "rev-parse", "--verify", f"{base or 'HEAD'}^{{commit}}").strip()
     path = root / str(run_id)
     branch = branch_name(automation, run_id)
