@@ -56,6 +56,45 @@ def repo(root: Path) -> Path:
     return path
 
 
+def task_project(root: Path, agent: dict[str, Any]) -> Project:
+    """One automation, `task`, reporting to #ops, working in a fresh repository."""
+    project = Project(root / "p")
+    project.skill("task", None, body="Run the command 50 times.")
+    project.automation(
+        "task",
+        skill="task",
+        workspace={"repository": str(repo(root))},
+        report={"channel": "#ops"},
+        agent=agent,
+    )
+    return project
+
+
+def daemon_config(project: Project, slack: dict[str, str]) -> Any:
+    """Store, console and Slack reporters on (Slack paced at 50 ms, not Slack's 1 s)."""
+    return project.config(
+        console=True,
+        logging={"level": "warning"},
+        slack={
+            "bot_token": slack["bot_token"],
+            "base_url": slack["base_url"],
+            "min_interval": "50ms",
+        },
+    )
+
+
+async def timed_run(d: Any) -> float:
+    """Trigger `task` in the daemon; seconds until its `finished` event."""
+    with d.bus.subscribe() as sub:
+        t0 = time.perf_counter()
+        await d.dispatcher.manual("task", {}, "bench")
+        while not isinstance((env := await sub.queue.get()).event, Finished):
+            pass
+        elapsed = time.perf_counter() - t0
+    assert env.event.status == RunStatus.SUCCEEDED, env.event.summary
+    return elapsed
+
+
 async def run() -> list[Result]:
     bare_times, daemon_times = [], []
     with (
@@ -64,32 +103,16 @@ async def run() -> list[Result]:
         tempfile.TemporaryDirectory() as tmp,
     ):
         root = Path(tmp)
-        project = Project(root / "p")
-        project.skill("task", None, body="Run the command 50 times.")
-        project.automation(
-            "task",
-            skill="task",
-            workspace={"repository": str(repo(root))},
-            report={"channel": "#ops"},
-            agent={
-                "backend": "builtin",
-                "base_url": model["base_url"],
-                "model": "m",
-                "max_steps": 100,
-            },
-        )
+        agent = {
+            "backend": "builtin",
+            "base_url": model["base_url"],
+            "model": "m",
+            "max_steps": 100,
+        }
+        project = task_project(root, agent)
         catalog = Loader(project.automations, project.skills).load()
         automation, skill = catalog.automations["task"], catalog.skills["task"]
-        config = project.config(
-            console=True,
-            logging={"level": "warning"},
-            slack={
-                "bot_token": slack["bot_token"],
-                "base_url": slack["base_url"],
-                "min_interval": "50ms",
-            },
-        )
-        async with running_daemon(config, console=StringIO()) as d:
+        async with running_daemon(daemon_config(project, slack), console=StringIO()) as d:
             # Alternate the two so that drift in the machine's speed hits both alike.
             for i in range(ROUNDS):
                 work = root / f"bare{i}"
@@ -109,13 +132,7 @@ async def run() -> list[Result]:
                     if isinstance(event, Finished):
                         assert event.status == RunStatus.SUCCEEDED, event.summary
                 bare_times.append(time.perf_counter() - t0)
-                with d.bus.subscribe() as sub:
-                    t0 = time.perf_counter()
-                    await d.dispatcher.manual("task", {}, "bench")
-                    while not isinstance((env := await sub.queue.get()).event, Finished):
-                        pass
-                    daemon_times.append(time.perf_counter() - t0)
-                assert env.event.status == RunStatus.SUCCEEDED, env.event.summary
+                daemon_times.append(await timed_run(d))
     bare, full = statistics.median(bare_times), statistics.median(daemon_times)
     return [
         Result(
@@ -162,43 +179,20 @@ async def run_codex() -> Result:
     bare_times, daemon_times = [], []
     with (
         remote(lambda: ResponsesDouble(codex_script)) as model,
+        remote(SlackDouble) as slack,
         tempfile.TemporaryDirectory() as tmp,
     ):
         root = Path(tmp)
-        project = Project(root / "p")
-        project.skill("task", None, body="Run the command 50 times.")
-        project.automation(
-            "task",
-            skill="task",
-            workspace={"repository": str(repo(root))},
-            report={"channel": "#ops"},
-            agent={"backend": "codex", "base_url": model["base_url"]},
-        )
-        with remote(SlackDouble) as slack:
-            config = project.config(
-                console=True,
-                logging={"level": "warning"},
-                slack={
-                    "bot_token": slack["bot_token"],
-                    "base_url": slack["base_url"],
-                    "min_interval": "50ms",
-                },
-            )
-            async with running_daemon(config, console=StringIO()) as d:
-                for i in range(ROUNDS):
-                    # By hand, one runs codex in a checkout of the repository too.
-                    work, home = root / f"bare{i}", root / f"home{i}"
-                    clone = ["git", "clone", "-q", str(root / "repo"), str(work)]
-                    await asyncio.to_thread(subprocess.run, clone, check=True)
-                    home.mkdir()
-                    bare_times.append(await codex_bare(model["base_url"], work, home))
-                    with d.bus.subscribe() as sub:
-                        t0 = time.perf_counter()
-                        await d.dispatcher.manual("task", {}, "bench")
-                        while not isinstance((env := await sub.queue.get()).event, Finished):
-                            pass
-                        daemon_times.append(time.perf_counter() - t0)
-                    assert env.event.status == RunStatus.SUCCEEDED, env.event.summary
+        project = task_project(root, {"backend": "codex", "base_url": model["base_url"]})
+        async with running_daemon(daemon_config(project, slack), console=StringIO()) as d:
+            for i in range(ROUNDS):
+                # By hand, one runs codex in a checkout of the repository too.
+                work, home = root / f"bare{i}", root / f"home{i}"
+                clone = ["git", "clone", "-q", str(root / "repo"), str(work)]
+                await asyncio.to_thread(subprocess.run, clone, check=True)
+                home.mkdir()
+                bare_times.append(await codex_bare(model["base_url"], work, home))
+                daemon_times.append(await timed_run(d))
     bare, full = statistics.median(bare_times), statistics.median(daemon_times)
     return Result(
         "Codex CLI, 50 tool calls, under nightshift",

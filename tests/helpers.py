@@ -8,8 +8,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from daemon.agents.cli import find_cli
 from daemon.app import Daemon
 from daemon.control import ControlClient
+from daemon.errors import BackendError
 from daemon.runs import RunStatus, envelope_of
 from daemon.store import RunRow
 from daemon.testing import wait_for
@@ -90,3 +94,18 @@ def make_repo(repo: Path) -> Path:
     git(repo, "add", ".")
     git(repo, "commit", "-qm", "init")
     return repo
+
+
+def require_cli(name: str) -> None:
+    """Fail plainly (not skip) when the pinned agent CLI is missing: CI installs it."""
+    try:
+        find_cli(name, None)
+    except BackendError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+async def start_run(daemon: Daemon, automation: str = "fix") -> int:
+    """Trigger `automation` by hand; its run id."""
+    run = await daemon.dispatcher.manual(automation, {}, "test")
+    assert run.id is not None
+    return run.id

@@ -10,18 +10,13 @@ from typing import Any
 
 import pytest
 
-from daemon.agents.cli import find_cli
-from daemon.errors import BackendError
 from daemon.runs import RunStatus
 from daemon.testing import Project, running_daemon, wait_for
 from daemon.testing.messages import MessagesDouble, text, tool_results, use, user_texts
 
-from .helpers import BUGGY, FIXED, events, wait_status
+from .helpers import BUGGY, events, require_cli, start_run, wait_status
 
-try:
-    find_cli("claude", None)
-except BackendError as exc:  # CI installs it (scripts/ensure-test-services); say so plainly
-    pytest.fail(f"{exc}", pytrace=False)
+require_cli("claude")
 
 PY = sys.executable
 
@@ -61,11 +56,10 @@ async def test_claude_edits_and_tests_in_its_worktree(project: Project, repo: Pa
     async with MessagesDouble(script) as model:
         claude_project(project, repo, model)
         async with running_daemon(project.config()) as d:
-            run = await d.dispatcher.manual("fix", {}, "test")
-            assert run.id is not None
-            tree.append(project.root / ".nightshift" / "worktrees" / str(run.id))
-            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=90)
-            log = await events(d, run.id)
+            run_id = await start_run(d)
+            tree.append(project.root / ".nightshift" / "worktrees" / str(run_id))
+            done = await wait_status(d, run_id, RunStatus.SUCCEEDED, timeout=90)
+            log = await events(d, run_id)
     assert done.summary == "fixed add()"
     assert "Fix the failing test with the smallest change." in user_texts(model.requests[0])[-1]
     assert model.headers[0]["x-api-key"] == "sk-ant-test-123"
@@ -74,9 +68,8 @@ async def test_claude_edits_and_tests_in_its_worktree(project: Project, repo: Pa
     (command,) = [e for e in log if e["type"] == "command"]
     assert command["exit_code"] == 0 and "1 passed" in command["output_tail"]
     (diff,) = [e for e in log if e["type"] == "artifact" and e["kind"] == "diff"]
-    assert "+    return a + b" in diff["content"]
-    assert (repo / "calc.py").read_text() == BUGGY
-    assert FIXED  # the worktree's file is gone with the worktree; the diff shows the fix
+    assert "-    return a - b" in diff["content"] and "+    return a + b" in diff["content"]
+    assert (repo / "calc.py").read_text() == BUGGY  # the worktree changed, not the checkout
 
 
 async def test_steering_mid_turn_reaches_the_next_model_call(project: Project, repo: Path) -> None:
@@ -89,16 +82,15 @@ async def test_steering_mid_turn_reaches_the_next_model_call(project: Project, r
     async with MessagesDouble(script) as model:
         claude_project(project, repo, model)
         async with running_daemon(project.config()) as d:
-            run = await d.dispatcher.manual("fix", {}, "test")
-            assert run.id is not None
-            tree = project.root / ".nightshift" / "worktrees" / str(run.id)
+            run_id = await start_run(d)
+            tree = project.root / ".nightshift" / "worktrees" / str(run_id)
             await wait_for(lambda: (tree / "started").exists(), 30)
-            await d.executor.steer(run.id, "only patch versions", "ann")
+            await d.executor.steer(run_id, "only patch versions", "ann")
             await wait_for(
-                lambda: [e for e in d.store.run_events(run.id or 0) if e.type == "steer_received"]
+                lambda: [e for e in d.store.run_events(run_id) if e.type == "steer_received"]
             )
             (tree / "go").touch()
-            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=60)
+            done = await wait_status(d, run_id, RunStatus.SUCCEEDED, timeout=60)
     assert done.summary == "plan: patch only"
     second = model.requests[1]
     assert "[steering from ann] only patch versions" in conversation(second)
@@ -118,17 +110,16 @@ async def test_an_ask_rule_becomes_an_approval_in_the_thread(
     async with MessagesDouble(script) as model:
         claude_project(project, repo, model)
         async with running_daemon(project.config()) as d:
-            run = await d.dispatcher.manual("fix", {}, "test")
-            assert run.id is not None
-            await wait_status(d, run.id, RunStatus.WAITING, timeout=60)
-            (request,) = await d.store.call(d.store.approvals, run.id)
+            run_id = await start_run(d)
+            await wait_status(d, run_id, RunStatus.WAITING, timeout=60)
+            (request,) = await d.store.call(d.store.approvals, run_id)
             assert (request.action, request.description) == (
                 "command",
                 "run `git push origin HEAD`",
             )
-            await d.executor.decide(run.id, None, approve, "ann", None if approve else "not today")
-            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=60)
-            log = await events(d, run.id)
+            await d.executor.decide(run_id, None, approve, "ann", None if approve else "not today")
+            done = await wait_status(d, run_id, RunStatus.SUCCEEDED, timeout=60)
+            log = await events(d, run_id)
     commands = [e for e in log if e["type"] == "command"]
     if approve:  # it ran, and failed: there is no remote
         assert [c["command"] for c in commands] == ["git push origin HEAD"]
@@ -156,11 +147,10 @@ async def test_the_agent_asks_through_the_request_approval_tool(
     async with MessagesDouble(script) as model:
         claude_project(project, repo, model)
         async with running_daemon(project.config()) as d:
-            run = await d.dispatcher.manual("fix", {}, "test")
-            assert run.id is not None
-            await wait_status(d, run.id, RunStatus.WAITING, timeout=60)
-            await d.executor.decide(run.id, None, True, "ann", None)
-            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=60)
+            run_id = await start_run(d)
+            await wait_status(d, run_id, RunStatus.WAITING, timeout=60)
+            await d.executor.decide(run_id, None, True, "ann", None)
+            done = await wait_status(d, run_id, RunStatus.SUCCEEDED, timeout=60)
     assert done.summary == "answer: approved"
 
 
@@ -171,11 +161,10 @@ async def test_deny_rules_refuse_and_say_so(project: Project, repo: Path) -> Non
     async with MessagesDouble(script) as model:
         claude_project(project, repo, model)
         async with running_daemon(project.config()) as d:
-            run = await d.dispatcher.manual("fix", {}, "test")
-            assert run.id is not None
-            await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=60)
-            log = await events(d, run.id)
-            assert not await d.store.call(d.store.approvals, run.id)
+            run_id = await start_run(d)
+            await wait_status(d, run_id, RunStatus.SUCCEEDED, timeout=60)
+            log = await events(d, run_id)
+            assert not await d.store.call(d.store.approvals, run_id)
     warnings = [e["text"] for e in log if e["type"] == "message" and e["level"] == "warning"]
     assert warnings == ["refused by policy: Bash sudo rm -rf /tmp/x"]
 
@@ -191,9 +180,8 @@ async def test_a_failing_model_server_ends_the_run_clearly(
     async with MessagesDouble(lambda req, n: (status, body)) as model:
         claude_project(project, repo, model)
         async with running_daemon(project.config()) as d:
-            run = await d.dispatcher.manual("fix", {}, "test")
-            assert run.id is not None
-            done = await wait_status(d, run.id, RunStatus.FAILED, timeout=60)
+            run_id = await start_run(d)
+            done = await wait_status(d, run_id, RunStatus.FAILED, timeout=60)
     assert done.summary.startswith("claude: ") and expected in done.summary
 
 
@@ -202,9 +190,8 @@ async def test_an_unreachable_model_server_ends_the_run(project: Project, repo: 
         pass  # nothing listens on its port any more
     claude_project(project, repo, model)
     async with running_daemon(project.config()) as d:
-        run = await d.dispatcher.manual("fix", {}, "test")
-        assert run.id is not None
-        done = await wait_status(d, run.id, RunStatus.FAILED, timeout=60)
+        run_id = await start_run(d)
+        done = await wait_status(d, run_id, RunStatus.FAILED, timeout=60)
     assert "connect" in done.summary.lower()
 
 
@@ -215,8 +202,7 @@ async def test_the_cost_budget_ends_the_run(project: Project, repo: Path) -> Non
     async with MessagesDouble(script) as model:
         claude_project(project, repo, model, max_cost_usd=0.0001)
         async with running_daemon(project.config()) as d:
-            run = await d.dispatcher.manual("fix", {}, "test")
-            assert run.id is not None
-            done = await wait_status(d, run.id, RunStatus.FAILED, timeout=60)
+            run_id = await start_run(d)
+            done = await wait_status(d, run_id, RunStatus.FAILED, timeout=60)
     assert "budget" in done.summary.lower()
     assert len(model.requests) < 50

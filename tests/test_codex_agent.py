@@ -10,8 +10,6 @@ from typing import Any
 
 import pytest
 
-from daemon.agents.cli import find_cli
-from daemon.errors import BackendError
 from daemon.runs import RunStatus
 from daemon.testing import Project, running_daemon, wait_for
 from daemon.testing.responses import (
@@ -25,12 +23,9 @@ from daemon.testing.responses import (
     user_texts,
 )
 
-from .helpers import BUGGY, FIXED, events, wait_status
+from .helpers import BUGGY, FIXED, events, require_cli, start_run, wait_status
 
-try:
-    find_cli("codex", None)
-except BackendError as exc:  # CI installs it (scripts/ensure-test-services); say so plainly
-    pytest.fail(f"{exc}", pytrace=False)
+require_cli("codex")
 
 PY = sys.executable
 
@@ -57,10 +52,9 @@ async def test_codex_edits_and_tests_in_its_worktree(project: Project, repo: Pat
     async with ResponsesDouble(script) as model:
         codex_project(project, repo, model)
         async with running_daemon(project.config()) as d:
-            run = await d.dispatcher.manual("fix", {}, "test")
-            assert run.id is not None
-            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=90)
-            log = await events(d, run.id)
+            run_id = await start_run(d)
+            done = await wait_status(d, run_id, RunStatus.SUCCEEDED, timeout=90)
+            log = await events(d, run_id)
     assert done.summary == "fixed add()"
     first = model.requests[0]
     assert "Fix the failing test with the smallest change." in "\n".join(user_texts(first))
@@ -86,13 +80,12 @@ async def test_steering_interrupts_between_items_and_resumes_the_thread(
     async with ResponsesDouble(script) as model:
         codex_project(project, repo, model)
         async with running_daemon(project.config()) as d:
-            run = await d.dispatcher.manual("fix", {}, "test")
-            assert run.id is not None
-            tree = project.root / ".nightshift" / "worktrees" / str(run.id)
+            run_id = await start_run(d)
+            tree = project.root / ".nightshift" / "worktrees" / str(run_id)
             await wait_for(lambda: (tree / "started").exists(), 30)
-            await d.executor.steer(run.id, "only patch versions", "ann")
+            await d.executor.steer(run_id, "only patch versions", "ann")
             (tree / "go").touch()
-            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=60)
+            done = await wait_status(d, run_id, RunStatus.SUCCEEDED, timeout=60)
     assert done.summary == "plan: patch only"
     last = model.requests[-1]
     texts = user_texts(last)
@@ -115,13 +108,12 @@ async def test_approval_through_nightshifts_mcp_tool(
     async with ResponsesDouble(script) as model:
         codex_project(project, repo, model)
         async with running_daemon(project.config()) as d:
-            run = await d.dispatcher.manual("fix", {}, "test")
-            assert run.id is not None
-            await wait_status(d, run.id, RunStatus.WAITING, timeout=60)
-            (request,) = await d.store.call(d.store.approvals, run.id)
+            run_id = await start_run(d)
+            await wait_status(d, run_id, RunStatus.WAITING, timeout=60)
+            (request,) = await d.store.call(d.store.approvals, run_id)
             assert (request.action, request.description) == ("push", "push fix")
-            await d.executor.decide(run.id, None, approve, "ann", None if approve else "not today")
-            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=60)
+            await d.executor.decide(run_id, None, approve, "ann", None if approve else "not today")
+            done = await wait_status(d, run_id, RunStatus.SUCCEEDED, timeout=60)
     assert done.summary == ("answer: approved" if approve else "answer: denied: not today")
 
 
@@ -141,9 +133,8 @@ async def test_the_sandbox_refuses_writes_outside_and_the_network(
     async with ResponsesDouble(script) as model:
         codex_project(project, repo, model)
         async with running_daemon(project.config()) as d:
-            run = await d.dispatcher.manual("fix", {}, "test")
-            assert run.id is not None
-            await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=60)
+            run_id = await start_run(d)
+            await wait_status(d, run_id, RunStatus.SUCCEEDED, timeout=60)
     write, network = tool_outputs(model.requests[-1])
     assert "Read-only file system" in write and not outside.exists()
     assert "exited with code 1" in network and "URLError" in network
@@ -164,9 +155,8 @@ async def test_a_failing_model_server_ends_the_run_clearly(
     async with ResponsesDouble(lambda req, n: reply) as model:
         codex_project(project, repo, model, api_key="sk-test-123", max_retries=0)
         async with running_daemon(project.config()) as d:
-            run = await d.dispatcher.manual("fix", {}, "test")
-            assert run.id is not None
-            done = await wait_status(d, run.id, RunStatus.FAILED, timeout=90)
+            run_id = await start_run(d)
+            done = await wait_status(d, run_id, RunStatus.FAILED, timeout=90)
     assert expected in done.summary
     assert model.headers[0]["authorization"] == "Bearer sk-test-123"
 
@@ -187,7 +177,6 @@ async def test_an_unreachable_model_server_ends_the_run(project: Project, repo: 
         },
     )
     async with running_daemon(project.config()) as d:
-        run = await d.dispatcher.manual("fix", {}, "test")
-        assert run.id is not None
-        done = await wait_status(d, run.id, RunStatus.FAILED, timeout=90)
+        run_id = await start_run(d)
+        done = await wait_status(d, run_id, RunStatus.FAILED, timeout=90)
     assert "model server unreachable" in done.summary

@@ -6,6 +6,7 @@ A backend `start`s a run and hands back an `AgentRun`: a stream of RunEvents plu
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,3 +81,21 @@ class AgentBackend(Protocol):
     async def start(self, ctx: RunContext) -> AgentRun:
         """Begin carrying out `ctx`; raise `BackendError` if that is impossible."""
         ...
+
+
+def skill_catalog(ctx: RunContext) -> str:
+    """The Agent Skills catalog of the other skills: name, description, where to read more."""
+    return "\n".join(
+        f"<skill><name>{s.name}</name><description>{s.description}</description>"
+        f"<location>{s.path / 'SKILL.md'}</location></skill>"
+        for s in ctx.skills
+        if s.name != ctx.skill.name
+    )
+
+
+def run_facts(ctx: RunContext) -> str:
+    """The run's inputs and triggering event, as the agent reads them (the event clipped)."""
+    return (
+        f"Inputs: {json.dumps(dict(ctx.inputs))}\n"
+        f"Event: {json.dumps(dict(ctx.event), default=str)[:4000]}"
+    )

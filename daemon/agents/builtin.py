@@ -31,7 +31,7 @@ from ..runs.events import ApprovalRequest, Command, FileChange, Finished, Messag
 from ..runs.status import RunStatus
 from ..spec import BuiltinAgent
 from ..workspace import sandbox
-from .base import RunContext
+from .base import RunContext, run_facts, skill_catalog
 
 log = structlog.get_logger(__name__)
 
@@ -136,12 +136,7 @@ def _clip(text: str, limit: int = MAX_TOOL_OUTPUT) -> str:
 
 
 def system_prompt(ctx: RunContext) -> str:
-    catalog = "\n".join(
-        f"<skill><name>{s.name}</name><description>{s.description}</description>"
-        f"<location>{s.path / 'SKILL.md'}</location></skill>"
-        for s in ctx.skills
-        if s.name != ctx.skill.name
-    )
+    catalog = skill_catalog(ctx)
     return (
         f"You are nightshift's agent, carrying out the skill {ctx.skill.name!r} in the workspace "
         f"{ctx.workdir}. Use the tools; end with `finish`. Ask with `request_approval` before "
@@ -151,11 +146,7 @@ def system_prompt(ctx: RunContext) -> str:
 
 
 def task_prompt(ctx: RunContext) -> str:
-    return (
-        f"Run {ctx.run_id} of automation {ctx.automation.name!r}.\n"
-        f"Inputs: {json.dumps(dict(ctx.inputs))}\n"
-        f"Event: {json.dumps(dict(ctx.event), default=str)[:4000]}"
-    )
+    return f"Run {ctx.run_id} of automation {ctx.automation.name!r}.\n{run_facts(ctx)}"
 
 
 class ModelError(BackendError):

@@ -21,16 +21,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from ..errors import BackendError
 from ..runs.events import Command, FileChange, Message
 from ..runs.status import RunStatus
 from ..spec import ClaudeAgent
 from .base import RunContext
 from .cli import CliRun, base_env, find_cli, prompt
-
-log = structlog.get_logger(__name__)
 
 _EDITS = ("Edit", "MultiEdit", "Write", "NotebookEdit")
 

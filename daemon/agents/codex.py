@@ -25,16 +25,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from ..errors import BackendError
 from ..runs.events import Command, FileChange, Message, Step
 from ..runs.status import RunStatus
 from ..spec import CodexAgent
 from .base import RunContext
 from .cli import CliRun, base_env, find_cli, prompt
-
-log = structlog.get_logger(__name__)
 
 _KEY_VAR = "NIGHTSHIFT_CODEX_API_KEY"
 _FILE_KINDS = {"add": "added", "delete": "deleted", "update": "modified"}

@@ -7,7 +7,6 @@ API: the whole conversation is in `request["messages"]`.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..asgi import free_port, serve_in_background, stop
+from ._scripted import ScriptedServer, sse_frame
 
 Blocks = list[dict[str, Any]]
 Reply = Blocks | tuple[int, dict[str, Any]]
@@ -72,43 +71,22 @@ def tool_results(request: dict[str, Any]) -> list[str]:
     return found
 
 
-def _frame(event: dict[str, Any]) -> bytes:
-    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
-
-
-class MessagesDouble:
+class MessagesDouble(ScriptedServer):
     """`POST /v1/messages`, answered by a script as a server-sent event stream."""
 
     def __init__(self, script: Script) -> None:
-        self.script = script
-        self.requests: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
-        self.port = 0
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(script)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    async def __aenter__(self) -> MessagesDouble:
-        self.port = free_port()
-        self._task = await serve_in_background(self._app(), self.port)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await stop(self._task)
 
     def _app(self) -> Starlette:
         async def probe(request: Request) -> Response:
             return Response(status_code=200)
 
         async def messages(request: Request) -> Response:
-            body = await request.json()
-            self.requests.append(body)
-            self.headers.append(dict(request.headers))
-            reply = self.script(body, len(self.requests))
-            if asyncio.iscoroutine(reply) or isinstance(reply, Awaitable):
-                reply = await reply
+            body, reply = await self._ask(request)
             if isinstance(reply, tuple):
                 return JSONResponse(reply[1], status_code=reply[0])
             return StreamingResponse(
@@ -123,7 +101,7 @@ class MessagesDouble:
         )
 
     async def _stream(self, blocks: Blocks, n: int, body: dict[str, Any]) -> AsyncIterator[bytes]:
-        yield _frame(
+        yield sse_frame(
             {
                 "type": "message_start",
                 "message": {
@@ -145,15 +123,15 @@ class MessagesDouble:
             else:
                 start = {"type": "text", "text": ""}
                 delta = {"type": "text_delta", "text": block["text"]}
-            yield _frame({"type": "content_block_start", "index": index, "content_block": start})
-            yield _frame({"type": "content_block_delta", "index": index, "delta": delta})
-            yield _frame({"type": "content_block_stop", "index": index})
+            yield sse_frame({"type": "content_block_start", "index": index, "content_block": start})
+            yield sse_frame({"type": "content_block_delta", "index": index, "delta": delta})
+            yield sse_frame({"type": "content_block_stop", "index": index})
         stop_reason = "tool_use" if any(b["type"] == "tool_use" for b in blocks) else "end_turn"
-        yield _frame(
+        yield sse_frame(
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": stop_reason, "stop_sequence": None},
                 "usage": {"output_tokens": 20},
             }
         )
-        yield _frame({"type": "message_stop"})
+        yield sse_frame({"type": "message_stop"})

@@ -7,7 +7,6 @@ stateless: everything it knows is in `request["messages"]`.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 from collections.abc import Awaitable, Callable
@@ -18,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ..asgi import free_port, serve_in_background, stop
+from ._scripted import ScriptedServer
 
 Reply = dict[str, Any] | tuple[int, dict[str, Any]]
 Script = Callable[[dict[str, Any], int], Reply | Awaitable[Reply]]
@@ -50,36 +49,19 @@ def tool_results(request: dict[str, Any]) -> list[str]:
     return [str(m["content"]) for m in request["messages"] if m.get("role") == "tool"]
 
 
-class ChatCompletionsDouble:
+class ChatCompletionsDouble(ScriptedServer):
     """`POST /v1/chat/completions`, answered by a script."""
 
     def __init__(self, script: Script) -> None:
-        self.script = script
-        self.requests: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
-        self.port = 0
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(script)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    async def __aenter__(self) -> ChatCompletionsDouble:
-        self.port = free_port()
-        self._task = await serve_in_background(self._app(), self.port)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await stop(self._task)
-
     def _app(self) -> Starlette:
         async def completions(request: Request) -> JSONResponse:
-            body = await request.json()
-            self.requests.append(body)
-            self.headers.append(dict(request.headers))
-            reply = self.script(body, len(self.requests))
-            if asyncio.iscoroutine(reply) or isinstance(reply, Awaitable):
-                reply = await reply
+            body, reply = await self._ask(request)
             if isinstance(reply, tuple):
                 return JSONResponse(reply[1], status_code=reply[0])
             calls = reply.get("tool_calls")

@@ -9,7 +9,6 @@ stateless.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..asgi import free_port, serve_in_background, stop
+from ._scripted import ScriptedServer, sse_frame
 
 _ids = itertools.count(1)
 
@@ -108,51 +107,19 @@ def tool_outputs(request: dict[str, Any]) -> list[str]:
     return found
 
 
-def tool_names(request: dict[str, Any]) -> list[str]:
-    """The names of the tools offered in the request."""
-    names = []
-    for t in request.get("tools", []):
-        if "name" in t:
-            names.append(str(t["name"]))
-        for sub in t.get("tools", []) if isinstance(t.get("tools"), list) else []:
-            names.append(f"{t.get('name', '')}{sub.get('name', '')}")
-    return names
-
-
-def _frame(event: dict[str, Any]) -> bytes:
-    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
-
-
-class ResponsesDouble:
+class ResponsesDouble(ScriptedServer):
     """`POST /v1/responses`, answered by a script as a server-sent event stream."""
 
     def __init__(self, script: Script) -> None:
-        self.script = script
-        self.requests: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
-        self.port = 0
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(script)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    async def __aenter__(self) -> ResponsesDouble:
-        self.port = free_port()
-        self._task = await serve_in_background(self._app(), self.port)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await stop(self._task)
-
     def _app(self) -> Starlette:
         async def responses(request: Request) -> Response:
-            body = await request.json()
-            self.requests.append(body)
-            self.headers.append(dict(request.headers))
-            reply = self.script(body, len(self.requests))
-            if asyncio.iscoroutine(reply) or isinstance(reply, Awaitable):
-                reply = await reply
+            body, reply = await self._ask(request)
             if isinstance(reply, tuple):
                 return JSONResponse(reply[1], status_code=reply[0])
             n = len(self.requests)
@@ -164,9 +131,9 @@ class ResponsesDouble:
         self, reply: Items | Failed, n: int, body: dict[str, Any]
     ) -> AsyncIterator[bytes]:
         resp = {"id": f"resp_{n}", "object": "response", "model": body.get("model")}
-        yield _frame({"type": "response.created", "response": {**resp, "status": "in_progress"}})
+        yield sse_frame({"type": "response.created", "response": {**resp, "status": "in_progress"}})
         if isinstance(reply, Failed):
-            yield _frame(
+            yield sse_frame(
                 {
                     "type": "response.failed",
                     "response": {
@@ -179,7 +146,7 @@ class ResponsesDouble:
             return
         for index, item in enumerate(reply):
             for stage in ("added", "done"):
-                yield _frame(
+                yield sse_frame(
                     {"type": f"response.output_item.{stage}", "output_index": index, "item": item}
                 )
         usage = {
@@ -189,7 +156,7 @@ class ResponsesDouble:
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": 120,
         }
-        yield _frame(
+        yield sse_frame(
             {
                 "type": "response.completed",
                 "response": {**resp, "status": "completed", "output": reply, "usage": usage},
