@@ -41,11 +41,13 @@ def codex_project(project: Project, repo: Path, model: ResponsesDouble, **agent:
 
 
 async def test_codex_edits_and_tests_in_its_worktree(project: Project, repo: Path) -> None:
+    # -B: the fix is the same size as the bug and lands within the same second, so a cached
+    # .pyc from the first run would pass for fresh and the second run would test the old code.
     def script(req: dict[str, Any], n: int) -> Any:
         return [
-            [shell(f"{PY} -m pytest -q -p no:cacheprovider test_calc.py")],
+            [shell(f"{PY} -B -m pytest -q -p no:cacheprovider test_calc.py")],
             [shell(f"printf '{FIXED.replace(chr(10), chr(92) + 'n')}' > calc.py")],
-            [shell(f"{PY} -m pytest -q -p no:cacheprovider test_calc.py")],
+            [shell(f"{PY} -B -m pytest -q -p no:cacheprovider test_calc.py")],
             [message("fixed add()")],
         ][n - 1]
 
