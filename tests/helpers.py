@@ -109,3 +109,13 @@ async def start_run(daemon: Daemon, automation: str = "fix") -> int:
     run = await daemon.dispatcher.manual(automation, {}, "test")
     assert run.id is not None
     return run.id
+
+
+def make_remote(tmp_path: Path) -> tuple[Path, Path]:
+    """A bare repository acting as the remote, and a clone of it with the failing calc test."""
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    work = make_repo(tmp_path / "work")
+    git(work, "remote", "add", "origin", str(remote))
+    git(work, "push", "-q", "origin", "main")
+    return remote, work
