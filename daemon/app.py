@@ -27,6 +27,7 @@ from .reporters import ConsoleReporter
 from .runs import EventBus, Executor
 from .sources import Scheduler
 from .sources.files import FileSource
+from .spec import Skill
 from .store import Store, utcnow
 from .web import build_web_app
 
@@ -55,6 +56,7 @@ class Daemon:
             max_runs=config.concurrency.max_runs,
             work_root=config.state_dir / "runs",
             base_dir=config.base_dir,
+            skill_env=self._skill_env,
         )
         self.dispatcher = Dispatcher(
             self.store, self.executor, self.catalog, bus=self.bus, sources=config.sources
@@ -90,6 +92,12 @@ class Daemon:
         self.metrics.runs_finished.labels(automation, status.value).inc()
         if seconds is not None:
             self.metrics.run_seconds.labels(automation).observe(seconds)
+
+    def _skill_env(self, skill: Skill) -> dict[str, str]:
+        """What this daemon grants a skill's runs: GitHub access if the skill asks for it."""
+        if skill.manifest.permissions.github:
+            return self.config.github.run_env()
+        return {}
 
     def catalog(self) -> Catalog:
         """The active automations and skills."""

@@ -88,6 +88,29 @@ class SourcesConfig(_Strict):
     webhooks: dict[str, WebhookSource] = Field(default_factory=dict)
 
 
+class GitHubApiConfig(_Strict):
+    """GitHub's REST API, handed to runs of skills that declare `permissions.github`."""
+
+    api_url: str = Field(
+        "https://api.github.com",
+        description="REST base; GitHub Enterprise Server: https://HOST/api/v3",
+    )
+    token: SecretRef | None = Field(None, description="e.g. ${GITHUB_TOKEN}")
+    write_interval: float = Field(
+        1.0, ge=0, description="seconds between two writes (GitHub asks for at least 1)"
+    )
+
+    def run_env(self) -> dict[str, str]:
+        """The environment a run gets: the API URL, the token (resolved now), the pacing."""
+        env = {
+            "GITHUB_API_URL": self.api_url,
+            "NIGHTSHIFT_GITHUB_WRITE_INTERVAL": str(self.write_interval),
+        }
+        if self.token is not None:
+            env["GITHUB_TOKEN"] = self.token.resolve()
+        return env
+
+
 class SlackConfig(_Strict):
     """Slack: where runs report (each automation names its channel in `report.channel`)."""
 
@@ -129,6 +152,9 @@ class DaemonConfig(_Strict):
     http: HttpConfig = HttpConfig()
     sources: SourcesConfig = SourcesConfig()
     slack: SlackConfig | None = Field(None, description="without it, runs report to the console")
+    github: GitHubApiConfig = Field(
+        GitHubApiConfig(), description="GitHub's REST API for the skills that use it"
+    )
     base_dir: Path = Field(Path("."), exclude=True)
 
     @model_validator(mode="after")

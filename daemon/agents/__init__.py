@@ -23,9 +23,10 @@ __all__ = [
 def default_backends(state_dir: Path) -> dict[str, AgentBackend]:
     """The backends available to automations, by name; CLI state lives under `state_dir`."""
     agents = state_dir / "agents"
-    return {
-        "script": ScriptBackend(),
+    backends: dict[str, AgentBackend] = {
         "builtin": BuiltinBackend(),
         "codex": CodexBackend(agents / "codex" / "home"),
         "claude": ClaudeBackend(agents / "claude"),
     }
+    backends["script"] = ScriptBackend(delegates=dict(backends))
+    return backends

@@ -7,6 +7,10 @@ Protocol (documented in docs/script-protocol.md):
 - stdout: one RunEvent per line (`step`, `message`, `command`, `file_change`, `artifact`,
   `approval_request`, `finished`). Anything else is reported as a warning, never a crash.
 - The exit code decides success when the script sends no `finished` event.
+- `{"type": "delegate", "id", "task"}` hands a judgement call to the automation's delegate
+  agent (builtin, Codex, Claude Code) in the same workspace. Its events join the run; steering
+  and decisions go to it while it works; its outcome comes back on stdin as
+  `{"type": "delegate_result", "id", "status", "summary"}` (`unavailable` with no delegate).
 The script runs in its own process group, so a timeout or cancel kills everything it started.
 """
 
@@ -14,23 +18,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
 import sys
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import structlog
 from pydantic import ValidationError
 
-from ..errors import BackendError
-from ..runs.events import AGENT_EVENT_TYPES, RUN_EVENT, Finished, Message, RunEvent
+from ..errors import BackendError, NightshiftError
+from ..runs.events import (
+    AGENT_EVENT_TYPES,
+    RUN_EVENT,
+    ApprovalRequest,
+    Finished,
+    Message,
+    RunEvent,
+    Step,
+)
 from ..runs.status import RunStatus
 from ..spec import ScriptAgent
-from .base import RunContext
+from .base import AgentBackend, AgentRun, RunContext
 
 log = structlog.get_logger(__name__)
 
@@ -41,6 +54,12 @@ _PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAM
 class _TooLong:
     def __init__(self, size: int) -> None:
         self.size = size
+
+
+@dataclasses.dataclass(frozen=True)
+class _DelegateRequest:
+    id: str
+    task: str
 
 
 async def _read_lines(
@@ -92,10 +111,19 @@ def _command_for(script: Path) -> list[str]:
 class ScriptRun:
     """A running script."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, ctx: RunContext, max_line: int) -> None:
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        ctx: RunContext,
+        max_line: int,
+        delegates: Mapping[str, AgentBackend],
+    ) -> None:
         self._proc = proc
         self._ctx = ctx
         self._max_line = max_line
+        self._delegates = delegates
+        self._sub: AgentRun | None = None  # the delegate agent, while it works
+        self._sub_approvals: set[str] = set()
         self._stderr_tail: deque[str] = deque(maxlen=20)
         self._stderr_task = asyncio.create_task(self._drain_stderr())
         self._kill: asyncio.Task[None] | None = None
@@ -123,7 +151,7 @@ class ScriptRun:
     async def send_context(self) -> None:
         await self._write(self._ctx.to_json())
 
-    def _parse(self, line: bytes | _TooLong) -> RunEvent | None:
+    def _parse(self, line: bytes | _TooLong) -> RunEvent | _DelegateRequest | None:
         if isinstance(line, _TooLong):
             return Message(
                 level="warning",
@@ -138,6 +166,10 @@ class ScriptRun:
             return Message(
                 level="warning", text=f"malformed line from script (not JSON): {text[:200]}"
             )
+        if isinstance(data, dict) and data.get("type") == "delegate":
+            if not isinstance(data.get("task"), str) or not data["task"].strip():
+                return Message(level="warning", text="delegate request without a task; ignored")
+            return _DelegateRequest(id=str(data.get("id") or "delegate"), task=data["task"])
         if not isinstance(data, dict) or data.get("type") not in AGENT_EVENT_TYPES:
             kind = data.get("type") if isinstance(data, dict) else type(data).__name__
             return Message(
@@ -160,6 +192,10 @@ class ScriptRun:
         async for line in _read_lines(self._proc.stdout, self._max_line):
             event = self._parse(line)
             if event is None:
+                continue
+            if isinstance(event, _DelegateRequest):
+                async for sub_event in self._delegate(event):
+                    yield sub_event
                 continue
             if isinstance(event, Finished):
                 finished = event
@@ -185,23 +221,85 @@ class ScriptRun:
         else:
             yield Finished(status=RunStatus.SUCCEEDED, summary="script exited with code 0")
 
+    async def _delegate(self, request: _DelegateRequest) -> AsyncIterator[RunEvent]:
+        """Run the delegate agent on the script's task; its events become the run's."""
+        agent = self._ctx.automation.agent
+        spec = agent.delegate if isinstance(agent, ScriptAgent) else None
+        backend = self._delegates.get(spec.backend) if spec is not None else None
+        if spec is None or backend is None:
+            await self._reply(request, "unavailable", "no delegate agent is configured")
+            return
+        title = request.task.strip().splitlines()[0][:120]
+        yield Step(title=f"{spec.backend} agent: {title}")
+        # The agent sees the skill's instructions with the task appended, works in the same
+        # workspace, and gets none of the run's environment: tokens stay with the script.
+        ctx = dataclasses.replace(
+            self._ctx,
+            automation=self._ctx.automation.model_copy(update={"agent": spec}),
+            skill=dataclasses.replace(
+                self._ctx.skill, body=f"{self._ctx.skill.body}\n\n## Your task now\n{request.task}"
+            ),
+            env={},
+        )
+        try:
+            self._sub = await backend.start(ctx)
+        except NightshiftError as exc:
+            yield Message(level="warning", text=f"delegate agent could not start: {exc}")
+            await self._reply(request, "failed", str(exc))
+            return
+        outcome: Finished | None = None
+        try:
+            async for event in self._sub.events():
+                if isinstance(event, Finished):
+                    outcome = event
+                    break
+                if isinstance(event, ApprovalRequest):
+                    self._sub_approvals.add(event.id)
+                yield event
+        finally:
+            self._sub = None
+        if outcome is None:
+            await self._reply(request, "failed", "the delegate agent ended without a result")
+        else:
+            await self._reply(request, outcome.status.value, outcome.summary)
+
+    async def _reply(self, request: _DelegateRequest, status: str, summary: str) -> None:
+        await self._write(
+            {"type": "delegate_result", "id": request.id, "status": status, "summary": summary}
+        )
+
     async def steer(self, text: str, by: str) -> None:
+        if self._sub is not None:
+            await self._sub.steer(text, by)
+            # The script hears it too (marked as the agent's), for its own later steps.
+            await self._write({"type": "steer", "text": text, "by": by, "to": "agent"})
+            return
         await self._write({"type": "steer", "text": text, "by": by})
 
     async def decide(self, approval_id: str, approved: bool, reason: str | None) -> None:
+        if approval_id in self._sub_approvals:
+            if self._sub is not None:
+                await self._sub.decide(approval_id, approved, reason)
+            return
         await self._write(
             {"type": "approval_decision", "id": approval_id, "approved": approved, "reason": reason}
         )
 
     async def pause(self) -> None:
+        if self._sub is not None:
+            await self._sub.pause()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._proc.pid, signal.SIGSTOP)
 
     async def resume(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._proc.pid, signal.SIGCONT)
+        if self._sub is not None:
+            await self._sub.resume()
 
     async def cancel(self) -> None:
+        if self._sub is not None:
+            await self._sub.cancel()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._proc.pid, signal.SIGCONT)  # a stopped process cannot act on SIGTERM
         if self._kill is None:
@@ -229,8 +327,11 @@ class ScriptBackend:
 
     name = "script"
 
-    def __init__(self, max_line: int = MAX_LINE) -> None:
+    def __init__(
+        self, max_line: int = MAX_LINE, delegates: Mapping[str, AgentBackend] | None = None
+    ) -> None:
         self._max_line = max_line
+        self._delegates: Mapping[str, AgentBackend] = delegates or {}
 
     async def start(self, ctx: RunContext) -> ScriptRun:
         agent = ctx.automation.agent
@@ -263,6 +364,6 @@ class ScriptBackend:
             )
         except OSError as exc:
             raise BackendError(f"cannot start {script}: {exc.strerror}") from exc
-        run = ScriptRun(proc, ctx, self._max_line)
+        run = ScriptRun(proc, ctx, self._max_line, self._delegates)
         await run.send_context()
         return run

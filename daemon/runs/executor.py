@@ -22,7 +22,7 @@ from ..agents.processes import kill_orphans
 from ..durations import format_duration
 from ..errors import NightshiftError, RunStateError
 from ..loader import Catalog
-from ..spec import Automation
+from ..spec import Automation, Skill
 from ..store import NewRun, RunRow, Store, utcnow
 from .bus import EventBus
 from .events import (
@@ -79,6 +79,7 @@ class Executor:
         max_runs: int,
         work_root: Path,
         base_dir: Path,
+        skill_env: Callable[[Skill], dict[str, str]] = lambda skill: {},
     ) -> None:
         self._store = store
         self._bus = bus
@@ -87,6 +88,7 @@ class Executor:
         self.max_runs = max_runs
         self._work_root = work_root
         self._base_dir = base_dir
+        self._skill_env = skill_env  # what the daemon's config grants a skill (e.g. GitHub)
         self._queue: list[_Queued] = []
         self._active: dict[int, _Active] = {}
         self._wake = asyncio.Event()
@@ -331,7 +333,8 @@ class Executor:
             return RunStatus.FAILED, f"{missing} is not available", run, automation
         try:
             inputs = skill.resolve_inputs(run.inputs)
-            env = {k: v.resolve() for k, v in automation.env.items()}
+            env = self._skill_env(skill)
+            env.update({k: v.resolve() for k, v in automation.env.items()})
         except (ValueError, NightshiftError) as exc:
             return RunStatus.FAILED, f"cannot start: {exc}", run, automation
         event: dict[str, Any] = {}

@@ -217,15 +217,6 @@ def _agent_shorthand(value: Any) -> Any:
     return {"backend": value} if isinstance(value, str) else value
 
 
-class ScriptAgent(_Strict):
-    """Runs the skill's script: run context as JSON on stdin, RunEvents as JSON lines out."""
-
-    backend: Literal["script"] = "script"
-    entrypoint: str | None = Field(
-        None, description="script path relative to the skill folder; default from the skill"
-    )
-
-
 class BuiltinAgent(_Strict):
     """nightshift's own agent loop over any OpenAI-compatible Chat Completions API."""
 
@@ -321,6 +312,25 @@ class ClaudeAgent(_Strict):
     binary: str | None = Field(None, description="claude executable; default: the pinned install")
 
 
+DelegateAgent = Annotated[BuiltinAgent | CodexAgent | ClaudeAgent, Field(discriminator="backend")]
+
+
+class ScriptAgent(_Strict):
+    """Runs the skill's script: run context as JSON on stdin, RunEvents as JSON lines out.
+
+    With `delegate`, the script hands its judgement calls (pick labels, write the fix) to that
+    agent backend in the same workspace; without it, the script decides on its own.
+    """
+
+    backend: Literal["script"] = "script"
+    entrypoint: str | None = Field(
+        None, description="script path relative to the skill folder; default from the skill"
+    )
+    delegate: Annotated[DelegateAgent | None, BeforeValidator(_agent_shorthand)] = Field(
+        None, description="the agent the script asks for judgement (builtin, codex, claude)"
+    )
+
+
 AgentSpec = Annotated[
     ScriptAgent | BuiltinAgent | CodexAgent | ClaudeAgent,
     BeforeValidator(_agent_shorthand),
@@ -336,7 +346,7 @@ class Workspace(_Strict):
     isolate: bool | None = Field(
         None,
         description="work in a git worktree on branch nightshift/<automation>/<run> "
-        "(default: yes for agent backends, no for scripts)",
+        "(default: yes for agent backends and scripts with a delegate, no for plain scripts)",
     )
     keep: bool = Field(False, description="keep the worktree folder after the run, for review")
 
@@ -500,7 +510,7 @@ class Automation(_Strict):
         """Whether runs work in their own worktree."""
         if self.workspace.isolate is not None:
             return self.workspace.isolate
-        return self.agent.backend != "script"
+        return self.agent.backend != "script" or self.agent.delegate is not None
 
     def schedule_triggers(self) -> list[tuple[str, ScheduleTrigger]]:
         """(trigger key, trigger) for each time-based trigger; keys are stable per position."""

@@ -70,6 +70,9 @@ class Permissions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     network: bool = False
+    github: bool = Field(
+        False, description="the run gets GITHUB_API_URL and GITHUB_TOKEN from the daemon's config"
+    )
     approval_required: list[str] = Field(
         default_factory=list, description="actions that need approval, e.g. push, pull_request"
     )

@@ -1,0 +1,216 @@
+"""Writing a script skill in Python: the script protocol (docs/script-protocol.md) as an API.
+
+    from daemon.skillkit import SkillRun
+
+    run = SkillRun.start()
+    run.step("Reading the issue")
+    answer = run.delegate("Pick labels for issue #12 …")      # None without a delegate agent
+    if run.approve("label", "Add bug to #12").approved:
+        ...
+    run.finish("succeeded", "labelled #12")
+
+A thread reads stdin, so steering and decisions are never lost while the script works; the
+script takes steering when it is ready (`new_steering()`), and `approve`/`delegate` block until
+their answer arrives. Events go to stdout as JSON lines; logging goes to stderr.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import structlog
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A person's answer to an approval request (a closed stdin counts as a deny)."""
+
+    approved: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Delegated:
+    """The delegate agent's outcome: `succeeded`, `failed`, or `unavailable` (none set)."""
+
+    status: str
+    summary: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+
+@dataclass(frozen=True)
+class Steering:
+    text: str
+    by: str
+    to_agent: bool = False  # the delegate agent already took it
+
+
+class SkillRun:
+    """One run, seen from inside the script."""
+
+    def __init__(self, stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> None:
+        self._in = stdin or sys.stdin
+        self._out = stdout or sys.stdout
+        first = self._in.readline()
+        self.context: dict[str, Any] = json.loads(first) if first.strip() else {}
+        self.inputs: dict[str, Any] = dict(self.context.get("inputs") or {})
+        self.event: dict[str, Any] = dict(self.context.get("event") or {})
+        self.payload: dict[str, Any] = dict(self.event.get("payload") or {})
+        self.workdir = Path(self.context.get("workdir") or ".")
+        self.run_id: int = int((self.context.get("run") or {}).get("id") or 0)
+        self.steering: list[Steering] = []  # every message, in order
+        self._taken = 0
+        self._decisions: dict[str, Decision] = {}
+        self._results: dict[str, Delegated] = {}
+        self._closed = False
+        self._ids = itertools.count(1)
+        self._cond = threading.Condition()
+        self._write_lock = threading.Lock()
+        threading.Thread(target=self._read, name="nightshift-stdin", daemon=True).start()
+
+    @classmethod
+    def start(cls) -> SkillRun:
+        """The current run; also points structlog at stderr (stdout carries the protocol)."""
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
+        return cls()
+
+    # -- stdin ----------------------------------------------------------------------------
+    def _read(self) -> None:
+        for line in self._in:
+            try:
+                msg = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            with self._cond:
+                kind = msg.get("type")
+                if kind == "steer":
+                    self.steering.append(
+                        Steering(str(msg["text"]), str(msg.get("by", "")), msg.get("to") == "agent")
+                    )
+                elif kind == "approval_decision":
+                    self._decisions[str(msg["id"])] = Decision(
+                        bool(msg["approved"]), msg.get("reason")
+                    )
+                elif kind == "delegate_result":
+                    self._results[str(msg["id"])] = Delegated(
+                        str(msg["status"]), str(msg.get("summary") or "")
+                    )
+                self._cond.notify_all()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def new_steering(self) -> list[str]:
+        """Steering the script has not taken yet (messages the agent already took excluded)."""
+        with self._cond:
+            fresh = self.steering[self._taken :]
+            self._taken = len(self.steering)
+        return [s.text for s in fresh if not s.to_agent]
+
+    def wait_for_steering(self, timeout: float) -> list[str]:
+        """Block until steering arrives (or `timeout` seconds pass); the new messages."""
+        with self._cond:
+            self._cond.wait_for(lambda: len(self.steering) > self._taken or self._closed, timeout)
+        return self.new_steering()
+
+    # -- stdout ---------------------------------------------------------------------------
+    def emit(self, **event: Any) -> None:
+        with self._write_lock:
+            self._out.write(json.dumps(event, default=str) + "\n")
+            self._out.flush()
+
+    def step(self, title: str, detail: str | None = None) -> None:
+        self.emit(type="step", title=title, detail=detail)
+
+    def message(self, text: str, level: Literal["info", "warning", "error"] = "info") -> None:
+        self.emit(type="message", text=text, level=level)
+
+    def artifact(
+        self,
+        kind: Literal["diff", "link", "file", "report"],
+        title: str,
+        *,
+        url: str | None = None,
+        content: str | None = None,
+    ) -> None:
+        self.emit(type="artifact", kind=kind, title=title, url=url, content=content)
+
+    def finish(self, status: Literal["succeeded", "failed"], summary: str) -> None:
+        self.emit(type="finished", status=status, summary=summary)
+
+    def sh(
+        self, argv: list[str], *, cwd: Path | None = None, timeout: float = 900, quiet: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command, report it as a `command` event (unless quiet), and return it."""
+        start = time.monotonic()
+        try:
+            proc = subprocess.run(
+                argv,
+                cwd=cwd or self.workdir,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            out = exc.stdout if isinstance(exc.stdout, str) else ""
+            proc = subprocess.CompletedProcess(argv, 124, out, f"timed out after {timeout:.0f}s")
+        except OSError as exc:
+            proc = subprocess.CompletedProcess(argv, 127, "", str(exc))
+        if not quiet:
+            self.emit(
+                type="command",
+                command=" ".join(argv),
+                exit_code=proc.returncode,
+                output_tail=(proc.stdout + proc.stderr)[-4000:],
+                duration_s=round(time.monotonic() - start, 3),
+            )
+        return proc
+
+    # -- questions ------------------------------------------------------------------------
+    def approve(self, action: str, description: str, *, id: str | None = None) -> Decision:
+        """Ask the thread before an elevated action; block until someone decides."""
+        request_id = id or f"{action}-{next(self._ids)}"
+        self.emit(type="approval_request", id=request_id, action=action, description=description)
+        with self._cond:
+            self._cond.wait_for(lambda: request_id in self._decisions or self._closed)
+            return self._decisions.get(request_id, Decision(False, "the daemon went away"))
+
+    def delegate(self, task: str, *, id: str | None = None) -> Delegated:
+        """Hand a judgement call to the automation's delegate agent; block for its outcome.
+
+        Steering that arrived before the call is handed over with the task, so nothing a
+        person said is lost between the script's steps and the agent's.
+        """
+        request_id = id or f"delegate-{next(self._ids)}"
+        said = [f"- {s.text} ({s.by})" for s in self.steering if not s.to_agent]
+        if said:
+            task += "\n\nPeople in the thread have said (follow it):\n" + "\n".join(said)
+        self.emit(type="delegate", id=request_id, task=task)
+        with self._cond:
+            self._cond.wait_for(lambda: request_id in self._results or self._closed)
+            return self._results.get(request_id, Delegated("failed", "the daemon went away"))
+
+
+def json_in(text: str) -> Any:
+    """The first JSON object or array in `text` (models wrap answers in prose or fences)."""
+    decoder = json.JSONDecoder()
+    for index, char in enumerate(text):
+        if char in "{[":
+            try:
+                value, _ = decoder.raw_decode(text[index:])
+            except json.JSONDecodeError:
+                continue
+            return value
+    return None
