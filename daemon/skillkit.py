@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -158,6 +159,8 @@ class SkillRun:
             proc = subprocess.run(
                 argv,
                 cwd=cwd or self.workdir,
+                # No .pyc: a fix of the same size in the same second must not run stale code.
+                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
                 capture_output=True,
                 text=True,
                 timeout=timeout,
@@ -201,6 +204,30 @@ class SkillRun:
         with self._cond:
             self._cond.wait_for(lambda: request_id in self._results or self._closed)
             return self._results.get(request_id, Delegated("failed", "the daemon went away"))
+
+
+def find_test_command(workdir: Path, configured: str = "auto") -> list[str] | None:
+    """The command that runs a project's tests: `configured` split, or found by looking
+    (pytest for Python projects, `npm test` where package.json has a test script)."""
+    import shlex
+
+    if configured not in ("", "auto"):
+        return None if configured == "none" else shlex.split(configured)
+    python = any(
+        (workdir / name).exists() for name in ("pytest.ini", "conftest.py", "tests", "setup.cfg")
+    ) or any(workdir.glob("test_*.py"))
+    pyproject = workdir / "pyproject.toml"
+    if python or (pyproject.exists() and "pytest" in pyproject.read_text(errors="replace")):
+        return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    package = workdir / "package.json"
+    if package.exists():
+        try:
+            scripts = json.loads(package.read_text()).get("scripts") or {}
+        except ValueError:
+            scripts = {}
+        if "test" in scripts:
+            return ["npm", "test", "--silent"]
+    return None
 
 
 def json_in(text: str) -> Any:
