@@ -15,6 +15,7 @@ from daemon.testing.slack import SlackDouble
 
 ROOT = Path(__file__).parents[1]
 HOOK_SECRET = "bundled-hook-secret"
+AM_TOKEN = "bundled-am-token"
 ANN = "U0ANN"
 
 
@@ -55,7 +56,10 @@ def config(project: Project, slack: SlackDouble, gh: GitHubDouble, **extra: Any)
             "token": "${NIGHTSHIFT_TEST_GH_TOKEN}",
             "write_interval": 0,
         },
-        sources={"github": {"secret": HOOK_SECRET, "bot_login": "nightshift-bot"}},
+        sources={
+            "github": {"secret": HOOK_SECRET, "bot_login": "nightshift-bot"},
+            "alertmanager": {"token": AM_TOKEN},
+        },
         **extra,
     )
 

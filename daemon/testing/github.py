@@ -76,7 +76,7 @@ class FakeRepo:
         state: str = "open",
         base: str | None = None,
         created_at: str | None = None,
-        merged: bool = False,
+        merged_at: str | None = None,
     ) -> int:
         """A pull request that already exists (its head branch need not exist)."""
         number = next(self._numbers)
@@ -86,7 +86,7 @@ class FakeRepo:
         self.pulls[number].update(state=state, created_at=created_at or _now())
         if state == "closed":
             self.pulls[number]["closed_at"] = _now()
-            self.pulls[number]["merged_at"] = _now() if merged else None
+            self.pulls[number]["merged_at"] = merged_at
         return number
 
     def workflow_run(
@@ -135,7 +135,13 @@ class FakeRepo:
             self.logs[job_id] = job.get("log", "")
         return run
 
-    def deployment(self, sha: str, environment: str = "production", description: str = "") -> None:
+    def deployment(
+        self,
+        sha: str,
+        environment: str = "production",
+        description: str = "",
+        created_at: str | None = None,
+    ) -> None:
         self.deployments.insert(
             0,
             {
@@ -144,7 +150,7 @@ class FakeRepo:
                 "ref": sha,
                 "environment": environment,
                 "description": description,
-                "created_at": _now(),
+                "created_at": created_at or _now(),
             },
         )
 
