@@ -22,9 +22,14 @@ def _remote_url(workdir: Path, remote: str) -> str:
 
 
 def push_branch(
-    workdir: Path, branch: str, *, token: str | None = None, remote: str = "origin"
+    workdir: Path,
+    branch: str,
+    *,
+    token: str | None = None,
+    remote: str = "origin",
+    ref: str = "HEAD",
 ) -> None:
-    """Push HEAD of `workdir` to `refs/heads/<branch>` on `remote` (force: the branch is ours).
+    """Push `ref` of `workdir` to `refs/heads/<branch>` on `remote` (force: the branch is ours).
 
     For an https remote the token travels as an HTTP header set through git's environment
     config (GIT_CONFIG_COUNT), the way actions/checkout does it, so `ps` never shows it.
@@ -40,7 +45,7 @@ def push_branch(
             GIT_CONFIG_VALUE_0=f"AUTHORIZATION: basic {basic}",
         )
     proc = subprocess.run(
-        ["git", "-C", str(workdir), "push", "--force", remote, f"HEAD:refs/heads/{branch}"],
+        ["git", "-C", str(workdir), "push", "--force", remote, f"{ref}:refs/heads/{branch}"],
         capture_output=True,
         text=True,
         env=env,

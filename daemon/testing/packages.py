@@ -1,0 +1,133 @@
+"""Package index doubles on 127.0.0.1: PyPI's JSON API (`/pypi/<name>/json`) and the npm
+registry (`/npm/<name>` packuments and real `.tgz` tarballs with their integrity), enough for
+`npm install --package-lock-only` to resolve against it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from typing import Any
+from urllib.parse import unquote
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..asgi import free_port, serve_in_background, stop
+
+_WHEN = "2026-11-01T00:00:00.000Z"
+
+
+def _tarball(name: str, version: str) -> bytes:
+    manifest = json.dumps({"name": name, "version": version, "main": "index.js"}).encode()
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for path, data in (("package/package.json", manifest), ("package/index.js", b"")):
+            info = tarfile.TarInfo(path)
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(raw.getvalue(), mtime=0)
+
+
+class PackageIndexDouble:
+    """PyPI and npm, serving the versions a test declares."""
+
+    def __init__(self) -> None:
+        self.pypi: dict[str, dict[str, Any]] = {}
+        self.npm: dict[str, dict[str, Any]] = {}
+        self.requests: list[str] = []
+        self.port = 0
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def pypi_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/pypi"
+
+    @property
+    def npm_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/npm/"
+
+    def python(self, name: str, *versions: str, changelog: str | None = None) -> None:
+        """A PyPI project with these releases (the last is the newest)."""
+        urls = {"Changelog": changelog} if changelog else {}
+        self.pypi[name.lower()] = {"name": name, "versions": list(versions), "urls": urls}
+
+    def node(self, name: str, *versions: str, repository: str | None = None) -> None:
+        """An npm package with these versions (the last is `latest`)."""
+        self.npm[name] = {"versions": list(versions), "repository": repository}
+
+    async def __aenter__(self) -> PackageIndexDouble:
+        self.port = free_port()
+        self._task = await serve_in_background(self._app(), self.port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await stop(self._task)
+
+    def _app(self) -> Starlette:
+        async def pypi(request: Request) -> Response:
+            self.requests.append(request.url.path)
+            project = self.pypi.get(request.path_params["name"].lower())
+            if project is None:
+                return JSONResponse({"message": "Not Found"}, 404)
+            versions = project["versions"]
+            return JSONResponse(
+                {
+                    "info": {
+                        "name": project["name"],
+                        "version": versions[-1],
+                        "project_urls": project["urls"],
+                    },
+                    "releases": {
+                        v: [{"yanked": False, "upload_time_iso_8601": _WHEN}] for v in versions
+                    },
+                }
+            )
+
+        async def npm(request: Request) -> Response:
+            self.requests.append(request.url.path)
+            name = unquote(request.path_params["name"])
+            if "/-/" in name:
+                pkg, _, file = name.partition("/-/")
+                version = file.removesuffix(".tgz").removeprefix(pkg.split("/")[-1] + "-")
+                if pkg not in self.npm or version not in self.npm[pkg]["versions"]:
+                    return JSONResponse({"error": "Not found"}, 404)
+                return Response(_tarball(pkg, version), media_type="application/octet-stream")
+            package = self.npm.get(name)
+            if package is None:
+                return JSONResponse({"error": "Not found"}, 404)
+            versions = {}
+            for v in package["versions"]:
+                data = _tarball(name, v)
+                integrity = "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
+                versions[v] = {
+                    "name": name,
+                    "version": v,
+                    "dist": {
+                        "tarball": f"{self.npm_url}{name}/-/{name.split('/')[-1]}-{v}.tgz",
+                        "integrity": integrity,
+                        "shasum": hashlib.sha1(data).hexdigest(),  # noqa: S324 - npm's own field
+                    },
+                }
+            body: dict[str, Any] = {
+                "name": name,
+                "dist-tags": {"latest": package["versions"][-1]},
+                "versions": versions,
+                "time": {v: _WHEN for v in package["versions"]},
+            }
+            if package["repository"]:
+                body["repository"] = {"type": "git", "url": package["repository"]}
+            return JSONResponse(body)
+
+        return Starlette(
+            routes=[
+                Route("/pypi/{name}/json", pypi),
+                Route("/npm/{name:path}", npm),
+            ]
+        )

@@ -1,0 +1,150 @@
+"""The bundled nightly-deps automation end to end: PyPI and npm doubles, a bare repository as
+the remote, real `npm install --package-lock-only` and pytest per group, the GitHub double with
+an open pull request and a per-hour limit, and steering plus approval in the Slack thread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from daemon.runs import RunStatus
+from daemon.testing import Project, running_daemon, wait_for
+from daemon.testing.github import GitHubDouble
+from daemon.testing.packages import PackageIndexDouble
+from daemon.testing.slack import SlackDouble
+
+from .bundled import ANN, config, install
+from .helpers import git, wait_event, wait_status
+from .test_bundled_issue_triage import final_text
+from .test_slack_replies import approval_message, parent_of
+
+REPO = "acme/web"
+TOKEN = "ghp_bundled_secret_token"
+CHECK = """\
+from pathlib import Path
+
+
+def test_our_code_is_not_ready_for_rich_14():
+    pins = dict(line.split("==") for line in Path(__file__).with_name("requirements.txt").read_text().split())
+    assert int(pins["rich"].split(".")[0]) < 14
+"""
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[SlackDouble]:
+    async with SlackDouble() as double:
+        yield double
+
+
+@pytest.fixture
+async def gh(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[GitHubDouble]:
+    monkeypatch.setenv("NIGHTSHIFT_TEST_GH_TOKEN", TOKEN)
+    async with GitHubDouble(token=TOKEN) as double:
+        yield double
+
+
+def project_repo(tmp_path: Path, registry: str) -> Path:
+    """A Python + npm project pushed to a bare remote; its lock made by real npm."""
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "requirements.txt").write_text("httpx==0.27.0\nrich==13.7.0\nclick==8.1.0\n")
+    (work / "test_deps.py").write_text(CHECK)
+    package = {
+        "name": "web",
+        "version": "1.0.0",
+        "private": True,
+        "dependencies": {"left-pad": "^1.1.0"},
+        "devDependencies": {"is-number": "^6.0.0"},
+    }
+    (work / "package.json").write_text(json.dumps(package, indent=2) + "\n")
+    subprocess.run(
+        ["npm", "install", "--package-lock-only", "--ignore-scripts", "--no-audit", "--no-fund",
+         "--registry", registry],
+        cwd=work, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    git(work, "init", "-q", "-b", "main")
+    git(work, "add", ".")
+    git(work, "commit", "-qm", "init")
+    git(work, "remote", "add", "origin", str(remote))
+    git(work, "push", "-q", "origin", "main")
+    return remote
+
+
+async def test_grouped_updates_steered_approved_and_limited(
+    project: Project, slack: SlackDouble, gh: GitHubDouble, tmp_path: Path
+) -> None:
+    async with PackageIndexDouble() as index:
+        index.python("httpx", "0.27.0", "0.27.2", "0.28.1", "0.29.0rc1",
+                     changelog="https://github.com/encode/httpx/blob/master/CHANGELOG.md")  # fmt: skip
+        index.python("rich", "13.7.0", "13.7.1", "13.9.4", "14.0.0")
+        index.python("click", "8.1.0")
+        index.node("left-pad", "1.1.0", repository="git+https://github.com/left-pad/left-pad.git")
+        index.node("is-number", "6.0.0")
+        remote = await asyncio.to_thread(project_repo, tmp_path, index.npm_url)
+        index.node("left-pad", "1.1.0", "1.3.0", repository="git+https://github.com/left-pad/left-pad.git")  # fmt: skip
+        index.node("is-number", "6.0.0", "7.0.0")
+        repo = gh.repo(REPO, git_dir=remote)
+        held = repo.pull("nightshift/deps/npm-is-number-7", title="Update npm: is-number 7")
+        install(
+            project,
+            "nightly-deps",
+            inputs={
+                "repository": REPO,
+                "pypi_url": index.pypi_url,
+                "npm_registry": index.npm_url,
+                "prs_per_hour": 2,
+            },
+            workspace={"repository": f"file://{remote}"},
+        )
+        async with running_daemon(config(project, slack, gh)) as d:
+            await wait_for(lambda: slack.sockets)
+            run = await d.dispatcher.manual("nightly-deps", {}, "test")
+            assert run.id is not None
+            parent = await parent_of(slack, run.id)
+            first = await approval_message(slack, parent)
+            plan = first.text
+            assert "*npm non-major updates*: left-pad ^1.1.0 → ^1.3.0 — tests pass" in plan
+            assert (
+                f"*npm: is-number 7*: is-number ^6.0.0 → ^7.0.0 — skipped: #{held} is open" in plan
+            )
+            assert ("*Python non-major updates*: httpx 0.27.0 → 0.28.1, "
+                    "rich 13.7.0 → 13.9.4 — tests pass") in plan  # fmt: skip
+            assert "*Python: rich 14*: rich 13.7.0 → 14.0.0 — tests fail" in plan
+            assert "click" not in plan and "rc1" not in plan
+            await slack.reply(parent, ANN, "skip rich, we pin it on purpose")
+            await wait_event(d, run.id, "steer_received")
+            await slack.click(first, ANN, "approve")
+            await wait_event(d, run.id, "message", text="re-planning as steered: skip rich")
+            second = (
+                await wait_for(
+                    lambda: [m for m in slack.thread(parent) if "actions" in str(m.blocks)][1:], 60
+                )
+            )[0]
+            assert "*Python non-major updates*: httpx 0.27.0 → 0.28.1 — tests pass" in second.text
+            assert "rich" not in second.text.split("?", 1)[1]
+            await slack.click(second, ANN, "approve")
+            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=90)
+            await wait_for(lambda: "draft pull request(s) opened" in final_text(parent))
+    assert done.summary.startswith("1 draft pull request(s) opened")
+    assert "*npm non-major updates*: left-pad ^1.1.0 → ^1.3.0 — opened #" in done.summary
+    assert "*Python non-major updates*: httpx 0.27.0 → 0.28.1 — deferred to the next run" in (
+        done.summary
+    )
+    pulls = [p for p in repo.pulls.values() if p["number"] != held]
+    assert [(p["head"]["ref"], p["draft"]) for p in pulls] == [
+        ("nightshift/deps/npm-non-major", True)
+    ]
+    assert "https://github.com/left-pad/left-pad/releases" in pulls[0]["body"]
+    branch = "nightshift/deps/npm-non-major"
+    lock = json.loads(git(remote, "show", f"{branch}:package-lock.json"))
+    assert lock["packages"]["node_modules/left-pad"]["version"] == "1.3.0"
+    assert json.loads(git(remote, "show", f"{branch}:package.json"))["dependencies"] == {
+        "left-pad": "^1.3.0"
+    }
