@@ -6,6 +6,7 @@ hands a run `GITHUB_API_URL` and `GITHUB_TOKEN` when the skill asks for GitHub a
 
 from .client import DEFAULT_API_URL, GitHubClient, GitHubError, RateLimited
 from .limits import LimitReached, WriteLimits
+from .logs import clean, failing_tests
 from .models import (
     Branch,
     Comment,
@@ -35,5 +36,7 @@ __all__ = [
     "RateLimited",
     "WorkflowRun",
     "WriteLimits",
+    "clean",
+    "failing_tests",
     "push_branch",
 ]

@@ -314,6 +314,12 @@ class GitHubClient:
         """The job's plain-text log (GitHub answers with a redirect to a short-lived URL)."""
         return self.request("GET", f"{_repo(repo)}/actions/jobs/{job_id}/logs").text
 
+    def commit_date(self, repo: str, sha: str) -> datetime:
+        """When a commit was committed (a branch's age is its head commit's)."""
+        data = self.get(f"{_repo(repo)}/commits/{sha}")
+        stamp = str(data["commit"]["committer"]["date"])
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
     def branches(self, repo: str, limit: int = 1000) -> list[Branch]:
         return self._list(Branch, f"{_repo(repo)}/branches", limit)
 
@@ -328,6 +334,16 @@ class GitHubClient:
             "POST", f"{_repo(repo)}/issues/{number}/labels", json={"labels": labels}
         )
         return [Label.model_validate(x) for x in resp.json()]
+
+    def create_issue(
+        self, repo: str, *, title: str, body: str, labels: list[str] | None = None
+    ) -> Issue:
+        resp = self.request(
+            "POST",
+            f"{_repo(repo)}/issues",
+            json={"title": title, "body": body, "labels": labels or []},
+        )
+        return Issue.model_validate(resp.json())
 
     def comment(self, repo: str, number: int, body: str) -> Comment:
         resp = self.request("POST", f"{_repo(repo)}/issues/{number}/comments", json={"body": body})

@@ -278,7 +278,8 @@ class GitHubDouble:
     def _app(self) -> Any:
         routes = [
             Route("/repos/{owner}/{name}/labels", self._labels),
-            Route("/repos/{owner}/{name}/issues", self._issues),
+            Route("/repos/{owner}/{name}/issues", self._issues, methods=["GET", "POST"]),
+            Route("/repos/{owner}/{name}/commits/{sha}", self._commit),
             Route("/repos/{owner}/{name}/issues/{number:int}", self._issue),
             Route(
                 "/repos/{owner}/{name}/issues/{number:int}/labels",
@@ -367,6 +368,11 @@ class GitHubDouble:
         repo = self._find(request)
         if repo is None:
             return self._missing()
+        if request.method == "POST":
+            body = await request.json()
+            labels = body.get("labels")
+            number = repo.issue(body["title"], body.get("body", ""), labels=labels, user="bot")
+            return JSONResponse(repo.issues[number], 201)
         state = request.query_params.get("state", "open")
         items = [dict(i) for i in repo.issues.values()] + [
             {**p, "pull_request": {"url": p["html_url"]}, "labels": []} for p in repo.pulls.values()
@@ -506,6 +512,22 @@ class GitHubDouble:
             if job_id in repo.logs:
                 return PlainTextResponse(repo.logs[job_id])
         return self._missing()
+
+    async def _commit(self, request: Request) -> Response:
+        repo = self._find(request)
+        if repo is None or repo.git_dir is None:
+            return self._missing()
+        sha = request.path_params["sha"]
+        proc = await asyncio.to_thread(
+            subprocess.run,
+            ["git", "-C", str(repo.git_dir), "show", "-s", "--format=%H %cI", sha],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            return JSONResponse({"message": "No commit found for SHA: " + sha}, 422)
+        full, date = proc.stdout.split()
+        return JSONResponse({"sha": full, "commit": {"committer": {"date": date}}})
 
     async def _branches(self, request: Request) -> Response:
         repo = self._find(request)

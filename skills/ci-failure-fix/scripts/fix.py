@@ -9,7 +9,6 @@ its diagnosis and stops.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,18 +19,12 @@ from daemon.github import (
     Job,
     WorkflowRun,
     WriteLimits,
+    clean,
+    failing_tests,
     push_branch,
 )
 from daemon.skillkit import SkillRun, find_test_command
 
-STAMP = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+Z ", re.M)
-FAILING_TEST = re.compile(
-    r"^(?:FAILED|ERROR) (\S+::\S+)"  # pytest
-    r"|^\s*--- FAIL: (\S+)"  # go test
-    "|^\\s*\u25cf (.+?) \u203a"  # jest: bullet, suite, arrow, test
-    r"|^FAIL (\S+\.(?:js|ts|jsx|tsx))",  # jest files
-    re.M,
-)
 EXCERPT_LINES = 60
 
 
@@ -66,11 +59,8 @@ def diagnose(gh: GitHubClient, repo: str, run: WorkflowRun) -> Diagnosis:
     found = Diagnosis(run, jobs)
     excerpts = []
     for job in jobs:
-        log = STAMP.sub("", gh.job_log(repo, job.id))
-        for match in FAILING_TEST.finditer(log):
-            name = next(g for g in match.groups() if g)
-            if name not in found.tests:
-                found.tests.append(name)
+        log = clean(gh.job_log(repo, job.id))
+        found.tests += [t for t in failing_tests(log) if t not in found.tests]
         tail = "\n".join(log.splitlines()[-EXCERPT_LINES:])
         excerpts.append(f"--- {job.name} ---\n{tail}")
     found.excerpt = "\n".join(excerpts)[-12000:]

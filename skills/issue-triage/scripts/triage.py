@@ -163,7 +163,8 @@ def steer(proposals: list[Proposal], texts: list[str], labels: list[Label]) -> l
                 p.labels = list(names)
             taken.append(f"labels set to {', '.join(names) or 'none'}")
         elif m := re.match(r"(add|remove) label\s+(.+)", low):
-            verb, name = m.group(1), known.get(m.group(2).strip(), m.group(2).strip())
+            said = m.group(2).strip().rstrip(".,;:!?")
+            verb, name = m.group(1), known.get(said, said)
             for p in proposals:
                 if verb == "add" and name in known.values() and name not in p.labels:
                     p.labels.append(name)
