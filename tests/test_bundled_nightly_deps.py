@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
+import sys
+import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -148,3 +151,77 @@ async def test_grouped_updates_steered_approved_and_limited(
     assert json.loads(git(remote, "show", f"{branch}:package.json"))["dependencies"] == {
         "left-pad": "^1.3.0"
     }
+
+
+def python_locked_repo(tmp_path: Path, simple: str) -> Path:
+    """A project whose pyproject is locked by uv and whose requirements.txt is compiled by
+    pip-tools, both made by the real tools against the index double."""
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull}
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "pyproject.toml").write_text(
+        '[project]\nname = "web"\nversion = "0.1.0"\nrequires-python = ">=3.11"\n'
+        'dependencies = ["httpx>=0.27.0", "click==8.1.0"]\n\n'
+        f'[[tool.uv.index]]\nurl = "{simple}"\ndefault = true\n'
+    )
+    (work / "requirements.in").write_text(f"--index-url {simple}\nrich\n")
+    (work / "test_ok.py").write_text("def test_ok():\n    assert True\n")
+    for argv in ([str(bin_dir / "uv"), "lock"], [str(bin_dir / "pip-compile"), "--quiet",
+                 "--no-strip-extras", "requirements.in"]):  # fmt: skip
+        subprocess.run(argv, cwd=work, env=env, check=True, capture_output=True, timeout=120)
+    git(work, "init", "-q", "-b", "main")
+    git(work, "add", ".")
+    git(work, "commit", "-qm", "init")
+    git(work, "remote", "add", "origin", str(remote))
+    git(work, "push", "-q", "origin", "main")
+    return remote
+
+
+def locked(remote: Path, branch: str) -> dict[str, str]:
+    lock = tomllib.loads(git(remote, "show", f"{branch}:uv.lock"))
+    return {p["name"]: p["version"] for p in lock["package"]}
+
+
+async def test_uv_and_pip_tools_locks_are_regenerated_by_their_own_tools(
+    project: Project, slack: SlackDouble, gh: GitHubDouble, tmp_path: Path
+) -> None:
+    async with PackageIndexDouble() as index:
+        index.python("httpx", "0.27.0")
+        index.python("click", "8.1.0")
+        index.python("rich", "13.7.0")
+        remote = await asyncio.to_thread(python_locked_repo, tmp_path, index.simple_url)
+        index.python("httpx", "0.27.0", "0.27.2", "0.28.1")
+        index.python("click", "8.1.0", "8.1.8", "9.0.0")
+        index.python("rich", "13.7.0", "13.9.4")
+        repo = gh.repo(REPO, git_dir=remote)
+        install(
+            project,
+            "nightly-deps",
+            inputs={"repository": REPO, "pypi_url": index.pypi_url, "prs_per_hour": 5},
+            workspace={"repository": f"file://{remote}"},
+            env={"PIP_CONFIG_FILE": os.devnull},  # this machine's pip config stays out
+        )
+        async with running_daemon(config(project, slack, gh)) as d:
+            await wait_for(lambda: slack.sockets)
+            run = await d.dispatcher.manual("nightly-deps", {}, "test")
+            assert run.id is not None
+            plan = await approval_message(slack, await parent_of(slack, run.id))
+            assert ("*Python non-major updates*: rich 13.7.0 → 13.9.4, httpx 0.27.0 → 0.28.1, "
+                    "click 8.1.0 → 8.1.8 — tests pass") in plan.text  # fmt: skip
+            assert "*Python: click 9*: click 8.1.0 → 9.0.0 — tests pass" in plan.text
+            await slack.click(plan, ANN, "approve")
+            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=120)
+    assert done.summary.startswith("2 draft pull request(s) opened"), done.summary
+    assert {p["head"]["ref"] for p in repo.pulls.values()} == {
+        "nightshift/deps/python-non-major",
+        "nightshift/deps/python-click-9",
+    }
+    minor, major = "nightshift/deps/python-non-major", "nightshift/deps/python-click-9"
+    assert locked(remote, minor).items() >= {"httpx": "0.28.1", "click": "8.1.8"}.items()
+    assert '"click==8.1.8"' in git(remote, "show", f"{minor}:pyproject.toml")
+    assert "rich==13.9.4" in git(remote, "show", f"{minor}:requirements.txt")
+    assert locked(remote, major)["click"] == "9.0.0"
+    assert "rich==13.7.0" in git(remote, "show", f"{major}:requirements.txt")

@@ -1,6 +1,7 @@
-"""Package index doubles on 127.0.0.1: PyPI's JSON API (`/pypi/<name>/json`) and the npm
-registry (`/npm/<name>` packuments and real `.tgz` tarballs with their integrity), enough for
-`npm install --package-lock-only` to resolve against it."""
+"""Package index doubles on 127.0.0.1: PyPI's JSON API (`/pypi/<name>/json`), its simple
+index (`/simple/<name>/`, PEP 503 with PEP 658 metadata, serving real wheels) and the npm
+registry (`/npm/<name>` packuments and real `.tgz` tarballs with their integrity): enough for
+`uv lock`, `pip-compile` and `npm install --package-lock-only` to resolve against it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import tarfile
+import zipfile
 from typing import Any
 from urllib.parse import unquote
 
@@ -35,6 +38,40 @@ def _tarball(name: str, version: str) -> bytes:
     return gzip.compress(raw.getvalue(), mtime=0)
 
 
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _metadata(name: str, version: str) -> bytes:
+    return f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+
+
+def _wheel(name: str, version: str) -> bytes:
+    """A real, installable pure-Python wheel with one empty module."""
+    dist = re.sub(r"[-.]+", "_", name)
+    info = f"{dist}-{version}.dist-info"
+    files = {
+        f"{dist.lower()}/__init__.py": b"",
+        f"{info}/METADATA": _metadata(name, version),
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: nightshift-double\n"
+        b"Root-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = [
+        f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode().rstrip('=')},{len(data)}"
+        for path, data in files.items()
+    ]
+    files[f"{info}/RECORD"] = ("\n".join([*record, f"{info}/RECORD,,"]) + "\n").encode()
+    raw = io.BytesIO()
+    with zipfile.ZipFile(raw, "w") as zf:
+        for path, data in files.items():
+            zf.writestr(zipfile.ZipInfo(path, date_time=(2026, 1, 1, 0, 0, 0)), data)
+    return raw.getvalue()
+
+
+def _wheel_name(name: str, version: str) -> str:
+    return f"{re.sub(r'[-.]+', '_', name)}-{version}-py3-none-any.whl"
+
+
 class PackageIndexDouble:
     """PyPI and npm, serving the versions a test declares."""
 
@@ -50,13 +87,17 @@ class PackageIndexDouble:
         return f"http://127.0.0.1:{self.port}/pypi"
 
     @property
+    def simple_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/simple/"
+
+    @property
     def npm_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/npm/"
 
     def python(self, name: str, *versions: str, changelog: str | None = None) -> None:
         """A PyPI project with these releases (the last is the newest)."""
         urls = {"Changelog": changelog} if changelog else {}
-        self.pypi[name.lower()] = {"name": name, "versions": list(versions), "urls": urls}
+        self.pypi[_normalize(name)] = {"name": name, "versions": list(versions), "urls": urls}
 
     def node(self, name: str, *versions: str, repository: str | None = None) -> None:
         """An npm package with these versions (the last is `latest`)."""
@@ -73,7 +114,7 @@ class PackageIndexDouble:
     def _app(self) -> Starlette:
         async def pypi(request: Request) -> Response:
             self.requests.append(request.url.path)
-            project = self.pypi.get(request.path_params["name"].lower())
+            project = self.pypi.get(_normalize(request.path_params["name"]))
             if project is None:
                 return JSONResponse({"message": "Not Found"}, 404)
             versions = project["versions"]
@@ -125,9 +166,40 @@ class PackageIndexDouble:
                 body["repository"] = {"type": "git", "url": package["repository"]}
             return JSONResponse(body)
 
+        async def simple(request: Request) -> Response:
+            self.requests.append(request.url.path)
+            project = self.pypi.get(_normalize(request.path_params["name"]))
+            if project is None:
+                return Response("Not Found", 404)
+            links = []
+            for v in project["versions"]:
+                file = _wheel_name(project["name"], v)
+                digest = hashlib.sha256(_wheel(project["name"], v)).hexdigest()
+                meta = hashlib.sha256(_metadata(project["name"], v)).hexdigest()
+                links.append(
+                    f'<a href="/files/{file}#sha256={digest}" data-dist-info-metadata="sha256='
+                    f'{meta}" data-core-metadata="sha256={meta}">{file}</a><br/>'
+                )
+            body = "<!DOCTYPE html><html><body>" + "".join(links) + "</body></html>"
+            return Response(body, media_type="text/html")
+
+        async def files(request: Request) -> Response:
+            self.requests.append(request.url.path)
+            file = request.path_params["file"]
+            for project in self.pypi.values():
+                for v in project["versions"]:
+                    wheel = _wheel_name(project["name"], v)
+                    if file == wheel:
+                        return Response(_wheel(project["name"], v))
+                    if file == wheel + ".metadata":
+                        return Response(_metadata(project["name"], v))
+            return Response("Not Found", 404)
+
         return Starlette(
             routes=[
                 Route("/pypi/{name}/json", pypi),
+                Route("/simple/{name}/", simple),
+                Route("/files/{file}", files),
                 Route("/npm/{name:path}", npm),
             ]
         )

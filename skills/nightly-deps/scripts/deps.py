@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +29,7 @@ from daemon.skillkit import SkillRun, find_test_command
 Kind = Literal["patch", "minor", "major"]
 PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?P<extras>\[[^\]]*\])?\s*==\s*"
                  r"(?P<version>[0-9][^\s;#]*)", re.M)  # fmt: skip
-SPEC = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?P<extras>\[[^\]]*\])?\s*"
-                  r"(?P<op>==|>=|~=)\s*(?P<version>[0-9][^,;\s]*)")  # fmt: skip
+NAME = re.compile(r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)", re.M)
 NOTES_KEYS = ("changelog", "release notes", "changes", "history", "releases")
 
 
@@ -42,6 +42,7 @@ class Update:
     kind: Kind
     file: str
     notes: str
+    lock: Literal["", "uv", "pip-tools", "npm"] = ""  # who rewrites the lock after the edit
 
     def row(self) -> str:
         return f"| `{self.name}` | {self.current} | {self.new} | {self.kind} | {self.notes} |"
@@ -166,23 +167,28 @@ class Index:
 
 
 def python_updates(workdir: Path, index: Index, plan: Plan) -> list[Update]:
-    wanted: list[tuple[str, str, str]] = []  # (name, version, file)
-    compiled = (workdir / "requirements.in").exists()
+    """Pinned requirement files; pip-tools locks (`requirements*.in` → `.txt`); uv.lock."""
+    wanted: list[tuple[str, str, str, Literal["", "uv", "pip-tools"]]] = []
     for req in sorted(workdir.glob("requirements*.txt")):
-        if compiled and req.name == "requirements.txt":
-            continue  # a pip-tools lock: its source is requirements.in
-        wanted += [(m["name"], m["version"], req.name) for m in PIN.finditer(req.read_text())]
-    if compiled:
-        text = (workdir / "requirements.in").read_text()
-        wanted += [(m["name"], m["version"], "requirements.in") for m in PIN.finditer(text)]
-    pyproject = workdir / "pyproject.toml"
-    if pyproject.exists() and (workdir / "uv.lock").exists():
+        pins = [(m["name"], m["version"]) for m in PIN.finditer(req.read_text())]
+        source = req.with_suffix(".in")
+        if source.exists():  # a pip-tools lock: update what its source names, by re-compiling
+            direct = {_key(m["name"]) for m in NAME.finditer(source.read_text())}
+            wanted += [(n, v, source.name, "pip-tools") for n, v in pins if _key(n) in direct]
+        else:
+            wanted += [(n, v, req.name, "") for n, v in pins]
+    pyproject, uv_lock = workdir / "pyproject.toml", workdir / "uv.lock"
+    if pyproject.exists() and uv_lock.exists():
         deps = tomllib.loads(pyproject.read_text()).get("project", {}).get("dependencies", [])
+        locked = {
+            _key(pkg["name"]): pkg["version"]
+            for pkg in tomllib.loads(uv_lock.read_text()).get("package", [])
+        }
         for spec in deps:
-            if m := SPEC.match(spec):
-                wanted.append((m["name"], m["version"], "pyproject.toml"))
+            if (m := NAME.match(spec)) and _key(m["name"]) in locked:
+                wanted.append((m["name"], locked[_key(m["name"])], "pyproject.toml", "uv"))
     out = []
-    for name, version, file in wanted:
+    for name, version, file, lock in wanted:
         current = py_version(version)
         if current is None or name.lower() in plan.skip:
             continue
@@ -190,9 +196,13 @@ def python_updates(workdir: Path, index: Index, plan: Plan) -> list[Update]:
         for new, kind in choose(current, available, plan.only_patch):
             text = texts[new]
             out.append(
-                Update("python", name, version, text, kind, file, notes.format(version=text))
+                Update("python", name, version, text, kind, file, notes.format(version=text), lock)
             )
     return out
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def npm_updates(workdir: Path, index: Index, plan: Plan) -> list[Update]:
@@ -270,9 +280,13 @@ class Repo:
                         data[section][u.name] = u.new
                 path.write_text(json.dumps(data, indent=2) + "\n")
             else:
+                # A plain pin is the version itself; with a lock, only an exact pin in the
+                # source (`name==x`) has to move for the lock tool to reach the new version.
+                op = "==|>=|~=" if not u.lock else "=="
+                current = re.escape(u.current) if not u.lock else r"[0-9][^\s,;\"'#]*"
                 pattern = re.compile(
-                    rf"(?<![\w.-])({re.escape(u.name)}(\[[^\]]*\])?\s*(==|>=|~=)\s*)"
-                    rf"{re.escape(u.current)}(?![\w.])",
+                    rf"(?<![\w.-])({re.escape(u.name)}(\[[^\]]*\])?\s*(?:{op})\s*)"
+                    rf"{current}(?![\w.])",
                     re.I,
                 )
                 path.write_text(pattern.sub(rf"\g<1>{u.new}", text, count=1))
@@ -284,26 +298,32 @@ class Repo:
         return None
 
     def relock(self, g: Group, registry: str) -> list[str]:
-        ecos = {u.ecosystem for u in g.updates}
-        files = {u.file for u in g.updates}
         steps: list[list[str]] = []
-        if "npm" in ecos:
+        if any(u.ecosystem == "npm" for u in g.updates):
             steps.append(["npm", "install", "--package-lock-only", "--ignore-scripts",
                           "--no-audit", "--no-fund", "--registry", registry])  # fmt: skip
-        if "pyproject.toml" in files:
-            if not shutil.which("uv"):
+        uv = [u for u in g.updates if u.lock == "uv"]
+        if uv:
+            if (exe := tool("uv")) is None:
                 return ["uv.lock needs uv, which is not installed"]
-            steps.append(["uv", "lock"] + [f"--upgrade-package={u.name}" for u in g.updates])
-        if "requirements.in" in files:
-            if not shutil.which("pip-compile"):
-                return ["requirements.txt is compiled by pip-tools, which is not installed"]
-            steps.append(["pip-compile", "--quiet"]
-                         + [f"--upgrade-package={u.name}=={u.new}" for u in g.updates])  # fmt: skip
+            steps.append([exe, "lock", *(f"--upgrade-package={u.name}=={u.new}" for u in uv)])
+        for source in sorted({u.file for u in g.updates if u.lock == "pip-tools"}):
+            if (exe := tool("pip-compile")) is None:
+                return [f"{source} is compiled by pip-tools, which is not installed"]
+            ups = [f"--upgrade-package={u.name}=={u.new}" for u in g.updates if u.file == source]
+            steps.append([exe, "--quiet", "--no-strip-extras", *ups, source])
         for argv in steps:
             done = self.run.sh(argv, cwd=self.dir, timeout=900)
             if done.returncode != 0:
-                return [f"`{' '.join(argv[:3])}` failed: {done.stderr.strip()[-200:]}"]
+                name = Path(argv[0]).name
+                return [f"`{name} {argv[1]}` failed: {done.stderr.strip()[-200:]}"]
         return []
+
+
+def tool(name: str) -> str | None:
+    """A lock tool: beside this Python first (nightshift's own venv), then on PATH."""
+    here = Path(sys.executable).parent / name
+    return str(here) if here.exists() else shutil.which(name)
 
 
 def main() -> int:
