@@ -175,7 +175,11 @@ async def test_pull_request_needs_a_pushed_head(gh: GitHubDouble, tmp_path: Path
         pull = await asyncio.to_thread(
             c.create_pull, "acme/app", title="Fix", head="nightshift/x", base="main", body="b"
         )
+        updated = await asyncio.to_thread(
+            c.update_pull, "acme/app", pull.number, title="Fix add()", body="revised"
+        )
     assert pull.draft and pull.head.ref == "nightshift/x" and pull.head.sha
+    assert (updated.title, updated.body, updated.draft) == ("Fix add()", "revised", True)
     assert "nightshift/x" in repo.branch_names()
 
 

@@ -103,8 +103,9 @@ class SlackSource:
             self.connected.set()
             await asyncio.Event().wait()
         finally:
-            with contextlib.suppress(Exception):
-                await socket.close()  # type: ignore[no-untyped-call]
+            # Shielded: a second cancel at shutdown must not leave the HTTP session open.
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(_close_socket(socket))
 
     async def _on_request(self, socket: SocketModeClient, req: SocketModeRequest) -> None:
         await socket.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
@@ -337,3 +338,11 @@ class SlackSource:
             await self._client.chat_postEphemeral(
                 channel=channel, user=user, text=text, thread_ts=thread
             )
+
+
+async def _close_socket(socket: SocketModeClient) -> None:
+    with contextlib.suppress(Exception):
+        await socket.close()  # type: ignore[no-untyped-call]
+    # close() stops at the first step that fails; the HTTP session must go regardless.
+    with contextlib.suppress(Exception):
+        await socket.aiohttp_client_session.close()
