@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import orjson
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
@@ -32,6 +33,20 @@ _KNOWN_TOKENS = re.compile(
     r"|AKIA[0-9A-Z]{16})"
 )
 MASK = "***"
+# Substrings every _KNOWN_TOKENS match contains: a text without any of them skips the regex
+# (a `str in str` scan is an order of magnitude faster than the alternation on 10 KB payloads).
+_TOKEN_MARKS = (
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "xox",
+    "xapp-",
+    "sk-",
+    "AKIA",
+)
 
 
 class Redactor:
@@ -39,6 +54,7 @@ class Redactor:
 
     def __init__(self) -> None:
         self._values: set[str] = set()
+        self._literals: tuple[str, ...] = ()  # a snapshot of _values, safe to read unlocked
         self._pattern: re.Pattern[str] | None = None
         self._lock = threading.Lock()
 
@@ -52,16 +68,21 @@ class Redactor:
             self._values.add(json.dumps(value)[1:-1])
             alternatives = sorted(self._values, key=len, reverse=True)
             self._pattern = re.compile("|".join(re.escape(v) for v in alternatives))
+            self._literals = tuple(alternatives)
 
     def redact(self, text: str) -> str:
         """Return `text` with every secret masked."""
-        if self._pattern is not None:
-            text = self._pattern.sub(MASK, text)
-        return _KNOWN_TOKENS.sub(MASK, text)
+        pattern, literals = self._pattern, self._literals
+        if pattern is not None and any(v in text for v in literals):
+            text = pattern.sub(MASK, text)
+        if "AKIA" in text or any(mark in text for mark in _TOKEN_MARKS):
+            text = _KNOWN_TOKENS.sub(MASK, text)
+        return text
 
     def redact_json(self, obj: Any) -> str:
         """`obj` serialised as JSON with every secret masked: one pass over the text."""
-        return self.redact(json.dumps(obj, separators=(",", ":"), default=str))
+        options = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+        return self.redact(orjson.dumps(obj, default=str, option=options).decode())
 
     def redact_obj(self, obj: Any) -> Any:
         """Redact every string inside a JSON-like structure (dicts, lists, scalars)."""

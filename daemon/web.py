@@ -7,11 +7,11 @@ and logged without their payload.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
+import orjson
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST
 from slack_sdk.signature import SignatureVerifier
@@ -152,9 +152,9 @@ def build_web_app(daemon: Daemon) -> Starlette:
             log.warning("slack request refused: bad or stale signature")
             return JSONResponse({"error": "invalid signature"}, status_code=401)
         if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-            payload = json.loads(dict(parse_qsl(body.decode())).get("payload", "{}"))
+            payload = orjson.loads(dict(parse_qsl(body.decode())).get("payload", "{}"))
         else:
-            payload = json.loads(body)
+            payload = orjson.loads(body)
         if payload.get("type") == "url_verification":
             return JSONResponse({"challenge": payload.get("challenge")})
         await daemon.slack_source.handle_http(payload)

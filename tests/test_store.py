@@ -84,18 +84,23 @@ async def test_group_commit_keeps_each_delivery_exact(db_url: str) -> None:
         payload={},
         decisions=[Decision("x", "matched", run=NewRun("x", "manual", {"bad": {1, 2}}))],
     )
+    unkeyed = DispatchRequest(source="manual", type="trigger", payload={"ok": True})
     results = await asyncio.gather(
         *(store.submit(r) for r in requests[:20]),
         store.submit(poison),
         *(store.submit(r) for r in requests[20:]),
+        store.submit(unkeyed),
+        store.submit(unkeyed),  # no key: never a duplicate
         return_exceptions=True,
     )
+    assert all(r is not None and not isinstance(r, BaseException) for r in results[-2:])
+    del results[-2:]
     poisoned = results.pop(20)
     assert isinstance(poisoned, StoreError)
     assert "not JSON serializable" in str(poisoned)
     stored = [r for r in results if r is not None]
     assert len(stored) == 20 and results.count(None) == 20
     assert sorted(e.key or "" for e in store.list_events(limit=100)) == sorted(
-        f"k{i}" for i in range(20)
+        [*(f"k{i}" for i in range(20)), "", ""]
     )
     store.close()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import parse_qs
+
+import orjson
 
 from ..spec.automation import GitHubTrigger
 from .incoming import GUARD, Incoming
@@ -38,9 +39,9 @@ def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
     try:
         if content_type.startswith("application/x-www-form-urlencoded"):
             form = parse_qs(body.decode())
-            data = json.loads(form["payload"][0])
+            data = orjson.loads(form["payload"][0])
         else:
-            data = json.loads(body)
+            data = orjson.loads(body)
     except (ValueError, KeyError, UnicodeDecodeError) as exc:
         raise WebhookRefused(400, f"body is not a JSON payload: {exc}") from None
     if not isinstance(data, dict):
