@@ -15,6 +15,7 @@ from typing import Any, TextIO
 import structlog
 
 from .agents import AgentBackend, default_backends
+from .agents.processes import watch_children_with_pidfd
 from .asgi import serve as serve_asgi
 from .config import DaemonConfig
 from .control.server import serve as serve_control
@@ -165,6 +166,10 @@ class Daemon:
 
     async def run(self) -> None:
         """Run until stopped; returns after a graceful shutdown."""
+        with watch_children_with_pidfd():
+            await self._serve()
+
+    async def _serve(self) -> None:
         self._take_lock()
         tasks: list[asyncio.Task[None]] = []
         loop = asyncio.get_running_loop()

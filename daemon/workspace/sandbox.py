@@ -7,6 +7,7 @@ the network namespace is new and empty unless the command was approved for netwo
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -30,8 +31,12 @@ def available() -> str | None:
     return found if probe.returncode == 0 else None
 
 
+@functools.lru_cache(maxsize=256)
 def git_dir(workdir: Path) -> Path | None:
-    """The repository's git directory when `workdir` is a worktree (its `.git` is a file)."""
+    """The repository's git directory when `workdir` is a worktree (its `.git` is a file).
+
+    Cached: asked before every command of a run, and a worktree's `.git` never changes.
+    """
     marker = workdir / ".git"
     if not marker.is_file():
         return None
