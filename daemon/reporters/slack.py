@@ -42,6 +42,7 @@ from ..store import OutboxRow, Store
 from . import slack_blocks
 
 log = structlog.get_logger(__name__)
+_FETCH = 200  # outbox items read per pass
 
 # Errors that no retry will fix: the item is marked failed and the queue moves on.
 PERMANENT = frozenset(
@@ -214,6 +215,7 @@ class SlackDelivery:
         self._min_interval = min_interval
         self._wake = asyncio.Event()
         self._last_post: dict[str, float] = {}
+        self._parents: dict[int, OutboxRow] = {}  # parent messages posted by this process
         self.backoff_max = 30.0
 
     def wake(self) -> None:
@@ -222,9 +224,18 @@ class SlackDelivery:
 
     async def run(self) -> None:
         backoff = 0.2
+        # The pending items live here; the store is asked only for items newer than the last
+        # one seen (ids grow monotonically), not for the whole backlog on every pass.
+        items: list[OutboxRow] = []
+        seen = 0
+        self._wake.set()  # the backlog a previous process left
         while True:
-            self._wake.clear()
-            items = await self._store.call(self._store.outbox, None, "pending", 200)
+            if self._wake.is_set():
+                self._wake.clear()
+                fresh = await self._store.call(self._store.pending_outbox, seen, _FETCH)
+                if fresh:
+                    items.extend(fresh)
+                    seen = fresh[-1].id or seen
             if not items:
                 await self._wake.wait()
                 continue
@@ -233,13 +244,14 @@ class SlackDelivery:
             if wait > 0:
                 await asyncio.sleep(wait)  # more replies may arrive meanwhile and coalesce
                 continue
-            outcome = await self._deliver(head, items)
-            if outcome == "retry":
+            settled = await self._deliver(head, items)
+            if settled is None:
                 log.warning("slack unavailable; will retry", item=head.id, backoff_s=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.backoff_max)
             else:
                 backoff = 0.2
+                items = [i for i in items if i.id not in settled]
 
     def _cooldown(self, item: OutboxRow) -> float:
         # Pacing is for thread replies (chatty step streams); a new run's parent message and
@@ -249,11 +261,14 @@ class SlackDelivery:
         last = self._last_post.get(item.channel)
         return 0.0 if last is None else last + self._min_interval - time.monotonic()
 
-    async def _deliver(self, item: OutboxRow, pending: list[OutboxRow]) -> str:
+    async def _deliver(self, item: OutboxRow, pending: list[OutboxRow]) -> set[int] | None:
+        """Send `item` (with what coalesces into it); the ids settled, or None to retry."""
         assert item.id is not None
         parent = None
         if item.parent_id is not None:
-            parent = await self._store.call(self._store.get_outbox, item.parent_id)
+            parent = self._parents.get(item.parent_id) or await self._store.call(
+                self._store.get_outbox, item.parent_id
+            )
             if parent is None or parent.status == "failed":
                 await self._store.call(
                     self._store.mark_outbox,
@@ -261,7 +276,8 @@ class SlackDelivery:
                     "failed",
                     error="parent message was not posted",
                 )
-                return "done"
+                return {item.id}
+        settled = {item.id}
         try:
             if item.kind == "reaction":
                 with contextlib.suppress(SlackApiError):  # already reacted, message gone: fine
@@ -270,14 +286,18 @@ class SlackDelivery:
             elif item.kind == "parent":
                 resp = await self._client.chat_postMessage(channel=item.channel, **item.payload)
                 self._last_post[item.channel] = time.monotonic()
+                item.ts, item.channel_id = resp["ts"], resp.get("channel")
+                item.thread_ts = item.payload.get("thread_ts") or resp["ts"]
+                item.status = "sent"
                 await self._store.call(
                     self._store.mark_outbox,
                     [item.id],
                     "sent",
-                    ts=resp["ts"],
-                    channel_id=resp.get("channel"),
-                    thread_ts=item.payload.get("thread_ts") or resp["ts"],
+                    ts=item.ts,
+                    channel_id=item.channel_id,
+                    thread_ts=item.thread_ts,
                 )
+                self._parents[item.id] = item
             elif item.kind == "update":
                 assert parent is not None
                 assert parent.ts is not None
@@ -290,7 +310,7 @@ class SlackDelivery:
                     await self._store.call(
                         self._store.mark_outbox, [item.id], "sent", error="superseded"
                     )
-                    return "done"
+                    return settled
                 await self._client.chat_update(
                     channel=parent.channel_id or item.channel, ts=parent.ts, **item.payload
                 )
@@ -308,9 +328,10 @@ class SlackDelivery:
                     channel=item.channel, thread_ts=parent.thread_ts or parent.ts, **payload
                 )
                 self._last_post[item.channel] = time.monotonic()
+                settled = {b.id for b in batch if b.id}
                 await self._store.call(
                     self._store.mark_outbox,
-                    [b.id for b in batch if b.id],
+                    sorted(settled),
                     "sent",
                     ts=resp["ts"],
                     channel_id=resp.get("channel"),
@@ -326,11 +347,11 @@ class SlackDelivery:
                     error=error,
                 )
                 await self._store.call(self._store.mark_outbox, [item.id], "failed", error=error)
-                return "done"
-            return "retry"
+                return settled
+            return None
         except (aiohttp.ClientError, TimeoutError, OSError):
-            return "retry"
-        return "done"
+            return None
+        return settled
 
     @staticmethod
     def _coalesce(item: OutboxRow, pending: list[OutboxRow]) -> list[OutboxRow]:

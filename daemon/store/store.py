@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import Connection, Table, func, insert
+from sqlalchemy import Connection, Table, func, insert, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -48,6 +48,7 @@ _RUNS = _table("runs")
 _DECISIONS = _table("event_decisions")
 _SCHEDULES = _table("schedule_state")
 _RUN_EVENTS = _table("run_events")
+_OUTBOX = _table("outbox")
 
 
 @dataclass
@@ -150,6 +151,7 @@ class Store:
         )
         self._insert_run = insert(_RUNS).returning(_RUNS.c.id)
         self._insert_run_event = insert(_RUN_EVENTS).returning(_RUN_EVENTS.c.id)
+        self._insert_outbox = insert(_OUTBOX).returning(_OUTBOX.c.id)
         self._seqs: dict[int, int] = {}  # run id -> last sequence number written
         self._checkpointer = start_checkpointer(self.engine) if self.dialect == "sqlite" else None
         self._pending: list[tuple[DispatchRequest, asyncio.Future[Dispatched | None]]] = []
@@ -534,18 +536,28 @@ class Store:
         self, run_id: int, channel: str, kind: str, payload: dict[str, Any], parent_id: int | None
     ) -> OutboxRow:
         """Queue a chat message for delivery (payload already rendered and redacted)."""
-        with self._session() as s:
-            row = OutboxRow(
-                run_id=run_id,
-                channel=channel,
-                kind=kind,
-                payload=payload,
-                parent_id=parent_id,
-                created_at=utcnow(),
-            )
-            s.add(row)
-            s.commit()
-            return row
+        row = OutboxRow(
+            run_id=run_id,
+            channel=channel,
+            kind=kind,
+            payload=payload,
+            parent_id=parent_id,
+            created_at=utcnow(),
+        )
+        # A Core insert: every step of every run with a channel comes through here.
+        values = {
+            "run_id": run_id,
+            "channel": channel,
+            "kind": kind,
+            "payload": payload,
+            "parent_id": parent_id,
+            "status": row.status,
+            "attempts": 0,
+            "created_at": row.created_at,
+        }
+        with self.engine.begin() as conn:
+            row.id = conn.execute(self._insert_outbox, values).scalar_one()
+        return row
 
     def outbox(
         self, run_id: int | None = None, status: str | None = None, limit: int = 200
@@ -557,6 +569,12 @@ class Store:
                 q = q.where(OutboxRow.run_id == run_id)
             if status is not None:
                 q = q.where(OutboxRow.status == status)
+            return list(s.exec(q.order_by(col(OutboxRow.id)).limit(limit)))
+
+    def pending_outbox(self, after_id: int = 0, limit: int = 200) -> list[OutboxRow]:
+        """Pending outbox items with ids above `after_id`, in delivery order."""
+        with self._session() as s:
+            q = select(OutboxRow).where(OutboxRow.status == "pending", col(OutboxRow.id) > after_id)
             return list(s.exec(q.order_by(col(OutboxRow.id)).limit(limit)))
 
     def get_outbox(self, item_id: int) -> OutboxRow | None:
@@ -616,23 +634,21 @@ class Store:
         channel_id: str | None = None,
         thread_ts: str | None = None,
     ) -> None:
-        """Record the outcome of delivering items."""
-        with self._session() as s:
-            for item_id in ids:
-                row = s.get(OutboxRow, item_id)
-                if row is None:
-                    continue
-                row.status, row.error, row.attempts = status, error, row.attempts + 1
-                if ts is not None:
-                    row.ts = ts
-                if channel_id is not None:
-                    row.channel_id = channel_id
-                if thread_ts is not None:
-                    row.thread_ts = thread_ts
-                if status == "sent":
-                    row.sent_at = utcnow()
-                s.add(row)
-            s.commit()
+        """Record the outcome of delivering items (one UPDATE for all of them)."""
+        if not ids:
+            return
+        values: dict[str, Any] = {
+            "status": status,
+            "error": error,
+            "attempts": _OUTBOX.c.attempts + 1,
+        }
+        for name, value in (("ts", ts), ("channel_id", channel_id), ("thread_ts", thread_ts)):
+            if value is not None:
+                values[name] = value
+        if status == "sent":
+            values["sent_at"] = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(update(_OUTBOX).where(_OUTBOX.c.id.in_(list(ids))).values(**values))
 
     # -- schedules ------------------------------------------------------------------------
     def last_fire(self, automation: str, trigger_key: str) -> datetime | None:
