@@ -3,6 +3,7 @@ worktree with real commands."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -305,3 +306,27 @@ async def test_without_a_sandbox_commands_are_refused_unless_allowed(
     else:
         assert done.summary.startswith("refused: no sandbox is available")
         assert any("no sandbox" in e.get("text", "") for e in log if e["type"] == "message")
+
+
+async def test_the_worktree_is_made_while_the_model_thinks_and_its_failure_fails_the_run(
+    project: Project, tmp_path: Path
+) -> None:
+    not_a_repo = tmp_path / "plain"
+    not_a_repo.mkdir()
+    asked = asyncio.Event()
+
+    async def script(request: dict[str, Any], n: int) -> dict[str, Any]:
+        asked.set()
+        return call("run_command", command="true")
+
+    async with ChatCompletionsDouble(script) as model:
+        agent_project(project, not_a_repo, model)
+        async with running_daemon(project.config()) as d:
+            run = await d.dispatcher.manual("fix", {}, "test")
+            assert run.id is not None
+            done = await wait_status(d, run.id, RunStatus.FAILED, timeout=60)
+            log = await events(d, run.id)
+    assert asked.is_set()  # the model was asked before the workspace existed
+    assert done.summary.startswith("cannot make the workspace: git rev-parse")
+    assert "not a git repository" in done.summary
+    assert not [e for e in log if e["type"] == "command"]  # nothing ran outside a worktree

@@ -7,13 +7,17 @@ A backend `start`s a run and hands back an `AgentRun`: a stream of RunEvents plu
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from ..runs.events import RunEvent
 from ..spec import Automation, Skill
+
+
+async def _no_wait() -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,9 @@ class RunContext:
     env: Mapping[str, str] = field(default_factory=dict)
     repository: Path | None = None
     skills: tuple[Skill, ...] = ()  # the catalog, for agents that read other skills on demand
+    # The worktree may still be in the making when the backend starts (it is made while the
+    # model thinks about its first step): await this before touching `workdir`.
+    ready: Callable[[], Awaitable[None]] = _no_wait
 
     def to_json(self) -> dict[str, Any]:
         """What a script backend writes to the script's stdin (no secrets: env stays out)."""

@@ -32,7 +32,7 @@ from ..errors import BackendError
 from ..runs.events import ApprovalRequest, Command, FileChange, Finished, Message, RunEvent, Step
 from ..runs.status import RunStatus
 from ..spec import BuiltinAgent
-from ..workspace import sandbox
+from ..workspace import WorkspaceError, sandbox
 from .base import RunContext, run_facts, skill_catalog
 
 log = structlog.get_logger(__name__)
@@ -131,6 +131,9 @@ TOOLS: list[dict[str, Any]] = [
 ]
 
 
+_WORKSPACE_TOOLS = frozenset({"run_command", "read_file", "write_file", "search_files"})
+
+
 def _clip(text: str, limit: int = MAX_TOOL_OUTPUT) -> str:
     if len(text) <= limit:
         return text
@@ -225,7 +228,7 @@ class BuiltinRun:
     async def _main(self) -> None:
         try:
             status, summary = await self._loop()
-        except ModelError as exc:
+        except (ModelError, WorkspaceError) as exc:
             status, summary = RunStatus.FAILED, str(exc)
         except asyncio.CancelledError:
             raise
@@ -322,6 +325,8 @@ class BuiltinRun:
         raise BackendError(f"{raw} is outside the workspace")
 
     async def _tool(self, name: str, args: dict[str, Any]) -> str:
+        if name in _WORKSPACE_TOOLS:
+            await self._ctx.ready()  # a WorkspaceError ends the run (see _main)
         try:
             if name == "run_command":
                 return await self._run_command(str(args.get("command", "")))

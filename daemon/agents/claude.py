@@ -237,5 +237,6 @@ class ClaudeBackend:
             raise BackendError("the claude backend needs `agent: {backend: claude, …}`")
         binary = find_cli("claude", spec.binary)
         run = ClaudeRun(ctx, spec, binary, self.root / "runs" / str(ctx.run_id))
+        await ctx.ready()  # the CLI starts in the worktree
         await run.begin()
         return run

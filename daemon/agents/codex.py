@@ -237,5 +237,6 @@ class CodexBackend:
         binary = find_cli("codex", spec.binary)
         await asyncio.to_thread(self.home.mkdir, parents=True, exist_ok=True)
         run = CodexRun(ctx, spec, binary, self.home)
+        await ctx.ready()  # the CLI starts in the worktree
         await run.begin()
         return run

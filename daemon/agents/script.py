@@ -334,6 +334,7 @@ class ScriptBackend:
         self._delegates: Mapping[str, AgentBackend] = delegates or {}
 
     async def start(self, ctx: RunContext) -> ScriptRun:
+        await ctx.ready()
         agent = ctx.automation.agent
         entry = (agent.entrypoint if isinstance(agent, ScriptAgent) else None) or (
             ctx.skill.manifest.entrypoint

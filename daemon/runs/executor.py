@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -57,6 +58,20 @@ class _Active:
     cancelled_by: str | None = None
     interrupted: bool = False
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    # A worktree to remove once the run is reported finished (its changes are committed).
+    leftover: tuple[workspace.Worktree, workspace.Outcome] | None = None
+
+
+async def _ready_now() -> None:
+    return None
+
+
+async def _tree_ready(making: asyncio.Task[workspace.Worktree]) -> None:
+    """Wait for the run's worktree; a failure to make it is the run's failure."""
+    try:
+        await asyncio.shield(making)
+    except NightshiftError as exc:
+        raise workspace.WorkspaceError(f"cannot make the workspace: {exc}") from None
 
 
 @dataclass(order=True)
@@ -96,6 +111,7 @@ class Executor:
         self._accepting = True
         self._stopping = False
         self._started_cb: list[Callable[[int], None]] = []
+        self._cleanups: set[asyncio.Task[None]] = set()  # worktree removals after a run
         self._finished_cb: list[Callable[[str, RunStatus, float | None], None]] = []
 
     # -- public surface -------------------------------------------------------------------
@@ -196,6 +212,8 @@ class Executor:
                     await active.agent.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=_DRAIN_AFTER_CANCEL + 5)
+        if self._cleanups:
+            await asyncio.wait(self._cleanups, timeout=10)
 
     # -- internals ------------------------------------------------------------------------
     async def _current(self, run_id: int) -> int:
@@ -297,6 +315,10 @@ class Executor:
         finally:
             self._active.pop(run_id, None)
             self._wake.set()
+            if active.leftover is not None:
+                cleanup = asyncio.create_task(workspace.remove(*active.leftover))
+                self._cleanups.add(cleanup)
+                cleanup.add_done_callback(self._cleanups.discard)
 
     async def _set_status(self, active: _Active, status: RunStatus) -> None:
         if active.status == status:
@@ -351,7 +373,8 @@ class Executor:
                 }
         workdir = self._work_root / str(run_id)
         await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-        tree: workspace.Worktree | None = None
+        making: asyncio.Task[workspace.Worktree] | None = None
+        ready = _ready_now
         repo = self._local_repository(automation)
         if automation.isolated():
             base = automation.workspace.base_branch
@@ -361,19 +384,14 @@ class Executor:
                         automation.workspace.repository, self._work_root.parent / "mirrors"
                     )
                     base = f"origin/{base or 'HEAD'}"
-                tree = await workspace.create(
-                    repo,
-                    self._work_root.parent / "worktrees",
-                    automation.name,
-                    run_id,
-                    base,
-                )
             except NightshiftError as exc:
                 return RunStatus.FAILED, f"cannot make the workspace: {exc}", run, automation
-            await self._emit(
-                run_id, Message(text=f"working on branch {tree.branch} in {tree.path}")
-            )
-            workdir = tree.path
+            # The worktree is made while the backend starts (and a model thinks about its
+            # first step); every backend awaits `ctx.ready()` before it touches the folder.
+            root = self._work_root.parent / "worktrees"
+            making = asyncio.create_task(self._make_tree(run_id, repo, root, automation, base))
+            workdir = root / str(run_id)
+            ready = functools.partial(_tree_ready, making)
         ctx = RunContext(
             run_id=run_id,
             attempt=run.attempt,
@@ -385,6 +403,7 @@ class Executor:
             env=env,
             repository=repo,
             skills=tuple(catalog.skills.values()),
+            ready=ready,
         )
         try:
             try:
@@ -392,15 +411,35 @@ class Executor:
             except NightshiftError as exc:
                 return RunStatus.FAILED, str(exc), run, automation
             status, summary = await self._drive(active, active.agent, automation)
+            if making is not None and status == RunStatus.SUCCEEDED:
+                await asyncio.wait({making})
+                if (error := making.exception()) is not None:  # never needed its folder
+                    return RunStatus.FAILED, f"cannot make the workspace: {error}", run, automation
             return status, summary, run, automation
         finally:
-            if tree is not None:
-                await self._keep_diff(run_id, tree, automation.workspace.keep)
+            if making is not None:
+                await asyncio.wait({making})  # never leave a half-made worktree behind
+                if not making.cancelled() and making.exception() is None:
+                    await self._keep_diff(active, making.result(), automation.workspace.keep)
 
-    async def _keep_diff(self, run_id: int, tree: workspace.Worktree, keep: bool) -> None:
-        """Commit the run's changes on its branch and keep the diff as an artifact."""
+    async def _make_tree(
+        self,
+        run_id: int,
+        repo: Path,
+        root: Path,
+        automation: Automation,
+        base: str | None,
+    ) -> workspace.Worktree:
+        tree = await workspace.create(repo, root, automation.name, run_id, base)
+        await self._emit(run_id, Message(text=f"working on branch {tree.branch} in {tree.path}"))
+        return tree
+
+    async def _keep_diff(self, active: _Active, tree: workspace.Worktree, keep: bool) -> None:
+        """Commit the run's changes on its branch and keep the diff as an artifact; the
+        folder is removed after the run is reported finished (see `_cleanup`)."""
+        run_id = active.run_id
         try:
-            outcome = await workspace.finish(tree, run_id, keep)
+            outcome = await workspace.finish(tree, run_id)
         except NightshiftError as exc:
             await self._emit(run_id, Message(level="warning", text=f"workspace: {exc}"))
             return
@@ -410,6 +449,8 @@ class Executor:
                 run_id,
                 Artifact(kind="diff", title=f"{tree.branch}: {last}", content=outcome.diff),
             )
+        if not keep:
+            active.leftover = (tree, outcome)
 
     def _local_repository(self, automation: Automation) -> Path | None:
         repo = automation.workspace.repository

@@ -9,6 +9,7 @@ from .worktree import (
     create,
     finish,
     prune,
+    remove,
     salvage_all,
 )
 
@@ -22,5 +23,6 @@ __all__ = [
     "is_url",
     "mirror",
     "prune",
+    "remove",
     "salvage_all",
 ]

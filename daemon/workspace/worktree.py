@@ -2,8 +2,9 @@
 
 `nightshift/<automation>/<run>` is created from the base branch (or the repository's HEAD) in
 `<state_dir>/worktrees/<run>`. When the run ends, everything it changed is committed on that
-branch and the diff (with its stat) becomes an artifact; the worktree folder is removed unless
-the automation keeps it for review. All git work runs in a thread: it never stalls the loop.
+branch and the diff (with its stat) becomes an artifact; the worktree folder is removed (after
+the run is reported finished) unless the automation keeps it for review. All git work runs in a
+thread: it never stalls the loop.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def _create(repo: Path, root: Path, automation: str, run_id: int, base: str | No
     return Worktree(top, path, branch, start)
 
 
-def _finish(tree: Worktree, run_id: int, keep: bool) -> Outcome:
+def _finish(tree: Worktree, run_id: int) -> Outcome:
     _git(tree.path, "add", "--all")
     stat = _git(tree.path, "diff", "--cached", "--stat", tree.base).strip()
     diff = _git(tree.path, "diff", "--cached", tree.base)
@@ -91,14 +92,16 @@ def _finish(tree: Worktree, run_id: int, keep: bool) -> Outcome:
     if stat:
         _git(tree.path, "commit", "--quiet", "--no-verify", "-m", f"nightshift: run {run_id}")
         commit = _git(tree.path, "rev-parse", "HEAD").strip()
-    if not keep:
-        _git(tree.repo, "worktree", "remove", "--force", str(tree.path), check=False)
-        shutil.rmtree(tree.path, ignore_errors=True)
-        if commit is None:  # nothing to review: the branch goes too
-            _git(tree.repo, "branch", "-D", tree.branch, check=False)
     if len(diff) > MAX_DIFF:
         diff = diff[:MAX_DIFF] + "\n[…diff truncated]\n"
     return Outcome(stat, diff, commit)
+
+
+def _remove(tree: Worktree, outcome: Outcome) -> None:
+    _git(tree.repo, "worktree", "remove", "--force", str(tree.path), check=False)
+    shutil.rmtree(tree.path, ignore_errors=True)
+    if outcome.commit is None:  # nothing to review: the branch goes too
+        _git(tree.repo, "branch", "-D", tree.branch, check=False)
 
 
 def _prune(repo: Path, root: Path, keep: set[str]) -> list[Path]:
@@ -156,9 +159,14 @@ async def create(
     return await asyncio.to_thread(_create, repo, root, automation, run_id, base)
 
 
-async def finish(tree: Worktree, run_id: int, keep: bool) -> Outcome:
-    """Commit what changed on the run's branch; remove the worktree unless kept."""
-    return await asyncio.to_thread(_finish, tree, run_id, keep)
+async def finish(tree: Worktree, run_id: int) -> Outcome:
+    """Commit what changed on the run's branch; the diff and its stat."""
+    return await asyncio.to_thread(_finish, tree, run_id)
+
+
+async def remove(tree: Worktree, outcome: Outcome) -> None:
+    """Remove the worktree folder (and the branch, when the run changed nothing)."""
+    await asyncio.to_thread(_remove, tree, outcome)
 
 
 async def prune(repo: Path, root: Path, keep: set[str]) -> list[Path]:
