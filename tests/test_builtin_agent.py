@@ -330,3 +330,69 @@ async def test_the_worktree_is_made_while_the_model_thinks_and_its_failure_fails
     assert done.summary.startswith("cannot make the workspace: git rev-parse")
     assert "not a git repository" in done.summary
     assert not [e for e in log if e["type"] == "command"]  # nothing ran outside a worktree
+
+
+PATCH = """\
+--- a/calc.py
++++ b/calc.py
+@@ -1,2 +1,2 @@
+ def add(a, b):
+-    return a - b
++    return a + b
+"""
+ESCAPE = """\
+--- /dev/null
++++ b/../outside.txt
+@@ -0,0 +1 @@
++escaped
+"""
+
+
+async def test_apply_patch_is_atomic_and_stays_in_the_worktree(
+    project: Project, repo: Path
+) -> None:
+    def script(request: dict[str, Any], n: int) -> dict[str, Any]:
+        return [
+            call("apply_patch", patch=PATCH.replace("a - b", "a * b")),  # does not apply
+            call("apply_patch", patch=ESCAPE),
+            call("apply_patch", patch=PATCH),
+            call("finish", summary="patched"),
+        ][n - 1]
+
+    async with ChatCompletionsDouble(script) as model:
+        agent_project(project, repo, model)
+        async with running_daemon(project.config()) as d:
+            run = await d.dispatcher.manual("fix", {}, "test")
+            assert run.id is not None
+            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=60)
+            log = await events(d, run.id)
+    results = tool_results(model.requests[3])
+    assert results[0].startswith("error: the patch does not apply (nothing changed)")
+    assert results[1].startswith("error: the patch does not apply") and "outside" in results[1]
+    assert results[2] == "applied: 1 file(s) changed (calc.py)"
+    assert not (repo.parent / "outside.txt").exists()
+    assert [(e["path"], e["change"]) for e in log if e["type"] == "file_change"] == [
+        ("calc.py", "modified")
+    ]
+    assert done.summary == "patched"
+    assert git(repo, "show", f"nightshift/fix/{run.id}:calc.py") == FIXED
+
+
+async def test_the_cost_budget_ends_the_run_from_the_reported_usage(
+    project: Project, repo: Path
+) -> None:
+    from pydantic import ValidationError
+
+    from daemon.spec import BuiltinAgent
+
+    with pytest.raises(ValidationError, match="max_cost_usd needs price_per_mtok"):
+        BuiltinAgent(backend="builtin", max_cost_usd=1.0)
+    # The double reports 100 prompt and 20 completion tokens per call: $0.12 at $1000/1M.
+    async with ChatCompletionsDouble(lambda req, n: call("post_update", text="more")) as model:
+        agent_project(project, repo, model, max_cost_usd=0.2, price_per_mtok=[1000.0, 1000.0])
+        async with running_daemon(project.config()) as d:
+            run = await d.dispatcher.manual("fix", {}, "test")
+            assert run.id is not None
+            done = await wait_status(d, run.id, RunStatus.FAILED, timeout=30)
+    assert done.summary == "cost budget of $0.20 used up ($0.2400)"
+    assert len(model.requests) == 2

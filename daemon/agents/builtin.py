@@ -80,6 +80,19 @@ TOOLS: list[dict[str, Any]] = [
     {
         "type": "function",
         "function": {
+            "name": "apply_patch",
+            "description": "Apply a unified diff (as `git diff` writes it) to the workspace's "
+            "files; all hunks apply or none do.",
+            "parameters": {
+                "type": "object",
+                "properties": {"patch": {"type": "string"}},
+                "required": ["patch"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
             "name": "search_files",
             "description": "Search the workspace's files for a regex.",
             "parameters": {
@@ -131,7 +144,9 @@ TOOLS: list[dict[str, Any]] = [
 ]
 
 
-_WORKSPACE_TOOLS = frozenset({"run_command", "read_file", "write_file", "search_files"})
+_WORKSPACE_TOOLS = frozenset(
+    {"run_command", "read_file", "write_file", "apply_patch", "search_files"}
+)
 
 
 def _clip(text: str, limit: int = MAX_TOOL_OUTPUT) -> str:
@@ -178,6 +193,7 @@ class BuiltinRun:
         self._proc: asyncio.subprocess.Process | None = None
         self._approvals = 0
         self._tokens = 0
+        self._cost = 0.0
         headers = {"Authorization": f"Bearer {spec.api_key.resolve()}"} if spec.api_key else {}
         self._http = httpx.AsyncClient(
             base_url=spec.base_url.rstrip("/"), headers=headers, timeout=120, verify=_tls()
@@ -251,6 +267,11 @@ class BuiltinRun:
             reply = await self._chat(messages)
             if self._spec.max_tokens is not None and self._tokens > self._spec.max_tokens:
                 return RunStatus.FAILED, f"token budget of {self._spec.max_tokens} used up"
+            if self._spec.max_cost_usd is not None and self._cost > self._spec.max_cost_usd:
+                return (
+                    RunStatus.FAILED,
+                    f"cost budget of ${self._spec.max_cost_usd:.2f} used up (${self._cost:.4f})",
+                )
             message = reply["choices"][0]["message"]
             messages.append({k: v for k, v in message.items() if v is not None})
             if message.get("content"):
@@ -305,7 +326,12 @@ class BuiltinRun:
                     )
                 else:
                     data: dict[str, Any] = resp.json()
-                    self._tokens += int((data.get("usage") or {}).get("total_tokens") or 0)
+                    usage = data.get("usage") or {}
+                    self._tokens += int(usage.get("total_tokens") or 0)
+                    self._cost += self._spec.cost_of(
+                        int(usage.get("prompt_tokens") or 0),
+                        int(usage.get("completion_tokens") or 0),
+                    )
                     return data
             if attempt < _RETRIES - 1:
                 await asyncio.sleep(delay)
@@ -340,6 +366,8 @@ class BuiltinRun:
                 rel = str(path.relative_to(self._ctx.workdir.resolve()))
                 self._emit(FileChange(path=rel, change="modified" if existed else "added"))
                 return f"wrote {rel}"
+            if name == "apply_patch":
+                return await self._apply_patch(str(args.get("patch", "")))
             if name == "search_files":
                 return await asyncio.to_thread(self._search, str(args.get("pattern", "")))
             if name == "request_approval":
@@ -353,6 +381,31 @@ class BuiltinRun:
             return f"unknown tool {name!r}"
         except (OSError, KeyError, UnicodeDecodeError, BackendError) as exc:
             return f"error: {exc}"
+
+    async def _apply_patch(self, patch: str) -> str:
+        """`git apply` in the worktree: atomic, and it refuses paths outside the repository."""
+        if not patch.strip():
+            return "error: empty patch"
+        if not patch.endswith("\n"):
+            patch += "\n"
+        proc = await asyncio.create_subprocess_exec(
+            "git", "apply", "--numstat", "--summary", "--apply", "--recount", "-",
+            cwd=self._ctx.workdir,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await proc.communicate(patch.encode())
+        text = out.decode(errors="replace").strip()
+        if proc.returncode != 0:
+            return f"error: the patch does not apply (nothing changed):\n{_clip(text, 2000)}"
+        created = set(re.findall(r"^ create mode \d+ (.+)$", text, re.M))
+        deleted = set(re.findall(r"^ delete mode \d+ (.+)$", text, re.M))
+        changed = [line.split("\t", 2)[2] for line in text.splitlines() if line.count("\t") >= 2]
+        for path in changed:
+            kind = "added" if path in created else "deleted" if path in deleted else "modified"
+            self._emit(FileChange(path=path, change=kind))
+        return f"applied: {len(changed)} file(s) changed ({', '.join(changed)})"
 
     async def _approval(self, action: str, description: str) -> tuple[bool, str | None]:
         self._approvals += 1

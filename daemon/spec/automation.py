@@ -9,7 +9,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger as _APDate
 from apscheduler.triggers.interval import IntervalTrigger as _APInterval
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from ..durations import Duration
 from ..secrets import SecretRef
@@ -228,6 +235,12 @@ class BuiltinAgent(_Strict):
     )
     max_steps: int = Field(50, ge=1, le=1000, description="model calls per run")
     max_tokens: int | None = Field(None, ge=1, description="total tokens per run")
+    max_cost_usd: float | None = Field(
+        None, gt=0, description="cost budget per run, from the prices below and the usage"
+    )
+    price_per_mtok: tuple[float, float] | None = Field(
+        None, description="[input, output] USD per million tokens, e.g. [2.0, 8.0]"
+    )
     command_timeout: Duration = timedelta(minutes=5)
     retry_backoff: Duration = Field(
         timedelta(milliseconds=500), description="first wait after a 429/5xx; doubles each retry"
@@ -256,6 +269,19 @@ class BuiltinAgent(_Strict):
     allow_unsandboxed: bool = Field(
         False, description="run commands even where no sandbox (bubblewrap) can be had"
     )
+
+    @model_validator(mode="after")
+    def _cost_needs_prices(self) -> BuiltinAgent:
+        if self.max_cost_usd is not None and self.price_per_mtok is None:
+            raise ValueError("max_cost_usd needs price_per_mtok: [input, output] USD per 1M tokens")
+        return self
+
+    def cost_of(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """USD for one call's usage (0 without prices)."""
+        if self.price_per_mtok is None:
+            return 0.0
+        price_in, price_out = self.price_per_mtok
+        return (prompt_tokens * price_in + completion_tokens * price_out) / 1_000_000
 
 
 class CodexAgent(_Strict):
