@@ -17,6 +17,7 @@ from daemon.testing.responses import (
     failed,
     mcp,
     message,
+    reasoning,
     shell,
     tool_outputs,
     tool_search,
@@ -45,7 +46,10 @@ async def test_codex_edits_and_tests_in_its_worktree(project: Project, repo: Pat
     # .pyc from the first run would pass for fresh and the second run would test the old code.
     def script(req: dict[str, Any], n: int) -> Any:
         return [
-            [shell(f"{PY} -B -m pytest -q -p no:cacheprovider test_calc.py")],
+            [
+                reasoning("**Running the tests first**\n\nThe test should show the bug."),
+                shell(f"{PY} -B -m pytest -q -p no:cacheprovider test_calc.py"),
+            ],
             [shell(f"printf '{FIXED.replace(chr(10), chr(92) + 'n')}' > calc.py")],
             [shell(f"{PY} -B -m pytest -q -p no:cacheprovider test_calc.py")],
             [message("fixed add()")],
@@ -68,6 +72,8 @@ async def test_codex_edits_and_tests_in_its_worktree(project: Project, repo: Pat
     assert "-    return a - b" in diff["content"] and "+    return a + b" in diff["content"]
     assert (repo / "calc.py").read_text() == BUGGY  # the worktree changed, not the checkout
     assert model.headers[0].get("authorization") is None  # no key configured, none sent
+    steps = [(e["title"], e.get("detail")) for e in log if e["type"] == "step"]
+    assert ("Running the tests first", "The test should show the bug.") in steps
 
 
 async def test_steering_interrupts_between_items_and_resumes_the_thread(

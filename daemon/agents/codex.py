@@ -214,6 +214,11 @@ class CodexRun(CliRun):
             text = str(item.get("text", ""))
             outcome["summary"] = text
             self.emit(Message(text=text))
+        elif item_type == "reasoning":
+            # A reasoning summary: its bold first line is a heading, the rest the detail.
+            head, _, rest = str(item.get("text", "")).strip().partition("\n")
+            if head:
+                self.emit(Step(title=head.strip("* ")[:200], detail=rest.strip()[:2000] or None))
         elif item_type == "todo_list":
             todo = item.get("items") or []
             lines = [f"{'☑' if t.get('completed') else '☐'} {t.get('text', '')}" for t in todo]

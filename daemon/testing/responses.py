@@ -73,6 +73,15 @@ def mcp(server: str, name: str, **arguments: Any) -> dict[str, Any]:
     return {**tool(name, **arguments), "namespace": f"mcp__{server}"}
 
 
+def reasoning(summary: str) -> dict[str, Any]:
+    """A reasoning item with a summary (what a reasoning model shows of its thinking)."""
+    return {
+        "type": "reasoning",
+        "id": f"rs_{next(_ids)}",
+        "summary": [{"type": "summary_text", "text": summary}],
+    }
+
+
 def message(text: str) -> dict[str, Any]:
     """A final assistant message item."""
     return {
