@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,8 +10,10 @@ import structlog
 from sqlalchemy import create_engine, text
 
 from daemon.testing import Project
+from daemon.testing.github import GitHubDouble
+from daemon.testing.slack import SlackDouble
 
-from .helpers import make_repo
+from .helpers import GH_TOKEN, make_repo
 
 PG_URL = os.environ.get(
     "NIGHTSHIFT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -33,6 +35,21 @@ def project(tmp_path: Path) -> Project:
 def repo(tmp_path: Path) -> Path:
     """A git repository whose one test fails until calc.add is fixed."""
     return make_repo(tmp_path / "service")
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[SlackDouble]:
+    """The Slack double (Web API and Socket Mode)."""
+    async with SlackDouble() as double:
+        yield double
+
+
+@pytest.fixture
+async def gh(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[GitHubDouble]:
+    """The GitHub double; configs read its token from NIGHTSHIFT_TEST_GH_TOKEN."""
+    monkeypatch.setenv("NIGHTSHIFT_TEST_GH_TOKEN", GH_TOKEN)
+    async with GitHubDouble(token=GH_TOKEN) as double:
+        yield double
 
 
 @pytest.fixture

@@ -70,6 +70,7 @@ async def client_call(daemon: Daemon, method: str, *args: Any) -> Any:
     return await asyncio.to_thread(go)
 
 
+GH_TOKEN = "ghp_bundled_secret_token"  # the GitHub double's own fake token
 BUGGY = "def add(a, b):\n    return a - b\n"
 FIXED = "def add(a, b):\n    return a + b\n"
 TEST = "from calc import add\n\ndef test_add():\n    assert add(2, 3) == 5\n"

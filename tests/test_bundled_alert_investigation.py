@@ -30,7 +30,6 @@ from .test_bundled_issue_triage import final_text, no_secret_leaked
 from .test_slack_replies import approval_message, parent_of
 
 REPO = "acme/checkout"
-TOKEN = "ghp_bundled_secret_token"
 QUERY = 'histogram_quantile(0.99, rate(http_duration_seconds_bucket{service="checkout"}[5m]))'
 
 
@@ -71,19 +70,6 @@ async def notify(d: Daemon, payload: dict[str, Any]) -> None:
             "/hooks/alertmanager", json=payload, headers={"Authorization": f"Bearer {AM_TOKEN}"}
         )
     assert resp.is_success, resp.text
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackDouble]:
-    async with SlackDouble() as double:
-        yield double
-
-
-@pytest.fixture
-async def gh(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[GitHubDouble]:
-    monkeypatch.setenv("NIGHTSHIFT_TEST_GH_TOKEN", TOKEN)
-    async with GitHubDouble(token=TOKEN) as double:
-        yield double
 
 
 @pytest.fixture

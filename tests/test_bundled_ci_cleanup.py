@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from daemon.runs import RunStatus
 from daemon.testing import Project, running_daemon, wait_for
@@ -22,21 +19,7 @@ from .test_bundled_issue_triage import final_text
 from .test_slack_replies import parent_of
 
 REPO = "acme/api"
-TOKEN = "ghp_bundled_secret_token"
 FLAKY_LOG = "2026-11-20T03:00:00.0000000Z FAILED tests/test_net.py::test_timeout - TimeoutError\n"
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackDouble]:
-    async with SlackDouble() as double:
-        yield double
-
-
-@pytest.fixture
-async def gh(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[GitHubDouble]:
-    monkeypatch.setenv("NIGHTSHIFT_TEST_GH_TOKEN", TOKEN)
-    async with GitHubDouble(token=TOKEN) as double:
-        yield double
 
 
 def branch(work: Path, name: str, *, date: str | None = None) -> None:

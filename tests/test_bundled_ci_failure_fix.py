@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from daemon.runs import RunStatus
 from daemon.testing import Project, running_daemon, wait_for
@@ -27,25 +25,11 @@ from .test_slack_replies import approval_message, parent_of
 from .test_webhooks import decisions, deliver
 
 REPO = "octo-org/octo-repo"
-TOKEN = "ghp_bundled_secret_token"
 LOG = (
     "2026-11-24T01:00:00.0000000Z ============ FAILURES ============\n"
     "2026-11-24T01:00:01.0000000Z FAILED test_calc.py::test_add - assert -1 == 5\n"
     "2026-11-24T01:00:01.0000000Z 1 failed in 0.01s\n"
 )
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackDouble]:
-    async with SlackDouble() as double:
-        yield double
-
-
-@pytest.fixture
-async def gh(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[GitHubDouble]:
-    monkeypatch.setenv("NIGHTSHIFT_TEST_GH_TOKEN", TOKEN)
-    async with GitHubDouble(token=TOKEN) as double:
-        yield double
 
 
 def failed_run(gh: GitHubDouble, remote: Path, sha: str) -> tuple[FakeRepo, dict[str, Any]]:

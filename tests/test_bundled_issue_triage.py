@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 
 from daemon.app import Daemon
 from daemon.runs import RunStatus
@@ -20,25 +18,11 @@ from daemon.testing.models import ChatCompletionsDouble, call, say
 from daemon.testing.slack import Posted, SlackDouble
 
 from .bundled import ANN, HOOK_SECRET, config, fixture, install
-from .helpers import events, wait_event, wait_status
+from .helpers import GH_TOKEN, events, wait_event, wait_status
 from .test_slack_replies import approval_message, parent_of
 from .test_webhooks import deliver
 
 REPO = "Codertocat/Hello-World"
-TOKEN = "ghp_bundled_secret_token"  # the double's fake token
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackDouble]:
-    async with SlackDouble() as double:
-        yield double
-
-
-@pytest.fixture
-async def gh(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[GitHubDouble]:
-    monkeypatch.setenv("NIGHTSHIFT_TEST_GH_TOKEN", TOKEN)
-    async with GitHubDouble(token=TOKEN) as double:
-        yield double
 
 
 def seed(gh: GitHubDouble) -> FakeRepo:
@@ -58,8 +42,8 @@ def final_text(parent: Posted) -> str:
 
 async def no_secret_leaked(d: Daemon, slack: SlackDouble, run_id: int) -> None:
     stored = json.dumps(await events(d, run_id))
-    assert TOKEN not in stored
-    assert all(TOKEN not in json.dumps(m.__dict__, default=str) for m in slack.messages)
+    assert GH_TOKEN not in stored
+    assert all(GH_TOKEN not in json.dumps(m.__dict__, default=str) for m in slack.messages)
 
 
 async def test_new_issue_steered_and_approved_in_the_thread(

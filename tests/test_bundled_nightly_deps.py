@@ -10,10 +10,7 @@ import os
 import subprocess
 import sys
 import tomllib
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from daemon.runs import RunStatus
 from daemon.testing import Project, running_daemon, wait_for
@@ -27,7 +24,6 @@ from .test_bundled_issue_triage import final_text
 from .test_slack_replies import approval_message, parent_of
 
 REPO = "acme/web"
-TOKEN = "ghp_bundled_secret_token"
 CHECK = """\
 from pathlib import Path
 
@@ -36,19 +32,6 @@ def test_our_code_is_not_ready_for_rich_14():
     pins = dict(line.split("==") for line in Path(__file__).with_name("requirements.txt").read_text().split())
     assert int(pins["rich"].split(".")[0]) < 14
 """
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackDouble]:
-    async with SlackDouble() as double:
-        yield double
-
-
-@pytest.fixture
-async def gh(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[GitHubDouble]:
-    monkeypatch.setenv("NIGHTSHIFT_TEST_GH_TOKEN", TOKEN)
-    async with GitHubDouble(token=TOKEN) as double:
-        yield double
 
 
 def project_repo(tmp_path: Path, registry: str) -> Path:

@@ -8,7 +8,6 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Self
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 
 from ..asgi import free_port, serve_in_background, stop
@@ -19,15 +18,11 @@ def sse_frame(event: dict[str, Any]) -> bytes:
     return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
 
 
-class ScriptedServer:
-    """A server on 127.0.0.1 whose answers come from `script(request_body, n)`."""
+class Served:
+    """A double serving its ASGI app (`_app()`) on 127.0.0.1 for the length of `async with`."""
 
-    def __init__(self, script: Callable[[dict[str, Any], int], Any]) -> None:
-        self.script = script
-        self.requests: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
-        self.port = 0
-        self._task: asyncio.Task[None] | None = None
+    port = 0
+    _task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
         self.port = free_port()
@@ -36,6 +31,18 @@ class ScriptedServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await stop(self._task)
+
+    def _app(self) -> Any:
+        raise NotImplementedError
+
+
+class ScriptedServer(Served):
+    """A server on 127.0.0.1 whose answers come from `script(request_body, n)`."""
+
+    def __init__(self, script: Callable[[dict[str, Any], int], Any]) -> None:
+        self.script = script
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
 
     async def _ask(self, request: Request) -> tuple[dict[str, Any], Any]:
         """Record the request and get the script's reply (awaited if it is a coroutine)."""
@@ -46,6 +53,3 @@ class ScriptedServer:
         if isinstance(reply, Awaitable):
             reply = await reply
         return body, reply
-
-    def _app(self) -> Starlette:
-        raise NotImplementedError

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
-from ..asgi import free_port, serve_in_background, stop
+from ._scripted import Served
 
 
 def _now() -> str:
@@ -223,7 +223,7 @@ class FakeRepo:
         }
 
 
-class GitHubDouble:
+class GitHubDouble(Served):
     """GitHub's REST API, as far as nightshift's skills use it."""
 
     def __init__(self, token: str = "ghp_double_token", *, prefix: str = "") -> None:  # noqa: S107
@@ -231,10 +231,8 @@ class GitHubDouble:
         self.prefix = prefix  # "/api/v3" serves it the way GitHub Enterprise Server does
         self.repos: dict[str, FakeRepo] = {}
         self.calls: list[tuple[str, str]] = []
-        self.port = 0
         self.limit = 5000
         self._queued: list[tuple[int, dict[str, str], str]] = []
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def base_url(self) -> str:
@@ -265,14 +263,6 @@ class GitHubDouble:
                 self._queued.append(
                     (403, headers, "You have exceeded a secondary rate limit. Please wait.")
                 )
-
-    async def __aenter__(self) -> GitHubDouble:
-        self.port = free_port()
-        self._task = await serve_in_background(self._app(), self.port)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await stop(self._task)
 
     # -- the API --------------------------------------------------------------------------
     def _app(self) -> Any:

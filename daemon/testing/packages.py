@@ -5,7 +5,6 @@ registry (`/npm/<name>` packuments and real `.tgz` tarballs with their integrity
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import gzip
 import hashlib
@@ -22,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..asgi import free_port, serve_in_background, stop
+from ._scripted import Served
 
 _WHEN = "2026-11-01T00:00:00.000Z"
 
@@ -72,15 +71,13 @@ def _wheel_name(name: str, version: str) -> str:
     return f"{re.sub(r'[-.]+', '_', name)}-{version}-py3-none-any.whl"
 
 
-class PackageIndexDouble:
+class PackageIndexDouble(Served):
     """PyPI and npm, serving the versions a test declares."""
 
     def __init__(self) -> None:
         self.pypi: dict[str, dict[str, Any]] = {}
         self.npm: dict[str, dict[str, Any]] = {}
         self.requests: list[str] = []
-        self.port = 0
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def pypi_url(self) -> str:
@@ -102,14 +99,6 @@ class PackageIndexDouble:
     def node(self, name: str, *versions: str, repository: str | None = None) -> None:
         """An npm package with these versions (the last is `latest`)."""
         self.npm[name] = {"versions": list(versions), "repository": repository}
-
-    async def __aenter__(self) -> PackageIndexDouble:
-        self.port = free_port()
-        self._task = await serve_in_background(self._app(), self.port)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await stop(self._task)
 
     def _app(self) -> Starlette:
         async def pypi(request: Request) -> Response:

@@ -3,7 +3,6 @@ sets per query, Prometheus's error shape for unknown ones, and plain pages (a ru
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -12,33 +11,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from ..asgi import free_port, serve_in_background, stop
+from ._scripted import Served
 
 # A series as the test gives it: labels and a value for a time (unix seconds).
 SeriesSpec = tuple[dict[str, str], Callable[[float], float]]
 
 
-class PrometheusDouble:
+class PrometheusDouble(Served):
     """`GET /api/v1/query_range` for the queries the test knows; 400 bad_data for others."""
 
     def __init__(self) -> None:
         self.series: dict[str, list[SeriesSpec]] = {}
         self.pages: dict[str, str] = {}
         self.queries: list[dict[str, str]] = []
-        self.port = 0
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    async def __aenter__(self) -> PrometheusDouble:
-        self.port = free_port()
-        self._task = await serve_in_background(self._app(), self.port)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await stop(self._task)
 
     def _app(self) -> Starlette:
         async def query_range(request: Request) -> Response:
