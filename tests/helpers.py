@@ -112,11 +112,19 @@ async def start_run(daemon: Daemon, automation: str = "fix") -> int:
     return run.id
 
 
-def make_remote(tmp_path: Path) -> tuple[Path, Path]:
-    """A bare repository acting as the remote, and a clone of it with the failing calc test."""
-    remote = tmp_path / "remote.git"
+def publish(work: Path, remote: Path) -> Path:
+    """Make `work` a repository whose one commit is pushed to a new bare `remote`."""
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
-    work = make_repo(tmp_path / "work")
+    if not (work / ".git").exists():
+        git(work, "init", "-q", "-b", "main")
+        git(work, "add", ".")
+        git(work, "commit", "-qm", "init")
     git(work, "remote", "add", "origin", str(remote))
     git(work, "push", "-q", "origin", "main")
-    return remote, work
+    return remote
+
+
+def make_remote(tmp_path: Path) -> tuple[Path, Path]:
+    """A bare repository acting as the remote, and a clone of it with the failing calc test."""
+    work = make_repo(tmp_path / "work")
+    return publish(work, tmp_path / "remote.git"), work

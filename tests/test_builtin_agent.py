@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from daemon.runs import RunStatus
+from daemon.store import RunRow
 from daemon.testing import Project, running_daemon, wait_for
 from daemon.testing.models import ChatCompletionsDouble, call, tool_results
 from daemon.workspace import sandbox
@@ -33,6 +34,15 @@ def agent_project(project: Project, repo: Path, model: ChatCompletionsDouble, **
     )
 
 
+async def run_fix(project: Project, status: RunStatus) -> tuple[RunRow, list[dict[str, Any]]]:
+    """Run the `fix` automation once in a fresh daemon; its row when it ends, and its log."""
+    async with running_daemon(project.config()) as d:
+        run = await d.dispatcher.manual("fix", {}, "test")
+        assert run.id is not None
+        done = await wait_status(d, run.id, status, timeout=60)
+        return done, await events(d, run.id)
+
+
 async def test_the_agent_edits_and_tests_in_its_own_worktree(project: Project, repo: Path) -> None:
     def script(req: dict[str, Any], n: int) -> Any:
         return [
@@ -44,20 +54,16 @@ async def test_the_agent_edits_and_tests_in_its_own_worktree(project: Project, r
 
     async with ChatCompletionsDouble(script) as model:
         agent_project(project, repo, model)
-        async with running_daemon(project.config()) as d:
-            run = await d.dispatcher.manual("fix", {}, "test")
-            assert run.id is not None
-            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=60)
-            log = await events(d, run.id)
+        done, log = await run_fix(project, RunStatus.SUCCEEDED)
     assert done.summary == "fixed add()"
     assert tool_results(model.requests[1]) == [BUGGY]  # read_file's result reached the model
     command = next(e for e in log if e["type"] == "command")
     assert command["exit_code"] == 0 and "1 passed" in command["output_tail"]
     diff = next(e for e in log if e["type"] == "artifact" and e["kind"] == "diff")
-    assert diff["title"].startswith(f"nightshift/fix/{run.id}: 1 file changed")
+    assert diff["title"].startswith(f"nightshift/fix/{done.id}: 1 file changed")
     assert "-    return a - b\n+    return a + b" in diff["content"]
     assert (repo / "calc.py").read_text() == BUGGY  # the original checkout is untouched
-    assert git(repo, "show", f"nightshift/fix/{run.id}:calc.py") == FIXED
+    assert git(repo, "show", f"nightshift/fix/{done.id}:calc.py") == FIXED
     assert "nightshift/fix" not in git(repo, "worktree", "list")  # worktree removed, branch kept
     system = model.requests[0]["messages"][0]["content"]
     assert "Fix the failing test with the smallest change." in system
@@ -218,7 +224,7 @@ async def test_commands_run_in_the_sandbox(project: Project, repo: Path) -> None
     assert online["exit_code"] == 0 and online["output_tail"].strip().endswith("connected")
     assert done.summary.endswith("connected")
     assert (
-        git(repo, "show", f"nightshift/fix/{run.id}:made.txt") == "inside\n"
+        git(repo, "show", f"nightshift/fix/{done.id}:made.txt") == "inside\n"
     )  # in-tree write kept
 
 
@@ -269,11 +275,7 @@ async def test_a_token_in_a_clone_url_never_shows(project: Project, repo: Path) 
             workspace={"repository": "http://bot:s3cr3t-t0ken@127.0.0.1:9/org/repo.git"},
             agent={"backend": "builtin", "base_url": model.base_url, "model": "scripted"},
         )
-        async with running_daemon(project.config()) as d:
-            run = await d.dispatcher.manual("fix", {}, "test")
-            assert run.id is not None
-            done = await wait_status(d, run.id, RunStatus.FAILED, timeout=60)
-            log = await events(d, run.id)
+        done, log = await run_fix(project, RunStatus.FAILED)
     assert done.summary.startswith("cannot make the workspace: git clone")
     assert "127.0.0.1:9/org/repo.git" in done.summary
     assert "s3cr3t" not in done.summary and "s3cr3t" not in str(log)
@@ -321,11 +323,7 @@ async def test_the_worktree_is_made_while_the_model_thinks_and_its_failure_fails
 
     async with ChatCompletionsDouble(script) as model:
         agent_project(project, not_a_repo, model)
-        async with running_daemon(project.config()) as d:
-            run = await d.dispatcher.manual("fix", {}, "test")
-            assert run.id is not None
-            done = await wait_status(d, run.id, RunStatus.FAILED, timeout=60)
-            log = await events(d, run.id)
+        done, log = await run_fix(project, RunStatus.FAILED)
     assert asked.is_set()  # the model was asked before the workspace existed
     assert done.summary.startswith("cannot make the workspace: git rev-parse")
     assert "not a git repository" in done.summary
@@ -361,11 +359,7 @@ async def test_apply_patch_is_atomic_and_stays_in_the_worktree(
 
     async with ChatCompletionsDouble(script) as model:
         agent_project(project, repo, model)
-        async with running_daemon(project.config()) as d:
-            run = await d.dispatcher.manual("fix", {}, "test")
-            assert run.id is not None
-            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=60)
-            log = await events(d, run.id)
+        done, log = await run_fix(project, RunStatus.SUCCEEDED)
     results = tool_results(model.requests[3])
     assert results[0].startswith("error: the patch does not apply (nothing changed)")
     assert results[1].startswith("error: the patch does not apply") and "outside" in results[1]
@@ -375,7 +369,7 @@ async def test_apply_patch_is_atomic_and_stays_in_the_worktree(
         ("calc.py", "modified")
     ]
     assert done.summary == "patched"
-    assert git(repo, "show", f"nightshift/fix/{run.id}:calc.py") == FIXED
+    assert git(repo, "show", f"nightshift/fix/{done.id}:calc.py") == FIXED
 
 
 async def test_the_cost_budget_ends_the_run_from_the_reported_usage(

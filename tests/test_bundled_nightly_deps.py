@@ -19,7 +19,7 @@ from daemon.testing.packages import PackageIndexDouble
 from daemon.testing.slack import SlackDouble
 
 from .bundled import ANN, config, install
-from .helpers import git, wait_event, wait_status
+from .helpers import git, publish, wait_event, wait_status
 from .test_bundled_issue_triage import final_text
 from .test_slack_replies import approval_message, parent_of
 
@@ -36,8 +36,6 @@ def test_our_code_is_not_ready_for_rich_14():
 
 def project_repo(tmp_path: Path, registry: str) -> Path:
     """A Python + npm project pushed to a bare remote; its lock made by real npm."""
-    remote = tmp_path / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
     work = tmp_path / "work"
     work.mkdir()
     (work / "requirements.txt").write_text("httpx==0.27.0\nrich==13.7.0\nclick==8.1.0\n")
@@ -55,12 +53,7 @@ def project_repo(tmp_path: Path, registry: str) -> Path:
          "--registry", registry],
         cwd=work, check=True, capture_output=True, timeout=120,
     )  # fmt: skip
-    git(work, "init", "-q", "-b", "main")
-    git(work, "add", ".")
-    git(work, "commit", "-qm", "init")
-    git(work, "remote", "add", "origin", str(remote))
-    git(work, "push", "-q", "origin", "main")
-    return remote
+    return publish(work, tmp_path / "remote.git")
 
 
 async def test_grouped_updates_steered_approved_and_limited(
@@ -141,8 +134,6 @@ def python_locked_repo(tmp_path: Path, simple: str) -> Path:
     pip-tools, both made by the real tools against the index double."""
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PIP_CONFIG_FILE": os.devnull}
-    remote = tmp_path / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
     work = tmp_path / "work"
     work.mkdir()
     (work / "pyproject.toml").write_text(
@@ -155,12 +146,7 @@ def python_locked_repo(tmp_path: Path, simple: str) -> Path:
     for argv in ([str(bin_dir / "uv"), "lock"], [str(bin_dir / "pip-compile"), "--quiet",
                  "--no-strip-extras", "requirements.in"]):  # fmt: skip
         subprocess.run(argv, cwd=work, env=env, check=True, capture_output=True, timeout=120)
-    git(work, "init", "-q", "-b", "main")
-    git(work, "add", ".")
-    git(work, "commit", "-qm", "init")
-    git(work, "remote", "add", "origin", str(remote))
-    git(work, "push", "-q", "origin", "main")
-    return remote
+    return publish(work, tmp_path / "remote.git")
 
 
 def locked(remote: Path, branch: str) -> dict[str, str]:
