@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 from daemon.runs import RunStatus
@@ -65,8 +66,12 @@ async def test_flakes_stale_and_closed_branches_each_on_approval(
     install(project, "ci-cleanup", inputs={"repository": REPO})
     async with running_daemon(config(project, slack, gh)) as d:
         await wait_for(lambda: slack.sockets)
-        run = await d.dispatcher.manual("ci-cleanup", {}, "test")
-        assert run.id is not None
+        # Its own trigger: the nightly cron slot, fired as the scheduler fires it.
+        automation = d.catalog().automations["ci-cleanup"]
+        run = await d.dispatcher.fire(
+            automation, "cron-0", datetime(2026, 11, 25, 5, 30, tzinfo=UTC), late=False
+        )
+        assert run is not None and run.id is not None and run.trigger == "schedule:cron-0"
         parent = await parent_of(slack, run.id)
         flaky = await approval(slack, parent, 0)
         assert "tests/test_net.py::test_timeout" in flaky.text and "real" not in flaky.text

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 
 from daemon.runs import RunStatus
@@ -84,8 +85,12 @@ async def test_grouped_updates_steered_approved_and_limited(
         )
         async with running_daemon(config(project, slack, gh)) as d:
             await wait_for(lambda: slack.sockets)
-            run = await d.dispatcher.manual("nightly-deps", {}, "test")
-            assert run.id is not None
+            # Its own trigger: the weekday-morning cron slot, fired as the scheduler fires it.
+            automation = d.catalog().automations["nightly-deps"]
+            run = await d.dispatcher.fire(
+                automation, "cron-0", datetime(2026, 11, 25, 4, 0, tzinfo=UTC), late=False
+            )
+            assert run is not None and run.id is not None and run.trigger == "schedule:cron-0"
             parent = await parent_of(slack, run.id)
             first = await approval_message(slack, parent)
             plan = first.text
