@@ -188,3 +188,44 @@ async def test_an_unreachable_model_server_ends_the_run(project: Project, repo: 
         run_id = await start_run(d)
         done = await wait_status(d, run_id, RunStatus.FAILED, timeout=90)
     assert "model server unreachable" in done.summary
+
+
+DELEGATING = """\
+from daemon.skillkit import SkillRun
+
+run = SkillRun.start()
+answer = run.delegate("Which file holds add()? Answer with the file name only.")
+run.finish("succeeded", f"{answer.status}: {answer.summary}")
+"""
+
+
+async def test_a_script_hands_its_judgement_to_codex(project: Project, repo: Path) -> None:
+    require_cli("codex")
+
+    def script(req: dict[str, Any], n: int) -> Any:
+        return [[shell("env; ls")], [message("calc.py")]][n - 1]
+
+    async with ResponsesDouble(script) as model:
+        project.skill("ask", DELEGATING, body="Answer questions about this repository.")
+        project.automation(
+            "ask",
+            skill="ask",
+            workspace={"repository": str(repo)},
+            agent={
+                "backend": "script",
+                "delegate": {"backend": "codex", "base_url": model.base_url},
+            },
+            env={"SECRET_FOR_THE_SCRIPT": "only-the-script-sees-this"},
+        )
+        async with running_daemon(project.config()) as d:
+            run_id = await start_run(d, "ask")
+            done = await wait_status(d, run_id, RunStatus.SUCCEEDED, timeout=90)
+            log = await events(d, run_id)
+    assert done.summary == "succeeded: calc.py"
+    prompt = "\n".join(user_texts(model.requests[0]))
+    assert "Answer questions about this repository." in prompt  # the skill's instructions
+    assert "Which file holds add()?" in prompt  # and the script's task
+    (ls,) = [e for e in log if e["type"] == "command"]
+    assert "calc.py" in ls["output_tail"]  # Codex worked in the run's worktree
+    assert "PATH=" in ls["output_tail"]  # the agent's environment, printed by `env`
+    assert "only-the-script-sees-this" not in ls["output_tail"]  # the run's env stays out
