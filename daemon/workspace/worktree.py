@@ -72,20 +72,21 @@ def branch_name(automation: str, run_id: int) -> str:
 
 
 def _create(repo: Path, root: Path, automation: str, run_id: int, base: str | None) -> Worktree:
-    bare = _git(repo, "rev-parse", "--is-bare-repository").strip() == "true"
-    top = repo if bare else Path(_git(repo, "rev-parse", "--show-toplevel").strip())
-    start = _git(top, "rev-parse", "--verify", f"{base or 'HEAD'}^{{commit}}").strip()
+    # Two git processes in all: git works from any folder of a repository, bare or not.
+    start = _git(repo, "rev-parse", "--verify", f"{base or 'HEAD'}^{{commit}}").strip()
     path = root / str(run_id)
     branch = branch_name(automation, run_id)
     if path.exists():  # a retry of the same run id cannot happen; a crashed attempt can
-        _git(top, "worktree", "remove", "--force", str(path), check=False)
+        _git(repo, "worktree", "remove", "--force", str(path), check=False)
         shutil.rmtree(path, ignore_errors=True)
-    _git(top, "worktree", "add", "--force", "-B", branch, str(path), start)
-    return Worktree(top, path, branch, start)
+    _git(repo, "worktree", "add", "--force", "-B", branch, str(path), start)
+    return Worktree(repo, path, branch, start)
 
 
 def _finish(tree: Worktree, run_id: int) -> Outcome:
     _git(tree.path, "add", "--all")
+    if _unchanged(tree):
+        return Outcome("", "", None)  # the common case for checks and triage: two processes
     stat = _git(tree.path, "diff", "--cached", "--stat", tree.base).strip()
     diff = _git(tree.path, "diff", "--cached", tree.base)
     commit = None
@@ -95,6 +96,15 @@ def _finish(tree: Worktree, run_id: int) -> Outcome:
     if len(diff) > MAX_DIFF:
         diff = diff[:MAX_DIFF] + "\n[…diff truncated]\n"
     return Outcome(stat, diff, commit)
+
+
+def _unchanged(tree: Worktree) -> bool:
+    proc = subprocess.run(
+        ["git", "-C", str(tree.path), "diff", "--cached", "--quiet", tree.base],
+        capture_output=True,
+        timeout=120,
+    )
+    return proc.returncode == 0
 
 
 def _remove(tree: Worktree, outcome: Outcome) -> None:
