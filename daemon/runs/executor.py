@@ -331,16 +331,16 @@ class Executor:
         self, active: _Active
     ) -> tuple[RunStatus, str, RunRow | None, Automation | None]:
         run_id = active.run_id
-        run = await self._store.call(self._store.get_run, run_id)
+        # One store round trip: the update hands back the run it changed.
+        run = await self._store.call(
+            self._store.update_run, run_id, status=RunStatus.RUNNING.value, started_at=utcnow()
+        )
         catalog = self._catalog()
         automation = catalog.automations.get(run.automation)
         if automation is None:
             return RunStatus.FAILED, f"automation {run.automation!r} is no longer loaded", run, None
         skill = catalog.skills.get(automation.skill)
         backend = self._backends.get(automation.agent.backend)
-        await self._store.call(
-            self._store.update_run, run_id, status=RunStatus.RUNNING.value, started_at=utcnow()
-        )
         await self._emit(
             run_id, Started(automation=automation.name, trigger=run.trigger, attempt=run.attempt)
         )
