@@ -218,7 +218,7 @@ class Daemon:
                     make_client(self.config.slack),
                     self.config.slack.min_interval.total_seconds(),
                 )
-                reporter = SlackReporter(self.store, self.bus, self.catalog, delivery.wake)
+                reporter = SlackReporter(self.store, self.bus, self.catalog, delivery.enqueue)
                 self._slack_reporter = reporter
                 spawn(reporter.run(), "slack-reporter")
                 spawn(reporter.refresh(self.config.slack.refresh.total_seconds()), "slack-refresh")

@@ -115,10 +115,17 @@ async def test_pending_messages_survive_a_daemon_restart(
         await wait_status(d, run.id, RunStatus.SUCCEEDED)
         await wait_for(lambda: len(d.store.outbox(status="pending")) == 6, 5)
     await slack.start()
+    # The backlog is read two items at a time while a new run adds items of its own.
+    monkeypatch.setattr("daemon.reporters.slack._FETCH", 2)
     async with running_daemon(config(project, slack)) as d:
-        await wait_for(lambda: all_sent(d), 30)
-    (parent,) = slack.parents()
-    assert "succeeded" in parent.current_text and len(slack.thread(parent)) >= 1
+        second = await d.dispatcher.manual("deps", {}, "test")
+        assert second.id is not None
+        await wait_status(d, second.id, RunStatus.SUCCEEDED)
+        await wait_for(lambda: all_sent(d) and len(d.store.outbox()) == 12, 30)
+    first, again = slack.parents()
+    assert f"run {run.id} " in first.text and f"run {second.id} " in again.text
+    assert "succeeded" in first.current_text and "succeeded" in again.current_text
+    assert len(slack.thread(first)) >= 1 and len(slack.thread(again)) >= 1
 
 
 async def test_rate_limits_are_honoured(

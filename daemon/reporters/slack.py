@@ -84,12 +84,16 @@ class SlackReporter:
     """RunEvents → outbox items, for automations that name a `report.channel`."""
 
     def __init__(
-        self, store: Store, bus: EventBus, catalog: Callable[[], Catalog], wake: Callable[[], None]
+        self,
+        store: Store,
+        bus: EventBus,
+        catalog: Callable[[], Catalog],
+        added: Callable[[OutboxRow], None],
     ) -> None:
         self._store = store
         self._bus = bus
         self._catalog = catalog
-        self._wake = wake
+        self._added = added  # hands each new outbox item to the delivery, in id order
         self._parents: dict[int, tuple[int, str]] = {}  # run id -> (parent item id, channel)
         self._idle = asyncio.Event()
         self._approvals: dict[tuple[int, str], tuple[int, str]] = {}  # -> (item id, text)
@@ -201,7 +205,7 @@ class SlackReporter:
         row = await self._store.call(
             self._store.add_outbox, run_id, channel, kind, redactor.redact_obj(payload), parent_id
         )
-        self._wake()
+        self._added(row)
         assert row.id is not None
         return row.id
 
@@ -216,26 +220,44 @@ class SlackDelivery:
         self._wake = asyncio.Event()
         self._last_post: dict[str, float] = {}
         self._parents: dict[int, OutboxRow] = {}  # parent messages posted by this process
+        self._incoming: list[OutboxRow] = []
+        self._resync = True  # the backlog a previous process left
         self.backoff_max = 30.0
 
     def wake(self) -> None:
-        """New items are waiting."""
+        """Items may be waiting in the store: read them on the next pass."""
+        self._resync = True
+        self._wake.set()
+
+    def enqueue(self, item: OutboxRow) -> None:
+        """An item just stored: no need to read it back from the store."""
+        self._incoming.append(item)
         self._wake.set()
 
     async def run(self) -> None:
         backoff = 0.2
-        # The pending items live here; the store is asked only for items newer than the last
-        # one seen (ids grow monotonically), not for the whole backlog on every pass.
+        # The pending items live here: new ones come from the reporter as they are stored, and
+        # the store is read only for the backlog a previous process left (in pages).
         items: list[OutboxRow] = []
         seen = 0
-        self._wake.set()  # the backlog a previous process left
+        self._wake.set()
         while True:
             if self._wake.is_set():
                 self._wake.clear()
-                fresh = await self._store.call(self._store.pending_outbox, seen, _FETCH)
-                if fresh:
-                    items.extend(fresh)
-                    seen = fresh[-1].id or seen
+                if self._resync:
+                    fresh = await self._store.call(self._store.pending_outbox, seen, _FETCH)
+                    self._resync = len(fresh) == _FETCH  # a long backlog: read on next pass
+                    if self._resync:
+                        self._wake.set()  # new items wait until the backlog is read
+                    else:
+                        fresh += self._incoming
+                        self._incoming = []
+                else:
+                    fresh, self._incoming = self._incoming, []
+                for item in sorted(fresh, key=lambda i: i.id or 0):
+                    if (item.id or 0) > seen:  # each once, in id order
+                        items.append(item)
+                        seen = item.id or seen
             if not items:
                 await self._wake.wait()
                 continue
