@@ -4,11 +4,13 @@ the local doubles, and the repository's own `skills/` folder."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from daemon.app import Daemon
 from daemon.testing import Project
 from daemon.testing.github import GitHubDouble
 from daemon.testing.slack import SlackDouble
@@ -69,3 +71,10 @@ def fixture(name: str) -> dict[str, Any]:
         (ROOT / "tests" / "fixtures" / "github" / f"{name}.json").read_text()
     )
     return data
+
+
+async def fire_cron(d: Daemon, name: str, slot: datetime) -> int:
+    """Fire the automation's first cron trigger for `slot`, as the scheduler does; the run id."""
+    run = await d.dispatcher.fire(d.catalog().automations[name], "cron-0", slot, late=False)
+    assert run is not None and run.id is not None and run.trigger == "schedule:cron-0"
+    return run.id

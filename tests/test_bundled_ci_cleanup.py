@@ -14,7 +14,7 @@ from daemon.testing import Project, running_daemon, wait_for
 from daemon.testing.github import GitHubDouble
 from daemon.testing.slack import Posted, SlackDouble
 
-from .bundled import ANN, config, install
+from .bundled import ANN, config, fire_cron, install
 from .helpers import make_remote, wait_event, wait_status
 from .test_bundled_issue_triage import final_text
 from .test_slack_replies import parent_of
@@ -66,13 +66,8 @@ async def test_flakes_stale_and_closed_branches_each_on_approval(
     install(project, "ci-cleanup", inputs={"repository": REPO})
     async with running_daemon(config(project, slack, gh)) as d:
         await wait_for(lambda: slack.sockets)
-        # Its own trigger: the nightly cron slot, fired as the scheduler fires it.
-        automation = d.catalog().automations["ci-cleanup"]
-        run = await d.dispatcher.fire(
-            automation, "cron-0", datetime(2026, 11, 25, 5, 30, tzinfo=UTC), late=False
-        )
-        assert run is not None and run.id is not None and run.trigger == "schedule:cron-0"
-        parent = await parent_of(slack, run.id)
+        run_id = await fire_cron(d, "ci-cleanup", datetime(2026, 11, 25, 5, 30, tzinfo=UTC))
+        parent = await parent_of(slack, run_id)
         flaky = await approval(slack, parent, 0)
         assert "tests/test_net.py::test_timeout" in flaky.text and "real" not in flaky.text
         summary = next(m.text for m in slack.thread(parent) if "Delete nightshift" in m.text)
@@ -80,14 +75,14 @@ async def test_flakes_stale_and_closed_branches_each_on_approval(
         assert "recent" not in summary
         assert f"feature/done — #{merged} merged" in summary
         await slack.reply(parent, ANN, "keep nightshift/deps/keep-me, I still need it")
-        await wait_event(d, run.id, "steer_received")
+        await wait_event(d, run_id, "steer_received")
         await slack.click(flaky, ANN, "approve")
         stale = await approval(slack, parent, 1)
         assert "nightshift/deps/old" in stale.text and "keep-me" not in stale.text
         await slack.click(stale, ANN, "approve")
         await approval(slack, parent, 2)
         await slack.reply(parent, ANN, "deny keep them for now")
-        done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=30)
+        done = await wait_status(d, run_id, RunStatus.SUCCEEDED, timeout=30)
         await wait_for(lambda: "CI clean-up of" in final_text(parent))
     assert done.summary == (
         f"CI clean-up of {REPO}: flaky: opened #{merged + 1}; stale: deleted 1 branch(es); "

@@ -19,7 +19,7 @@ from daemon.testing.github import GitHubDouble
 from daemon.testing.packages import PackageIndexDouble
 from daemon.testing.slack import SlackDouble
 
-from .bundled import ANN, config, install
+from .bundled import ANN, config, fire_cron, install
 from .helpers import git, publish, wait_event, wait_status
 from .test_bundled_issue_triage import final_text
 from .test_slack_replies import approval_message, parent_of
@@ -85,13 +85,8 @@ async def test_grouped_updates_steered_approved_and_limited(
         )
         async with running_daemon(config(project, slack, gh)) as d:
             await wait_for(lambda: slack.sockets)
-            # Its own trigger: the weekday-morning cron slot, fired as the scheduler fires it.
-            automation = d.catalog().automations["nightly-deps"]
-            run = await d.dispatcher.fire(
-                automation, "cron-0", datetime(2026, 11, 25, 4, 0, tzinfo=UTC), late=False
-            )
-            assert run is not None and run.id is not None and run.trigger == "schedule:cron-0"
-            parent = await parent_of(slack, run.id)
+            run_id = await fire_cron(d, "nightly-deps", datetime(2026, 11, 25, 4, 0, tzinfo=UTC))
+            parent = await parent_of(slack, run_id)
             first = await approval_message(slack, parent)
             plan = first.text
             assert "*npm non-major updates*: left-pad ^1.1.0 → ^1.3.0 — tests pass" in plan
@@ -103,9 +98,9 @@ async def test_grouped_updates_steered_approved_and_limited(
             assert "*Python: rich 14*: rich 13.7.0 → 14.0.0 — tests fail" in plan
             assert "click" not in plan and "rc1" not in plan
             await slack.reply(parent, ANN, "skip rich, we pin it on purpose")
-            await wait_event(d, run.id, "steer_received")
+            await wait_event(d, run_id, "steer_received")
             await slack.click(first, ANN, "approve")
-            await wait_event(d, run.id, "message", text="re-planning as steered: skip rich")
+            await wait_event(d, run_id, "message", text="re-planning as steered: skip rich")
             second = (
                 await wait_for(
                     lambda: [m for m in slack.thread(parent) if "actions" in str(m.blocks)][1:], 60
@@ -114,7 +109,7 @@ async def test_grouped_updates_steered_approved_and_limited(
             assert "*Python non-major updates*: httpx 0.27.0 → 0.28.1 — tests pass" in second.text
             assert "rich" not in second.text.split("?", 1)[1]
             await slack.click(second, ANN, "approve")
-            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=90)
+            done = await wait_status(d, run_id, RunStatus.SUCCEEDED, timeout=90)
             await wait_for(lambda: "draft pull request(s) opened" in final_text(parent))
     assert done.summary.startswith("1 draft pull request(s) opened")
     assert "*npm non-major updates*: left-pad ^1.1.0 → ^1.3.0 — opened #" in done.summary
