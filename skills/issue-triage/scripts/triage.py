@@ -82,9 +82,9 @@ def guess(issue: Issue, labels: list[Label], others: list[Issue], max_labels: in
             continue  # a duplicate is the older report
         ratio = difflib.SequenceMatcher(None, title, other.title.lower()).ratio()
         overlap = len(words(title) & words(other.title)) / max(len(words(title)), 1)
-        score = max(ratio, overlap)
-        if score > best_ratio:
-            best, best_ratio = other, score
+        similarity = max(ratio, overlap)
+        if similarity > best_ratio:
+            best, best_ratio = other, similarity
     missing: list[str] = []
     if any(n.lower() == "bug" or "bug" in n.lower() for n in chosen):
         missing = [what for what, pattern in DETAILS.items() if not pattern.search(body)]
