@@ -19,6 +19,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -28,6 +30,9 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 import structlog
+
+# Environment names that carry credentials: kept from the repository's own code.
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE|CREDENTIAL", re.I)
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class SkillRun:
         self._decisions: dict[str, Decision] = {}
         self._results: dict[str, Delegated] = {}
         self._closed = False
+        self._warned_unsandboxed = False
         self._ids = itertools.count(1)
         self._cond = threading.Condition()
         self._write_lock = threading.Lock()
@@ -151,16 +157,40 @@ class SkillRun:
         self.emit(type="finished", status=status, summary=summary)
 
     def sh(
-        self, argv: list[str], *, cwd: Path | None = None, timeout: float = 900, quiet: bool = False
+        self,
+        argv: list[str],
+        *,
+        cwd: Path | None = None,
+        timeout: float = 900,
+        quiet: bool = False,
+        isolated: bool = False,
     ) -> subprocess.CompletedProcess[str]:
-        """Run a command, report it as a `command` event (unless quiet), and return it."""
+        """Run a command, report it as a `command` event (unless quiet), and return it.
+
+        The GitHub token the daemon handed the run never reaches a command. With `isolated`
+        (for the repository's own code: its tests) the command also runs in the sandbox —
+        no network, writes only in `cwd` — with no variable that looks like a secret.
+        """
+        where = cwd or self.workdir
+        # No .pyc: a fix of the same size in the same second must not run stale code.
+        env = {k: v for k, v in os.environ.items() if k != "GITHUB_TOKEN"}
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        shown, run_argv = " ".join(argv), argv
+        if isolated:
+            env = {k: v for k, v in env.items() if not _SECRET_NAME.search(k)}
+            from .workspace import sandbox
+
+            if sandbox.available() is not None:
+                run_argv = sandbox.wrap(shlex.join(argv), where, network=False)
+            elif not self._warned_unsandboxed:
+                self._warned_unsandboxed = True
+                self.message("no sandbox (bubblewrap) here: commands run without one", "warning")
         start = time.monotonic()
         try:
             proc = subprocess.run(
-                argv,
-                cwd=cwd or self.workdir,
-                # No .pyc: a fix of the same size in the same second must not run stale code.
-                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+                run_argv,
+                cwd=where,
+                env=env,
                 capture_output=True,
                 text=True,
                 timeout=timeout,
@@ -174,7 +204,7 @@ class SkillRun:
         if not quiet:
             self.emit(
                 type="command",
-                command=" ".join(argv),
+                command=shown,
                 exit_code=proc.returncode,
                 output_tail=(proc.stdout + proc.stderr)[-4000:],
                 duration_s=round(time.monotonic() - start, 3),
@@ -209,8 +239,6 @@ class SkillRun:
 def find_test_command(workdir: Path, configured: str = "auto") -> list[str] | None:
     """The command that runs a project's tests: `configured` split, or found by looking
     (pytest for Python projects, `npm test` where package.json has a test script)."""
-    import shlex
-
     if configured not in ("", "auto"):
         return None if configured == "none" else shlex.split(configured)
     python = any(

@@ -68,7 +68,8 @@ def diagnose(gh: GitHubClient, repo: str, run: WorkflowRun) -> Diagnosis:
 
 
 def run_tests(run: SkillRun, argv: list[str]) -> bool:
-    return run.sh(argv).returncode == 0
+    # The failed commit's code is untrusted: its tests run in the sandbox, with no secrets.
+    return run.sh(argv, isolated=True).returncode == 0
 
 
 def main() -> int:

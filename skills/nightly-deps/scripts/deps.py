@@ -355,7 +355,7 @@ def main() -> int:
                 run.step(f"Trying {g.title}", ", ".join(u.name for u in g.updates))
                 problem = repo.apply(g, base, index.npm)
                 if problem is None and argv is not None:
-                    passed = run.sh(argv, cwd=run.workdir).returncode == 0
+                    passed = run.sh(argv, cwd=run.workdir, isolated=True).returncode == 0
                     problem = None if passed else "tests fail"
                 g.tested = problem is None
                 g.outcome = problem or ("tests pass" if argv else "no tests found")
