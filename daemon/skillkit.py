@@ -181,7 +181,9 @@ class SkillRun:
             from .workspace import sandbox
 
             if sandbox.available() is not None:
-                run_argv = sandbox.wrap(shlex.join(argv), where, network=False)
+                # This Python stays usable in there, also when it lives under /tmp.
+                python = (Path(sys.prefix), Path(sys.base_prefix))
+                run_argv = sandbox.wrap(shlex.join(argv), where, network=False, readable=python)
             elif not self._warned_unsandboxed:
                 self._warned_unsandboxed = True
                 self.message("no sandbox (bubblewrap) here: commands run without one", "warning")

@@ -7,10 +7,10 @@ the network namespace is new and empty unless the command was approved for netwo
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,7 +31,7 @@ def available() -> str | None:
     return found if probe.returncode == 0 else None
 
 
-@functools.lru_cache(maxsize=256)
+@lru_cache(maxsize=256)
 def git_dir(workdir: Path) -> Path | None:
     """The repository's git directory when `workdir` is a worktree (its `.git` is a file).
 
@@ -44,8 +44,12 @@ def git_dir(workdir: Path) -> Path | None:
     return gitdir.parent.parent if gitdir.parent.name == "worktrees" else None
 
 
-def wrap(command: str, workdir: Path, *, network: bool) -> list[str]:
-    """argv running `command` through `sh -c` inside the sandbox."""
+def wrap(command: str, workdir: Path, *, network: bool, readable: Sequence[Path] = ()) -> list[str]:
+    """argv running `command` through `sh -c` inside the sandbox.
+
+    `readable` folders stay visible (read-only) even where the private /tmp would hide them:
+    a Python installed under /tmp, say.
+    """
     bwrap = available()
     if bwrap is None:
         raise RuntimeError("bubblewrap is not available")
@@ -60,6 +64,8 @@ def wrap(command: str, workdir: Path, *, network: bool) -> list[str]:
         "/proc",
         "--tmpfs",
         "/tmp",  # noqa: S108 - a fresh private tmpfs inside the sandbox
+        # Readable folders first: the writable worktree mounted after them stays writable.
+        *(arg for path in readable if path.is_dir() for arg in ("--ro-bind", str(path), str(path))),
         "--bind",
         str(workdir),
         str(workdir),
