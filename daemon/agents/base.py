@@ -6,13 +6,14 @@ A backend `start`s a run and hands back an `AgentRun`: a stream of RunEvents plu
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..runs.events import RunEvent
+from ..runs.events import ApprovalRequest, Finished, RunEvent
 from ..spec import Automation, Skill
 
 
@@ -78,6 +79,40 @@ class AgentRun(Protocol):
 
     async def resume(self) -> None:
         """Continue after `pause`."""
+
+
+class QueuedRun:
+    """What the agent backends that run their own task share: a queue of RunEvents read by
+    `events()` (it ends with `Finished`), and approvals that wait for `decide()`."""
+
+    def __init__(self) -> None:
+        self._events: asyncio.Queue[RunEvent] = asyncio.Queue()
+        self._decisions: dict[str, asyncio.Future[tuple[bool, str | None]]] = {}
+        self._approvals = 0
+
+    def emit(self, event: RunEvent) -> None:
+        self._events.put_nowait(event)
+
+    async def events(self) -> AsyncIterator[RunEvent]:
+        while True:
+            event = await self._events.get()
+            yield event
+            if isinstance(event, Finished):
+                return
+
+    async def decide(self, approval_id: str, approved: bool, reason: str | None) -> None:
+        waiter = self._decisions.get(approval_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result((approved, reason))
+
+    async def approval(self, action: str, description: str) -> tuple[bool, str | None]:
+        """Ask the thread; wait for the decision (approved, reason)."""
+        self._approvals += 1
+        approval_id = f"a{self._approvals}"
+        waiter: asyncio.Future[tuple[bool, str | None]] = asyncio.get_running_loop().create_future()
+        self._decisions[approval_id] = waiter
+        self.emit(ApprovalRequest(id=approval_id, action=action, description=description))
+        return await waiter
 
 
 class AgentBackend(Protocol):

@@ -20,7 +20,6 @@ import re
 import signal
 import ssl
 import time
-from collections.abc import AsyncIterator
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -29,11 +28,11 @@ import httpx
 import structlog
 
 from ..errors import BackendError
-from ..runs.events import ApprovalRequest, Command, FileChange, Finished, Message, RunEvent, Step
+from ..runs.events import Command, FileChange, Finished, Message, Step
 from ..runs.status import RunStatus
 from ..spec import BuiltinAgent
 from ..workspace import WorkspaceError, sandbox
-from .base import RunContext, run_facts, skill_catalog
+from .base import QueuedRun, RunContext, run_facts, skill_catalog
 
 log = structlog.get_logger(__name__)
 
@@ -179,19 +178,17 @@ class ModelError(BackendError):
     """The model server failed in a way retrying does not fix."""
 
 
-class BuiltinRun:
+class BuiltinRun(QueuedRun):
     """One run of the loop."""
 
     def __init__(self, ctx: RunContext, spec: BuiltinAgent) -> None:
+        super().__init__()
         self._ctx = ctx
         self._spec = spec
-        self._events: asyncio.Queue[RunEvent] = asyncio.Queue()
         self._steers: list[str] = []
-        self._decisions: dict[str, asyncio.Future[tuple[bool, str | None]]] = {}
         self._running = asyncio.Event()
         self._running.set()
         self._proc: asyncio.subprocess.Process | None = None
-        self._approvals = 0
         self._tokens = 0
         self._cost = 0.0
         headers = {"Authorization": f"Bearer {spec.api_key.resolve()}"} if spec.api_key else {}
@@ -201,20 +198,8 @@ class BuiltinRun:
         self._task = asyncio.create_task(self._main(), name=f"builtin-{ctx.run_id}")
 
     # -- AgentRun -------------------------------------------------------------------------
-    async def events(self) -> AsyncIterator[RunEvent]:
-        while True:
-            event = await self._events.get()
-            yield event
-            if isinstance(event, Finished):
-                return
-
     async def steer(self, text: str, by: str) -> None:
         self._steers.append(f"[steering from {by}] {text}")
-
-    async def decide(self, approval_id: str, approved: bool, reason: str | None) -> None:
-        waiter = self._decisions.get(approval_id)
-        if waiter is not None and not waiter.done():
-            waiter.set_result((approved, reason))
 
     async def cancel(self) -> None:
         self._kill_command()
@@ -238,9 +223,6 @@ class BuiltinRun:
         self._running.set()
 
     # -- the loop -------------------------------------------------------------------------
-    def _emit(self, event: RunEvent) -> None:
-        self._events.put_nowait(event)
-
     async def _main(self) -> None:
         try:
             status, summary = await self._loop()
@@ -253,7 +235,7 @@ class BuiltinRun:
             status, summary = RunStatus.FAILED, f"agent error: {exc}"
         finally:
             await self._http.aclose()
-        self._emit(Finished(status=status, summary=summary))
+        self.emit(Finished(status=status, summary=summary))
 
     async def _loop(self) -> tuple[RunStatus, str]:
         messages: list[dict[str, Any]] = [
@@ -275,7 +257,7 @@ class BuiltinRun:
             message = reply["choices"][0]["message"]
             messages.append({k: v for k, v in message.items() if v is not None})
             if message.get("content"):
-                self._emit(Message(text=str(message["content"])))
+                self.emit(Message(text=str(message["content"])))
             calls = message.get("tool_calls") or []
             if not calls:
                 return RunStatus.SUCCEEDED, str(message.get("content") or "done")
@@ -364,19 +346,19 @@ class BuiltinRun:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 await asyncio.to_thread(path.write_text, str(args.get("content", "")))
                 rel = str(path.relative_to(self._ctx.workdir.resolve()))
-                self._emit(FileChange(path=rel, change="modified" if existed else "added"))
+                self.emit(FileChange(path=rel, change="modified" if existed else "added"))
                 return f"wrote {rel}"
             if name == "apply_patch":
                 return await self._apply_patch(str(args.get("patch", "")))
             if name == "search_files":
                 return await asyncio.to_thread(self._search, str(args.get("pattern", "")))
             if name == "request_approval":
-                approved, reason = await self._approval(
+                approved, reason = await self.approval(
                     str(args.get("action")), str(args.get("description", ""))
                 )
                 return "approved" if approved else f"denied: {reason or 'no reason given'}"
             if name == "post_update":
-                self._emit(Step(title=str(args.get("text", ""))[:300]))
+                self.emit(Step(title=str(args.get("text", ""))[:300]))
                 return "posted"
             return f"unknown tool {name!r}"
         except (OSError, KeyError, UnicodeDecodeError, BackendError) as exc:
@@ -404,27 +386,19 @@ class BuiltinRun:
         changed = [line.split("\t", 2)[2] for line in text.splitlines() if line.count("\t") >= 2]
         for path in changed:
             kind = "added" if path in created else "deleted" if path in deleted else "modified"
-            self._emit(FileChange(path=path, change=kind))
+            self.emit(FileChange(path=path, change=kind))
         return f"applied: {len(changed)} file(s) changed ({', '.join(changed)})"
-
-    async def _approval(self, action: str, description: str) -> tuple[bool, str | None]:
-        self._approvals += 1
-        approval_id = f"a{self._approvals}"
-        waiter: asyncio.Future[tuple[bool, str | None]] = asyncio.get_running_loop().create_future()
-        self._decisions[approval_id] = waiter
-        self._emit(ApprovalRequest(id=approval_id, action=action, description=description))
-        return await waiter
 
     async def _run_command(self, command: str) -> str:
         spec = self._spec
         if any(fnmatchcase(command, p) for p in spec.deny_commands):
-            self._emit(Message(level="warning", text=f"refused: `{command}` is denied by policy"))
+            self.emit(Message(level="warning", text=f"refused: `{command}` is denied by policy"))
             return "refused: this command is denied by policy"
         elevated = any(fnmatchcase(command, p) for p in spec.approval_commands) or not any(
             fnmatchcase(command, p) for p in spec.allow_commands
         )
         if elevated:
-            approved, reason = await self._approval(
+            approved, reason = await self.approval(
                 "command", f"run `{command}` (with network access)"
             )
             if not approved:
@@ -435,7 +409,7 @@ class BuiltinRun:
         elif spec.allow_unsandboxed:
             argv = ["/bin/sh", "-c", command]
         else:
-            self._emit(Message(level="warning", text="no sandbox (bubblewrap) here: refused"))
+            self.emit(Message(level="warning", text="no sandbox (bubblewrap) here: refused"))
             return (
                 "refused: no sandbox is available on this machine (install bubblewrap, or set "
                 "allow_unsandboxed: true on the automation)"
@@ -463,7 +437,7 @@ class BuiltinRun:
             self._kill_command()
             out, code = b"[timed out]", None
         text = out.decode(errors="replace")
-        self._emit(
+        self.emit(
             Command(
                 command=command,
                 exit_code=code,

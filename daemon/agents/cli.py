@@ -25,9 +25,9 @@ from typing import Any
 import structlog
 
 from ..errors import BackendError
-from ..runs.events import ApprovalRequest, Finished, RunEvent, Step
+from ..runs.events import Finished, Step
 from ..runs.status import RunStatus
-from .base import RunContext, run_facts, skill_catalog
+from .base import QueuedRun, RunContext, run_facts, skill_catalog
 
 log = structlog.get_logger(__name__)
 
@@ -66,14 +66,12 @@ def base_env(ctx: RunContext, home: Path, tmp: Path) -> dict[str, str]:
     }
 
 
-class CliRun:
+class CliRun(QueuedRun):
     """A run carried out by a coding-agent CLI; subclasses drive the CLI in `_drive`."""
 
     def __init__(self, ctx: RunContext) -> None:
+        super().__init__()
         self._ctx = ctx
-        self._events: asyncio.Queue[RunEvent] = asyncio.Queue()
-        self._decisions: dict[str, asyncio.Future[tuple[bool, str | None]]] = {}
-        self._approvals = 0
         self._proc: asyncio.subprocess.Process | None = None
         self._bridge_dir = Path(tempfile.mkdtemp(prefix="ns-bridge-"))  # short: AF_UNIX limit
         self._server: asyncio.AbstractServer | None = None
@@ -94,18 +92,6 @@ class CliRun:
         return [sys.executable, str(MCP_SERVER), self.socket_path]
 
     # -- AgentRun -------------------------------------------------------------------------
-    async def events(self) -> AsyncIterator[RunEvent]:
-        while True:
-            event = await self._events.get()
-            yield event
-            if isinstance(event, Finished):
-                return
-
-    async def decide(self, approval_id: str, approved: bool, reason: str | None) -> None:
-        waiter = self._decisions.get(approval_id)
-        if waiter is not None and not waiter.done():
-            waiter.set_result((approved, reason))
-
     async def cancel(self) -> None:
         self.kill()
         if self._task is not None and not self._task.done():
@@ -129,9 +115,6 @@ class CliRun:
 
     async def _permission(self, args: Mapping[str, Any]) -> str:
         return json.dumps({"behavior": "deny", "message": "not supported by this backend"})
-
-    def emit(self, event: RunEvent) -> None:
-        self._events.put_nowait(event)
 
     async def spawn(
         self, argv: list[str], env: Mapping[str, str], *, stdin: int | None
@@ -170,14 +153,6 @@ class CliRun:
     def kill(self) -> None:
         self.signal(signal.SIGCONT)  # a paused group must wake to die cleanly
         self.signal(signal.SIGKILL)
-
-    async def approval(self, action: str, description: str) -> tuple[bool, str | None]:
-        self._approvals += 1
-        approval_id = f"a{self._approvals}"
-        waiter: asyncio.Future[tuple[bool, str | None]] = asyncio.get_running_loop().create_future()
-        self._decisions[approval_id] = waiter
-        self.emit(ApprovalRequest(id=approval_id, action=action, description=description))
-        return await waiter
 
     # -- internals ------------------------------------------------------------------------
     def _finish(self, status: RunStatus, summary: str) -> None:
