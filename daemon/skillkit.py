@@ -125,12 +125,6 @@ class SkillRun:
             self._taken = len(self.steering)
         return [s.text for s in fresh if not s.to_agent]
 
-    def wait_for_steering(self, timeout: float) -> list[str]:
-        """Block until steering arrives (or `timeout` seconds pass); the new messages."""
-        with self._cond:
-            self._cond.wait_for(lambda: len(self.steering) > self._taken or self._closed, timeout)
-        return self.new_steering()
-
     # -- stdout ---------------------------------------------------------------------------
     def emit(self, **event: Any) -> None:
         with self._write_lock:

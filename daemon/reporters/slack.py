@@ -43,6 +43,7 @@ from . import slack_blocks
 
 log = structlog.get_logger(__name__)
 _FETCH = 200  # outbox items read per pass
+_PARENTS_KEPT = 1000  # posted parent messages remembered, newest kept
 
 # Errors that no retry will fix: the item is marked failed and the queue moves on.
 PERMANENT = frozenset(
@@ -320,6 +321,8 @@ class SlackDelivery:
                     thread_ts=item.thread_ts,
                 )
                 self._parents[item.id] = item
+                if len(self._parents) > _PARENTS_KEPT:  # older runs' parents: the store has them
+                    del self._parents[next(iter(self._parents))]
             elif item.kind == "update":
                 assert parent is not None
                 assert parent.ts is not None
