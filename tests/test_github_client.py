@@ -86,6 +86,17 @@ async def test_primary_rate_limit_waits_for_the_reset(gh: GitHubDouble) -> None:
     assert 3 <= wait <= 6  # until x-ratelimit-reset, plus a second of margin
 
 
+async def test_a_spent_limit_stops_the_next_request_before_it_is_sent(gh: GitHubDouble) -> None:
+    gh.repo("acme/app").label("bug")
+    gh.remaining = 0  # the answer succeeds but says nothing is left until the reset (1 h)
+    clock = Clock()
+    with client(gh, clock, max_wait=60) as c:
+        await asyncio.to_thread(c.labels, "acme/app")
+        with pytest.raises(RateLimited, match="rate limit spent until"):
+            await asyncio.to_thread(c.labels, "acme/app")
+    assert len(gh.calls) == 1 and clock.waits == []
+
+
 async def test_a_wait_longer_than_allowed_is_an_error_not_a_hang(gh: GitHubDouble) -> None:
     gh.repo("acme/app")
     gh.rate_limit("secondary", wait=3600)

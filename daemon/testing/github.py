@@ -232,6 +232,7 @@ class GitHubDouble(Served):
         self.repos: dict[str, FakeRepo] = {}
         self.calls: list[tuple[str, str]] = []
         self.limit = 5000
+        self.remaining = 4999  # what successful answers report as left of the primary limit
         self._queued: list[tuple[int, dict[str, str], str]] = []
 
     @property
@@ -323,7 +324,7 @@ class GitHubDouble(Served):
                     message.setdefault("headers", [])
                     message["headers"] += [
                         (b"x-ratelimit-limit", str(double.limit).encode()),
-                        (b"x-ratelimit-remaining", b"4999"),
+                        (b"x-ratelimit-remaining", str(double.remaining).encode()),
                         (b"x-ratelimit-reset", reset.encode()),
                     ]
                 await send(message)
