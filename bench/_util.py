@@ -35,7 +35,7 @@ class Result:
         return self.figure / self.baseline if self.baseline else float("nan")
 
     def row(self) -> str:
-        mark = "✔" if self.ok else "✘"
+        mark = "—" if self.target == "—" else "✔" if self.ok else "✘"
         return (
             f"| {self.name} | {self.figure:.1f} {self.unit} | {self.baseline_name}: "
             f"{self.baseline:.1f} {self.unit} | {self.ratio:.2f}× | {self.target} | {mark} |"

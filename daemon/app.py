@@ -204,6 +204,12 @@ class Daemon:
                     ),
                     "http",
                 )
+                sources = self.config.sources
+                if self.config.event_writer == "process" and (
+                    sources.github or sources.alertmanager or sources.webhooks
+                ):
+                    # Webhooks come in bursts; a daemon that takes none keeps one process.
+                    self.store.start_writer_process()
             else:
                 http_ready.set()
             await self.files.sync(catalog)
@@ -276,6 +282,7 @@ class Daemon:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self.store.stop_writer_process()
             await asyncio.to_thread(self.store.close)
             with contextlib.suppress(OSError):
                 self.config.socket_path.unlink()

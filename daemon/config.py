@@ -137,6 +137,12 @@ class DaemonConfig(_Strict):
         description="SQLAlchemy URL; default sqlite:///<state_dir>/nightshift.db. "
         "postgresql+psycopg://... works too; may reference ${ENV} for the password",
     )
+    event_writer: Literal["process", "thread"] = Field(
+        "process",
+        description="where events are stored when webhook sources are configured: a writer "
+        "process of the daemon's own, so the HTTP path keeps its core (an in-memory SQLite "
+        "database always uses the thread), or the daemon's store thread",
+    )
     automations_dir: Path = Path("automations")
     skills_dir: Path = Path("skills")
     concurrency: ConcurrencyConfig = ConcurrencyConfig()

@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from . import logs
 from .config import SourcesConfig
 from .errors import AutomationNotFound, NightshiftError, RunStateError, TemplateError
 from .loader import Catalog
@@ -217,14 +218,15 @@ class Dispatcher:
             ends = incoming.payload["alert"].get("endsAt", "")
             await self._bus.emit(run.id, Message(text=f"resolved: {name} ended at {ends}"))
         runs = await self._submit(result)
-        log.info(
-            "event routed",
-            source=incoming.source,
-            type=incoming.type,
-            event_id=result.event_id,
-            runs=[r.id for r in runs],
-            decisions={d.automation: d.decision for d in decisions},
-        )
+        if logs.enabled("info"):
+            log.info(
+                "event routed",
+                source=incoming.source,
+                type=incoming.type,
+                event_id=result.event_id,
+                runs=[r.id for r in runs],
+                decisions={d.automation: d.decision for d in decisions},
+            )
         return Routed(result.event_id, runs)
 
     @staticmethod

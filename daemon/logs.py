@@ -18,6 +18,14 @@ _LEVELS = {
     "error": logging.ERROR,
 }
 
+_threshold = logging.DEBUG  # until `configure` says otherwise, everything is logged
+
+
+def enabled(level: str) -> bool:
+    """Whether a message at `level` is logged at all; a hot path checks before it builds one
+    (structlog's lazy logger binds anew on every call, filtered or not)."""
+    return _LEVELS[level] >= _threshold
+
 
 def redact_processor(
     _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
@@ -33,6 +41,8 @@ def redact_processor(
 
 def configure(fmt: str = "human", level: str = "info", stream: TextIO | None = None) -> None:
     """Set up the processor pipeline once per process."""
+    global _threshold
+    _threshold = _LEVELS[level]
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"

@@ -52,6 +52,11 @@ def all_sent(d: Daemon) -> bool:
     return bool(items) and all(i.status != "pending" for i in items)
 
 
+def parent_says(slack: SlackDouble, status: str) -> bool:
+    parents = slack.parents("C0OPS")
+    return bool(parents) and parents[0].current_text.endswith(status)
+
+
 async def test_a_run_reports_in_one_thread_from_start_to_summary(
     project: Project, slack: SlackDouble, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -61,7 +66,9 @@ async def test_a_run_reports_in_one_thread_from_start_to_summary(
         run = await d.dispatcher.manual("deps", {}, "test")
         assert run.id is not None
         await wait_status(d, run.id, RunStatus.SUCCEEDED)
-        await wait_for(lambda: all_sent(d))
+        # The outbox can be momentarily all sent before the reporter has queued the final
+        # update: wait for what the thread must show, not for a lull.
+        await wait_for(lambda: all_sent(d) and parent_says(slack, "succeeded"))
     (parent,) = slack.parents("C0OPS")
     assert parent.text == f"deps · run {run.id} · running"
     assert parent.current_text == f"deps · run {run.id} · succeeded"

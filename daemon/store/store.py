@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+import structlog
 from sqlalchemy import Connection, Table, func, insert, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -24,6 +25,9 @@ from ..durations import format_duration
 from ..errors import RunNotFound, StoreError
 from ..secrets import redactor
 from .engine import make_engine, start_checkpointer
+
+if TYPE_CHECKING:
+    from .writer import WriterProcess
 from .tables import (
     ApprovalRow,
     DecisionRow,
@@ -34,6 +38,8 @@ from .tables import (
     ScheduleStateRow,
     utcnow,
 )
+
+log = structlog.get_logger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -99,7 +105,10 @@ class DispatchRequest:
     """An event to store with its decisions (and the runs they start) in one transaction.
 
     `key` makes it idempotent; `schedule_mark` (automation, trigger key, slot) advances a
-    schedule in the same transaction.
+    schedule in the same transaction. `received_at` is the clock of every check and row of
+    the dispatch (guard windows, the runs' `created_at`), so it is set where the event
+    arrives, not where it happens to be written. `payload_json` is the payload already
+    serialised (as the writer process receives it); it wins over `payload`.
     """
 
     source: str
@@ -109,12 +118,13 @@ class DispatchRequest:
     decisions: Sequence[Decision] = ()
     received_at: datetime | None = None
     schedule_mark: tuple[str, str, datetime] | None = None
+    payload_json: str | None = None
 
 
 _MAX_BATCH = 256
 
 
-def _run_row(new: NewRun, event_id: int | None) -> RunRow:
+def _run_row(new: NewRun, event_id: int | None, now: datetime | None = None) -> RunRow:
     return RunRow(
         automation=new.automation,
         trigger=new.trigger,
@@ -124,14 +134,15 @@ def _run_row(new: NewRun, event_id: int | None) -> RunRow:
         retry_of=new.retry_of,
         not_before=new.not_before,
         key=new.key,
-        created_at=utcnow(),
+        created_at=now or utcnow(),
     )
 
 
 class Store:
     """Persistent state of the daemon."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, checkpoint: bool = True) -> None:
+        self._url = url
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
         # SQLite has one writer at a time anyway; one thread keeps writes ordered.
@@ -153,13 +164,57 @@ class Store:
         self._insert_run_event = insert(_RUN_EVENTS).returning(_RUN_EVENTS.c.id)
         self._insert_outbox = insert(_OUTBOX).returning(_OUTBOX.c.id)
         self._seqs: dict[int, int] = {}  # run id -> last sequence number written
-        self._checkpointer = start_checkpointer(self.engine) if self.dialect == "sqlite" else None
+        self._checkpointer = (
+            start_checkpointer(self.engine) if checkpoint and self.dialect == "sqlite" else None
+        )
         self._pending: list[tuple[DispatchRequest, asyncio.Future[Dispatched | None]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._process: WriterProcess | None = None
+        self._starting: asyncio.Task[None] | None = None
 
     def create_all(self) -> None:
         """Create missing tables."""
         SQLModel.metadata.create_all(self.engine)
+
+    @property
+    def writes_in_process(self) -> bool:
+        """True when a writer process of its own stores dispatched events."""
+        return self._process is not None
+
+    def start_writer_process(self) -> asyncio.Task[None] | None:
+        """Start a writer process of its own for dispatched events, in the background
+        (`writer`); until it is ready, and if it cannot start, the store thread writes them.
+
+        Returns the starting task (the same one on every call), or None for an in-memory
+        SQLite database, which lives in this process only.
+        """
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            return None
+        if self._starting is None:
+            self._starting = asyncio.create_task(self._start_process(), name="event-writer")
+        return self._starting
+
+    async def _start_process(self) -> None:
+        from .writer import WriterProcess  # the writer imports this module
+
+        process = WriterProcess(self._url)
+        try:
+            await process.start()
+        except StoreError as exc:
+            log.warning("events are written by the store thread", reason=str(exc))
+            return
+        self._process = process
+
+    async def stop_writer_process(self) -> None:
+        """Stop the writer process once the batches already submitted are written."""
+        if self._starting is not None:
+            await self._starting
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
+        process, self._process = self._process, None
+        if process is not None:
+            await process.close()
 
     def close(self) -> None:
         """Release connections and the worker thread."""
@@ -184,6 +239,8 @@ class Store:
         share it, so a burst of deliveries costs a few commits instead of one each, while
         every caller still hears back only after its own event is durable.
         """
+        if request.received_at is None:
+            request.received_at = utcnow()
         future: asyncio.Future[Dispatched | None] = asyncio.get_running_loop().create_future()
         self._pending.append((request, future))
         if self._writer is None or self._writer.done():
@@ -194,7 +251,7 @@ class Store:
         while self._pending:
             batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
             try:
-                results = await self.call(self.dispatch_many, [r for r, _ in batch])
+                results = await self._dispatch([r for r, _ in batch])
             except Exception:
                 if len(batch) == 1:
                     results = None
@@ -215,7 +272,7 @@ class Store:
         batch, self._pending = self._pending[:count], self._pending[count:]
         for request, future in batch:
             try:
-                (result,) = await self.call(self.dispatch_many, [request])
+                (result,) = await self._dispatch([request])
             except Exception as exc:
                 if not future.done():
                     error = StoreError(f"could not store {request.source} event: {exc}")
@@ -224,6 +281,11 @@ class Store:
             else:
                 if not future.done():
                     future.set_result(result)
+
+    async def _dispatch(self, requests: list[DispatchRequest]) -> list[Dispatched | None]:
+        if self._process is not None:
+            return await self._process.dispatch_many(requests)
+        return await self.call(self.dispatch_many, requests)
 
     def dispatch(self, **fields: Any) -> Dispatched | None:
         """Store one event now (synchronous; see `DispatchRequest` for the fields)."""
@@ -259,7 +321,9 @@ class Store:
             "type": req.type,
             "key": req.key,
             "received_at": req.received_at or utcnow(),
-            "payload": redactor.redact_json(req.payload),
+            "payload": redactor.redact(req.payload_json)
+            if req.payload_json is not None
+            else redactor.redact_json(req.payload),
         }
 
     def _insert_keyed(
@@ -289,15 +353,16 @@ class Store:
     ) -> Dispatched:
         """Runs and decision rows for a stored event (decisions are inserted by the caller)."""
         out = Dispatched(event_id)
+        now = req.received_at or utcnow()
         for d in req.decisions:
             run_id = d.run_id
             supersedes: list[int] = []
             if d.run is not None and d.run.guard is not None:
-                verdict, detail, supersedes = self._guard(conn, d.run)
+                verdict, detail, supersedes = self._guard(conn, d.run, now)
                 if verdict is not None:
                     d = Decision(d.automation, verdict, detail)
             if d.run is not None:
-                run = _run_row(d.run, out.event_id)
+                run = _run_row(d.run, out.event_id, now)
                 values = run.model_dump(exclude={"id"})
                 run.id = run_id = conn.execute(self._insert_run, values).scalar_one()
                 out.runs.append(run)
@@ -326,7 +391,7 @@ class Store:
         return out
 
     @staticmethod
-    def _guard(conn: Connection, new: NewRun) -> tuple[str | None, str, list[int]]:
+    def _guard(conn: Connection, new: NewRun, now: datetime) -> tuple[str | None, str, list[int]]:
         """(decision that replaces `matched`, detail, runs to supersede) for a would-be run."""
         guard = new.guard
         assert guard is not None
@@ -334,7 +399,6 @@ class Store:
         same = (runs.automation == new.automation) & (
             runs.key.is_(None) if new.key is None else runs.key == new.key
         )
-        now = utcnow()
         if new.key is not None and guard.dedup_window > timedelta(0):
             prior = conn.execute(
                 select(runs.id)

@@ -1,0 +1,168 @@
+"""The writer process: dispatched events are redacted and written off the daemon's process.
+
+Storing an event before its 2xx costs more Python than the HTTP server does to answer it, and
+in one process both share one GIL. So the daemon hands each group-commit batch to a child
+(`python -m daemon.store.writer`) over a pipe and awaits its answer; the request path keeps
+its core. The child holds its own connection to the same database (SQLite in WAL mode, or
+PostgreSQL) and writes with the same `Store.dispatch_many` the in-process path uses, so the
+transaction, its guards and its results are the same either way.
+
+The database URL (it may hold a password) goes over the pipe, never on the command line;
+secret values travel the same way so the child redacts what the daemon would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+
+import orjson
+import structlog
+
+from ..errors import StoreError
+from ..secrets import redactor
+from .store import Dispatched, DispatchRequest, Store
+from .wire import (
+    decode_batch,
+    decode_results,
+    encode_batch,
+    encode_error,
+    encode_results,
+    frame,
+    read_frame,
+    read_frame_sync,
+)
+
+log = structlog.get_logger(__name__)
+
+
+class WriterProcess:
+    """The daemon's side of the writer process: one batch in flight at a time.
+
+    A writer that dies fails the batch it held (its senders get a 5xx and deliver again; a
+    keyed event they redeliver is a duplicate if it was committed after all) and is started
+    again for the next batch.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._proc: asyncio.subprocess.Process | None = None
+        self._secrets_sent = 0
+        self._lock = asyncio.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        """The running writer's process id."""
+        return None if self._proc is None else self._proc.pid
+
+    async def start(self) -> None:
+        """Start the child and wait until it has its database connection."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "daemon.store.writer",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        try:
+            proc.stdin.write(frame(orjson.dumps({"url": self._url})))
+            await proc.stdin.drain()
+            ready = orjson.loads(await read_frame(proc.stdout))
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            await _reap(proc)
+            raise StoreError("the store's writer process did not start") from exc
+        if "error" in ready:
+            await _reap(proc)
+            raise StoreError(f"the store's writer process did not start: {ready['error']}")
+        self._proc, self._secrets_sent = proc, 0
+
+    async def dispatch_many(self, requests: Sequence[DispatchRequest]) -> list[Dispatched | None]:
+        """`Store.dispatch_many` in the writer process."""
+        async with self._lock:
+            if self._proc is None or self._proc.returncode is not None:
+                await self.start()
+            proc = self._proc
+            assert proc is not None
+            assert proc.stdin is not None
+            assert proc.stdout is not None
+            secrets = redactor.registered()[self._secrets_sent :]
+            ok = False
+            try:
+                proc.stdin.write(encode_batch(list(requests), secrets))
+                await proc.stdin.drain()
+                content = await read_frame(proc.stdout)
+                ok = True
+            except (OSError, asyncio.IncompleteReadError) as exc:
+                raise StoreError("the store's writer process stopped") from exc
+            finally:
+                if not ok:  # died, or cancelled mid-frame: the pipe is out of step
+                    self._proc = None
+                    await _reap(proc)
+            self._secrets_sent += len(secrets)
+        results = decode_results(content)
+        if isinstance(results, str):
+            raise StoreError(results)
+        return results
+
+    async def close(self) -> None:
+        """Let the child finish its batch and exit (end of input), then reap it."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        async with self._lock:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            try:
+                await asyncio.wait_for(proc.wait(), 5)
+            except TimeoutError:
+                await _reap(proc)
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    await proc.wait()
+
+
+def main() -> None:
+    """The child: read batches on stdin, write each in one transaction, answer on stdout."""
+    # The daemon stops it by closing its input; a Ctrl-C or SIGTERM to the process group must
+    # not cut a transaction short while the daemon is still shutting down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    hello = read_frame_sync(stdin)
+    if hello is None:
+        return
+    try:
+        store = Store(orjson.loads(hello)["url"], checkpoint=False)
+    except Exception as exc:
+        stdout.write(frame(orjson.dumps({"error": f"{type(exc).__name__}: {exc}"})))
+        stdout.flush()
+        return
+    stdout.write(frame(b'{"ready":true}'))
+    stdout.flush()
+    try:
+        while (content := read_frame_sync(stdin)) is not None:
+            try:
+                requests, secrets = decode_batch(content)
+                for value in secrets:
+                    redactor.register(value)
+                out = encode_results(store.dispatch_many(requests))
+            except Exception as exc:
+                # Nothing of the batch is stored (one transaction); the message may quote
+                # parameters, so it is redacted before it leaves.
+                out = encode_error(redactor.redact(f"{type(exc).__name__}: {exc}"))
+            stdout.write(out)
+            stdout.flush()
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    main()
