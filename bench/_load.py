@@ -42,13 +42,20 @@ class _Conn:
         self.writer: asyncio.StreamWriter | None = None
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> int:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        assert self.reader is not None
         head = f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Length: {len(body)}\r\n"
         head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-        self.writer.write(head.encode() + body)
-        status_line = await self.reader.readline()
+        reused = self.writer is not None
+        status_line = await self._send(head.encode() + body)
+        if not status_line and reused:
+            # The server closed this keep-alive connection while it sat idle (uvicorn does
+            # after 5 s): open a new one and send again, as HTTP clients do.
+            assert self.writer is not None
+            self.writer.close()
+            self.writer = None
+            status_line = await self._send(head.encode() + body)
+        if not status_line:
+            raise ConnectionResetError("connection closed before a response")
+        assert self.reader is not None
         length = 0
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.decode().partition(":")
@@ -56,6 +63,13 @@ class _Conn:
                 length = int(value)
         await self.reader.readexactly(length)
         return int(status_line.split()[1])
+
+    async def _send(self, data: bytes) -> bytes:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(data)
+        return await self.reader.readline()
 
 
 async def main() -> None:

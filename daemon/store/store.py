@@ -122,6 +122,7 @@ class DispatchRequest:
 
 
 _MAX_BATCH = 256
+_IN_FLIGHT = 2
 
 
 def _run_row(new: NewRun, event_id: int | None, now: datetime | None = None) -> RunRow:
@@ -168,7 +169,7 @@ class Store:
             start_checkpointer(self.engine) if checkpoint and self.dialect == "sqlite" else None
         )
         self._pending: list[tuple[DispatchRequest, asyncio.Future[Dispatched | None]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._writers: set[asyncio.Task[None]] = set()
         self._process: WriterProcess | None = None
         self._starting: asyncio.Task[None] | None = None
 
@@ -210,8 +211,8 @@ class Store:
         """Stop the writer process once the batches already submitted are written."""
         if self._starting is not None:
             await self._starting
-        while self._writer is not None and not self._writer.done():
-            await asyncio.shield(self._writer)
+        while busy := [t for t in self._writers if not t.done()]:
+            await asyncio.wait(busy)
         process, self._process = self._process, None
         if process is not None:
             await process.close()
@@ -243,8 +244,12 @@ class Store:
             request.received_at = utcnow()
         future: asyncio.Future[Dispatched | None] = asyncio.get_running_loop().create_future()
         self._pending.append((request, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_pending())
+        if len(self._writers) < _IN_FLIGHT:
+            # Up to two batches in flight: the writer starts the next one as soon as it has
+            # committed one, instead of idling while this loop collects the results.
+            task = asyncio.create_task(self._write_pending())
+            self._writers.add(task)
+            task.add_done_callback(self._writers.discard)
         return await future
 
     async def _write_pending(self) -> None:

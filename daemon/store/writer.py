@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections import deque
 from collections.abc import Sequence
 
 import orjson
@@ -40,9 +41,11 @@ log = structlog.get_logger(__name__)
 
 
 class WriterProcess:
-    """The daemon's side of the writer process: one batch in flight at a time.
+    """The daemon's side of the writer process.
 
-    A writer that dies fails the batch it held (its senders get a 5xx and deliver again; a
+    Batches are written to the child's stdin in order and answered in the same order, so more
+    than one can be in flight: the child starts the next as soon as it has committed one. A
+    writer that dies fails the batches it held (their senders get a 5xx and deliver again; a
     keyed event they redeliver is a duplicate if it was committed after all) and is started
     again for the next batch.
     """
@@ -50,8 +53,10 @@ class WriterProcess:
     def __init__(self, url: str) -> None:
         self._url = url
         self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._waiting: deque[asyncio.Future[bytes]] = deque()
         self._secrets_sent = 0
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # one starter, one frame written at a time
 
     @property
     def pid(self) -> int | None:
@@ -80,47 +85,69 @@ class WriterProcess:
             await _reap(proc)
             raise StoreError(f"the store's writer process did not start: {ready['error']}")
         self._proc, self._secrets_sent = proc, 0
+        self._reader = asyncio.create_task(self._read(proc), name="event-writer-answers")
+
+    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        try:
+            while True:
+                content = await read_frame(proc.stdout)
+                answer = self._waiting.popleft()
+                if not answer.done():  # its sender may have been cancelled meanwhile
+                    answer.set_result(content)
+        except (OSError, asyncio.IncompleteReadError, IndexError):
+            pass
+        finally:
+            self._lose(proc)
+
+    def _lose(self, proc: asyncio.subprocess.Process) -> None:
+        """The child is gone (or out of step): fail what it held; the next batch restarts it."""
+        if self._proc is proc:
+            self._proc = None
+        waiting, self._waiting = self._waiting, deque()
+        for future in waiting:
+            if not future.done():
+                future.set_exception(StoreError("the store's writer process stopped"))
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
 
     async def dispatch_many(self, requests: Sequence[DispatchRequest]) -> list[Dispatched | None]:
         """`Store.dispatch_many` in the writer process."""
+        answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         async with self._lock:
             if self._proc is None or self._proc.returncode is not None:
                 await self.start()
             proc = self._proc
             assert proc is not None
             assert proc.stdin is not None
-            assert proc.stdout is not None
             secrets = redactor.registered()[self._secrets_sent :]
-            ok = False
+            self._waiting.append(answer)
             try:
                 proc.stdin.write(encode_batch(list(requests), secrets))
                 await proc.stdin.drain()
-                content = await read_frame(proc.stdout)
-                ok = True
-            except (OSError, asyncio.IncompleteReadError) as exc:
-                raise StoreError("the store's writer process stopped") from exc
-            finally:
-                if not ok:  # died, or cancelled mid-frame: the pipe is out of step
-                    self._proc = None
-                    await _reap(proc)
+            except BaseException:
+                self._lose(proc)  # a frame half written leaves the pipe out of step
+                raise
             self._secrets_sent += len(secrets)
-        results = decode_results(content)
+        results = decode_results(await answer)
         if isinstance(results, str):
             raise StoreError(results)
         return results
 
     async def close(self) -> None:
-        """Let the child finish its batch and exit (end of input), then reap it."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
+        """Let the child finish the batches it has and exit (end of input), then reap it."""
         async with self._lock:
+            proc, self._proc = self._proc, None
+            if proc is None:
+                return
             if proc.stdin is not None:
                 proc.stdin.close()
             try:
                 await asyncio.wait_for(proc.wait(), 5)
             except TimeoutError:
                 await _reap(proc)
+            if self._reader is not None:
+                await self._reader
 
 
 async def _reap(proc: asyncio.subprocess.Process) -> None:
