@@ -322,3 +322,40 @@ async def test_runs_a_dead_daemon_left_running_are_interrupted_then_handled_by_p
             assert (await run_row(d, run_id + 1)).retry_of == run_id
         else:
             assert [r.id for r in await d.store.call(d.store.list_runs)] == [run_id]
+
+
+FINISH_ON_STEER = """\
+import json, pathlib, sys
+ctx = json.loads(sys.stdin.readline())
+pathlib.Path(ctx["workdir"], "reading").touch()
+sys.stdin.readline()
+print(json.dumps({"type": "finished", "status": "succeeded", "summary": "steered"}), flush=True)
+"""
+
+
+async def test_a_steer_the_agent_took_just_before_it_finished_is_still_recorded(
+    project: Project,
+) -> None:
+    import threading
+
+    project.skill("quick", FINISH_ON_STEER)
+    project.automation("quick", skill="quick")
+    async with running_daemon(project.config()) as d:
+        run = await d.dispatcher.manual("quick", {}, "test")
+        assert run.id is not None
+        run_id = run.id
+        await wait_for((d.config.state_dir / "runs" / str(run_id) / "reading").exists)
+        # Hold the store so recording the steer is still in hand when the agent finishes.
+        release = threading.Event()
+        held = asyncio.ensure_future(d.store.call(release.wait))
+        await d.executor.steer(run_id, "finish now", "test")
+        active = d.executor._active[run_id]  # white box: the run has seen its result
+        await wait_for(lambda: active.inbox_closed)
+        release.set()
+        await held
+        done = await wait_status(d, run_id, RunStatus.SUCCEEDED)
+        assert done.summary == "steered"
+        assert any(
+            e["type"] == "steer_received" and e["text"] == "finish now"
+            for e in await events(d, run_id)
+        )

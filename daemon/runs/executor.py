@@ -60,6 +60,9 @@ class _Active:
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
     # A worktree to remove once the run is reported finished (its changes are committed).
     leftover: tuple[workspace.Worktree, workspace.Outcome] | None = None
+    # The inbox server is waiting for the next message (nothing half handled to lose).
+    inbox_idle: bool = True
+    inbox_closed: bool = False
 
 
 async def _ready_now() -> None:
@@ -480,8 +483,17 @@ class Executor:
         finally:
             for timer in active.timers:
                 timer.cancel()
-            inbox_task.cancel()
+            # A message in hand is finished first: an agent that took a steer and finished at
+            # once must not lose the record that it took it (the "taken" acknowledgement).
+            active.inbox_closed = True
+            if active.inbox_idle:
+                inbox_task.cancel()
             await asyncio.wait({inbox_task}, timeout=_DRAIN_AFTER_CANCEL)
+            inbox_task.cancel()
+            if inbox_task.done() and not inbox_task.cancelled() and inbox_task.exception():
+                log.warning(
+                    "run inbox failed", run_id=active.run_id, error=str(inbox_task.exception())
+                )
         if timed_out:
             return (
                 RunStatus.TIMED_OUT,
@@ -541,8 +553,10 @@ class Executor:
         active.timers.append(handle)
 
     async def _serve_inbox(self, active: _Active, agent: AgentRun) -> None:
-        while True:
+        while not active.inbox_closed:
+            active.inbox_idle = True
             msg = await active.inbox.get()
+            active.inbox_idle = False
             if isinstance(msg, Steer):
                 await agent.steer(msg.text, msg.by)
                 # Recorded once the agent has it: reporters acknowledge "taken" from this.
