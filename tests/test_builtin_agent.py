@@ -325,7 +325,7 @@ async def test_the_worktree_is_made_while_the_model_thinks_and_its_failure_fails
         agent_project(project, not_a_repo, model)
         done, log = await run_fix(project, RunStatus.FAILED)
     assert asked.is_set()  # the model was asked before the workspace existed
-    assert done.summary.startswith("cannot make the workspace: git rev-parse")
+    assert done.summary.startswith("cannot make the workspace: git worktree")
     assert "not a git repository" in done.summary
     assert not [e for e in log if e["type"] == "command"]  # nothing ran outside a worktree
 

@@ -72,39 +72,57 @@ def branch_name(automation: str, run_id: int) -> str:
 
 
 def _create(repo: Path, root: Path, automation: str, run_id: int, base: str | None) -> Worktree:
-    # Two git processes in all: git works from any folder of a repository, bare or not.
-    start = _git(repo, "rev-parse", "--verify", f"{base or 'HEAD'}^{{commit}}").strip()
+    # One git process in the common case (each costs milliseconds before the agent's first
+    # command): the commit the branch starts from is read back from the ref git just wrote.
     path = root / str(run_id)
     branch = branch_name(automation, run_id)
     if path.exists():  # a retry of the same run id cannot happen; a crashed attempt can
         _git(repo, "worktree", "remove", "--force", str(path), check=False)
         shutil.rmtree(path, ignore_errors=True)
-    _git(repo, "worktree", "add", "--force", "-B", branch, str(path), start)
+    start_point = f"{base or 'HEAD'}^{{commit}}"
+    _git(repo, "worktree", "add", "--force", "-B", branch, str(path), start_point)
+    start = _loose_ref(path, branch) or _git(path, "rev-parse", "HEAD").strip()
     return Worktree(repo, path, branch, start)
 
 
+def _loose_ref(tree: Path, branch: str) -> str | None:
+    """The commit a branch points to, read from its loose ref file (None: packed, reftable or
+    anything unexpected; the caller asks git)."""
+    try:
+        gitdir = Path((tree / ".git").read_text().split(":", 1)[1].strip())
+        common = (gitdir / (gitdir / "commondir").read_text().strip()).resolve()
+        sha = (common / "refs" / "heads" / branch).read_text().strip()
+    except (OSError, IndexError):
+        return None
+    return sha if len(sha) in (40, 64) and all(c in "0123456789abcdef" for c in sha) else None
+
+
 def _finish(tree: Worktree, run_id: int) -> Outcome:
-    _git(tree.path, "add", "--all")
-    if _unchanged(tree):
-        return Outcome("", "", None)  # the common case for checks and triage: two processes
-    stat = _git(tree.path, "diff", "--cached", "--stat", tree.base).strip()
-    diff = _git(tree.path, "diff", "--cached", tree.base)
-    commit = None
-    if stat:
+    head, dirty = _state(tree)
+    if not dirty and head == tree.base:
+        return Outcome("", "", None)  # the common case for checks and triage: one process
+    if dirty:
+        _git(tree.path, "add", "--all")
         _git(tree.path, "commit", "--quiet", "--no-verify", "-m", f"nightshift: run {run_id}")
-        commit = _git(tree.path, "rev-parse", "HEAD").strip()
+        head = _git(tree.path, "rev-parse", "HEAD").strip()
+    # Whatever the agent committed itself is part of the run's diff too.
+    stat = _git(tree.path, "diff", "--stat", tree.base, "HEAD").strip()
+    diff = _git(tree.path, "diff", tree.base, "HEAD")
     if len(diff) > MAX_DIFF:
         diff = diff[:MAX_DIFF] + "\n[…diff truncated]\n"
-    return Outcome(stat, diff, commit)
+    return Outcome(stat, diff, head)
 
 
-def _unchanged(tree: Worktree) -> bool:
-    proc = subprocess.run(
-        ["git", "-C", str(tree.path), "diff", "--cached", "--quiet", tree.base],
-        capture_output=True,
-        timeout=120,
-    )
-    return proc.returncode == 0
+def _state(tree: Worktree) -> tuple[str | None, bool]:
+    """(HEAD's commit, whether any file is changed, staged or untracked): one git process."""
+    status = _git(tree.path, "status", "--porcelain=v2", "--branch", "--untracked-files=all")
+    head, dirty = None, False
+    for line in status.splitlines():
+        if line.startswith("# branch.oid "):
+            head = line.removeprefix("# branch.oid ").strip()
+        elif not line.startswith("# "):
+            dirty = True
+    return head, dirty
 
 
 def _remove(tree: Worktree, outcome: Outcome) -> None:

@@ -1,0 +1,62 @@
+"""Run worktrees on a real repository: the start commit, and what counts as a change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from daemon import workspace
+
+from .helpers import git, make_repo
+
+
+async def test_a_worktree_starts_at_the_base_and_an_untouched_one_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    tree = await workspace.create(repo, tmp_path / "trees", "check", 1, None)
+    assert tree.base == git(repo, "rev-parse", "HEAD").strip()
+    assert git(tree.path, "rev-parse", "--abbrev-ref", "HEAD").strip() == "nightshift/check/1"
+    outcome = await workspace.finish(tree, 1)
+    assert outcome == workspace.Outcome("", "", None)
+    await workspace.remove(tree, outcome)
+    assert not tree.path.exists()
+    assert "nightshift/check/1" not in git(repo, "branch", "--list")
+
+
+async def test_an_untracked_file_is_a_change(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    tree = await workspace.create(repo, tmp_path / "trees", "fix", 2, None)
+    (tree.path / "notes.txt").write_text("new\n")
+    outcome = await workspace.finish(tree, 2)
+    assert "notes.txt" in outcome.stat
+    assert outcome.commit == git(tree.path, "rev-parse", "HEAD").strip()
+
+
+async def test_a_commit_the_agent_made_itself_is_kept_as_the_runs_diff(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    tree = await workspace.create(repo, tmp_path / "trees", "fix", 3, None)
+    (tree.path / "calc.py").write_text("def add(a, b):\n    return a + b\n")
+    git(tree.path, "-c", "user.name=a", "-c", "user.email=a@a", "commit", "-qam", "agent's own")
+    outcome = await workspace.finish(tree, 3)  # the tree is clean, but HEAD moved on
+    assert "calc.py" in outcome.stat
+    assert "+    return a + b" in outcome.diff
+
+
+async def test_a_base_branch_is_resolved_when_the_worktree_is_made(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    git(repo, "branch", "release")
+    first = git(repo, "rev-parse", "release").strip()
+    git(
+        repo,
+        "-c",
+        "user.name=a",
+        "-c",
+        "user.email=a@a",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "x",
+    )
+    tree = await workspace.create(repo, tmp_path / "trees", "fix", 4, "release")
+    assert tree.base == first != git(repo, "rev-parse", "HEAD").strip()
