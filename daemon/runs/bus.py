@@ -60,9 +60,12 @@ class EventBus:
 
     async def emit(self, run_id: int, event: RunEvent) -> Envelope:
         """Redact, store and publish one event of a run."""
-        data = redactor.redact_obj(event.model_dump(mode="json", exclude_none=True))
+        dumped = event.model_dump(mode="json", exclude_none=True)
+        data = redactor.redact_obj(dumped)
         row = await self._store.call(self._store.append_run_event, run_id, data["type"], data)
-        env = envelope_of(row)
+        # The event as stored: validated again only when redaction changed it.
+        stored = event if data == dumped else RUN_EVENT.validate_python(data)
+        env = Envelope(run_id=run_id, seq=row.seq, at=row.at, event=stored)
         for sub in list(self._subs):
             if sub.run_id is None or sub.run_id == run_id:
                 sub.queue.put_nowait(env)
