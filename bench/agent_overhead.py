@@ -26,7 +26,7 @@ from daemon.agents import BuiltinBackend, RunContext
 from daemon.agents.cli import find_cli
 from daemon.loader import Loader
 from daemon.runs import Finished, RunStatus
-from daemon.testing import Project, running_daemon
+from daemon.testing import Project, running_daemon, wait_for
 from daemon.testing.models import ChatCompletionsDouble, call
 from daemon.testing.responses import ResponsesDouble, message, shell, tool_outputs
 from daemon.testing.slack import SlackDouble
@@ -83,6 +83,12 @@ def daemon_config(project: Project, slack: dict[str, str]) -> Any:
     )
 
 
+async def settled(d: Any) -> None:
+    """Until the daemon has delivered everything the last run reported: a bare round must
+    not share the machine with the previous daemon round's Slack backlog."""
+    await wait_for(lambda: all(item.status != "pending" for item in d.store.outbox()), timeout=60)
+
+
 async def timed_run(d: Any) -> float:
     """Trigger `task` in the daemon; seconds until its `finished` event."""
     with d.bus.subscribe() as sub:
@@ -126,6 +132,7 @@ async def run() -> list[Result]:
                     event={},
                     workdir=work,
                 )
+                await settled(d)
                 t0 = time.perf_counter()
                 agent = await BuiltinBackend().start(ctx)
                 async for event in agent.events():
@@ -191,6 +198,7 @@ async def run_codex() -> Result:
                 clone = ["git", "clone", "-q", str(root / "repo"), str(work)]
                 await asyncio.to_thread(subprocess.run, clone, check=True)
                 home.mkdir()
+                await settled(d)
                 bare_times.append(await codex_bare(model["base_url"], work, home))
                 daemon_times.append(await timed_run(d))
     bare, full = statistics.median(bare_times), statistics.median(daemon_times)
