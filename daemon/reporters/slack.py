@@ -38,7 +38,7 @@ from ..runs import (
     SteerReceived,
 )
 from ..secrets import redactor
-from ..store import OutboxRow, Store
+from ..store import OutboxItem, Store
 from . import slack_blocks
 
 log = structlog.get_logger(__name__)
@@ -71,12 +71,19 @@ _MAX_COALESCED = 20
 _MAX_COALESCED_CHARS = 3500
 
 
-def make_client(config: SlackConfig) -> AsyncWebClient:
-    """The real slack-sdk client; 429s are retried after Retry-After by slack-sdk itself."""
+def make_client(
+    config: SlackConfig, session: aiohttp.ClientSession | None = None
+) -> AsyncWebClient:
+    """The real slack-sdk client; 429s are retried after Retry-After by slack-sdk itself.
+
+    Give it a `session` to keep: without one slack-sdk opens (and closes) a session, and so a
+    connection and a TLS handshake, for every call — one per reported step.
+    """
     return AsyncWebClient(
         token=config.bot_token.resolve(),
         base_url=config.base_url,
         timeout=10,
+        session=session,
         retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=2)],
     )
 
@@ -89,7 +96,7 @@ class SlackReporter:
         store: Store,
         bus: EventBus,
         catalog: Callable[[], Catalog],
-        added: Callable[[OutboxRow], None],
+        added: Callable[[OutboxItem], None],
     ) -> None:
         self._store = store
         self._bus = bus
@@ -220,8 +227,8 @@ class SlackDelivery:
         self._min_interval = min_interval
         self._wake = asyncio.Event()
         self._last_post: dict[str, float] = {}
-        self._parents: dict[int, OutboxRow] = {}  # parent messages posted by this process
-        self._incoming: list[OutboxRow] = []
+        self._parents: dict[int, OutboxItem] = {}  # parent messages posted by this process
+        self._incoming: list[OutboxItem] = []
         self._resync = True  # the backlog a previous process left
         self.backoff_max = 30.0
 
@@ -230,7 +237,7 @@ class SlackDelivery:
         self._resync = True
         self._wake.set()
 
-    def enqueue(self, item: OutboxRow) -> None:
+    def enqueue(self, item: OutboxItem) -> None:
         """An item just stored: no need to read it back from the store."""
         self._incoming.append(item)
         self._wake.set()
@@ -239,7 +246,7 @@ class SlackDelivery:
         backoff = 0.2
         # The pending items live here: new ones come from the reporter as they are stored, and
         # the store is read only for the backlog a previous process left (in pages).
-        items: list[OutboxRow] = []
+        items: list[OutboxItem] = []
         seen = 0
         self._wake.set()
         while True:
@@ -276,7 +283,7 @@ class SlackDelivery:
                 backoff = 0.2
                 items = [i for i in items if i.id not in settled]
 
-    def _cooldown(self, item: OutboxRow) -> float:
+    def _cooldown(self, item: OutboxItem) -> float:
         # Pacing is for thread replies (chatty step streams); a new run's parent message and
         # in-place updates go at once.
         if item.kind != "reply":
@@ -284,7 +291,7 @@ class SlackDelivery:
         last = self._last_post.get(item.channel)
         return 0.0 if last is None else last + self._min_interval - time.monotonic()
 
-    async def _deliver(self, item: OutboxRow, pending: list[OutboxRow]) -> set[int] | None:
+    async def _deliver(self, item: OutboxItem, pending: list[OutboxItem]) -> set[int] | None:
         """Send `item` (with what coalesces into it); the ids settled, or None to retry."""
         assert item.id is not None
         parent = None
@@ -379,7 +386,7 @@ class SlackDelivery:
         return settled
 
     @staticmethod
-    def _coalesce(item: OutboxRow, pending: list[OutboxRow]) -> list[OutboxRow]:
+    def _coalesce(item: OutboxItem, pending: list[OutboxItem]) -> list[OutboxItem]:
         """`item` and the replies of the same run right after it, within Slack's limits."""
         batch = [item]
         size = len(str(item.payload.get("text", "")))

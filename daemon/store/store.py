@@ -33,6 +33,8 @@ from .tables import (
     ApprovalRow,
     DecisionRow,
     EventRow,
+    LoggedEvent,
+    OutboxItem,
     OutboxRow,
     RunEventRow,
     RunRow,
@@ -507,7 +509,7 @@ class Store:
 
     def append_run_event(
         self, run_id: int, type: str, data: dict[str, Any], at: datetime | None = None
-    ) -> RunEventRow:
+    ) -> LoggedEvent:
         """Append one RunEvent to a run's log; `data` must already be redacted.
 
         One Core insert per event (this is the hot path of every run). The sequence number is
@@ -525,13 +527,13 @@ class Store:
                     )
                 ).scalar_one()
             seq = int(seq) + 1
-            row = RunEventRow(run_id=run_id, seq=seq, at=at or utcnow(), type=type, data=data)
-            row.id = conn.execute(
+            at = at or utcnow()
+            row_id = conn.execute(
                 self._insert_run_event,
-                {"run_id": run_id, "seq": seq, "at": row.at, "type": type, "data": data},
+                {"run_id": run_id, "seq": seq, "at": at, "type": type, "data": data},
             ).scalar_one()
         self._seqs[run_id] = seq
-        return row
+        return LoggedEvent(row_id, run_id, seq, at)
 
     def _hot(self) -> Any:
         """The store thread's own DBAPI connection for the per-event writes on SQLite.
@@ -563,7 +565,7 @@ class Store:
 
     def _append_run_event_sqlite(
         self, run_id: int, type: str, data: dict[str, Any], at: datetime
-    ) -> RunEventRow:
+    ) -> LoggedEvent:
         with self._hot_transaction() as cur:
             seq = self._seqs.get(run_id)
             if seq is None:
@@ -577,7 +579,7 @@ class Store:
                 (run_id, seq, _sqlite_time(at), type, json_text(data)),
             ).fetchone()[0]
         self._seqs[run_id] = seq
-        return RunEventRow(id=row_id, run_id=run_id, seq=seq, at=at, type=type, data=data)
+        return LoggedEvent(row_id, run_id, seq, at)
 
     def run_events(self, run_id: int, after_seq: int = 0) -> list[RunEventRow]:
         """A run's log from `after_seq` on."""
@@ -661,47 +663,32 @@ class Store:
     # -- outbox ---------------------------------------------------------------------------
     def add_outbox(
         self, run_id: int, channel: str, kind: str, payload: dict[str, Any], parent_id: int | None
-    ) -> OutboxRow:
+    ) -> OutboxItem:
         """Queue a chat message for delivery (payload already rendered and redacted)."""
-        row = OutboxRow(
-            run_id=run_id,
-            channel=channel,
-            kind=kind,
-            payload=payload,
-            parent_id=parent_id,
-            created_at=utcnow(),
-        )
-        # A Core insert: every step of every run with a channel comes through here.
-        values = {
-            "run_id": run_id,
-            "channel": channel,
-            "kind": kind,
-            "payload": payload,
-            "parent_id": parent_id,
-            "status": row.status,
-            "attempts": 0,
-            "created_at": row.created_at,
-        }
+        created = utcnow()
         if self.dialect == "sqlite":
             with self._hot_transaction() as cur:
-                row.id = cur.execute(
+                item_id = cur.execute(
                     "INSERT INTO outbox (run_id, channel, kind, payload, parent_id, status, "
-                    "attempts, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                    (
-                        run_id,
-                        channel,
-                        kind,
-                        json_text(payload),
-                        parent_id,
-                        row.status,
-                        0,
-                        _sqlite_time(row.created_at),
-                    ),
+                    "attempts, created_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?) RETURNING id",
+                    (run_id, channel, kind, json_text(payload), parent_id, _sqlite_time(created)),
                 ).fetchone()[0]
-            return row
-        with self.engine.begin() as conn:
-            row.id = conn.execute(self._insert_outbox, values).scalar_one()
-        return row
+        else:
+            values = {
+                "run_id": run_id,
+                "channel": channel,
+                "kind": kind,
+                "payload": payload,
+                "parent_id": parent_id,
+                "status": "pending",
+                "attempts": 0,
+                "created_at": created,
+            }
+            with self.engine.begin() as conn:
+                item_id = conn.execute(self._insert_outbox, values).scalar_one()
+        return OutboxItem(
+            int(item_id), run_id, channel, kind, payload, parent_id, created_at=created
+        )
 
     def outbox(
         self, run_id: int | None = None, status: str | None = None, limit: int = 200
@@ -715,15 +702,22 @@ class Store:
                 q = q.where(OutboxRow.status == status)
             return list(s.exec(q.order_by(col(OutboxRow.id)).limit(limit)))
 
-    def pending_outbox(self, after_id: int = 0, limit: int = 200) -> list[OutboxRow]:
+    def pending_outbox(self, after_id: int = 0, limit: int = 200) -> list[OutboxItem]:
         """Pending outbox items with ids above `after_id`, in delivery order."""
-        with self._session() as s:
-            q = select(OutboxRow).where(OutboxRow.status == "pending", col(OutboxRow.id) > after_id)
-            return list(s.exec(q.order_by(col(OutboxRow.id)).limit(limit)))
+        q = (
+            _OUTBOX.select()
+            .where(_OUTBOX.c.status == "pending", _OUTBOX.c.id > after_id)
+            .order_by(_OUTBOX.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [OutboxItem(**row) for row in conn.execute(q).mappings()]
 
-    def get_outbox(self, item_id: int) -> OutboxRow | None:
-        with self._session() as s:
-            return s.get(OutboxRow, item_id)
+    def get_outbox(self, item_id: int) -> OutboxItem | None:
+        """One outbox item."""
+        with self.engine.connect() as conn:
+            row = conn.execute(_OUTBOX.select().where(_OUTBOX.c.id == item_id)).mappings().first()
+        return None if row is None else OutboxItem(**row)
 
     def current_attempt(self, run_id: int) -> int:
         """The newest retry in `run_id`'s chain of attempts (itself when never retried)."""
