@@ -84,6 +84,7 @@ class Daemon:
         self.started_at: datetime | None = None
         self._lock_fd: int | None = None
         self._slack_reporter: Any = None
+        self._slack_http: Any = None  # one aiohttp session for every Slack Web API call
         self.slack_source: Any = None
 
     def _count_started(self, run_id: int) -> None:
@@ -217,11 +218,14 @@ class Daemon:
             if self.config.console:
                 spawn(ConsoleReporter(self.bus, self.catalog, self._console_out).run(), "console")
             if self.config.slack is not None:
+                import aiohttp
+
                 from .reporters.slack import SlackDelivery, SlackReporter, make_client
 
+                self._slack_http = aiohttp.ClientSession()
                 delivery = SlackDelivery(
                     self.store,
-                    make_client(self.config.slack),
+                    make_client(self.config.slack, self._slack_http),
                     self.config.slack.min_interval.total_seconds(),
                 )
                 reporter = SlackReporter(self.store, self.bus, self.catalog, delivery.enqueue)
@@ -235,7 +239,7 @@ class Daemon:
 
                     self.slack_source = SlackSource(
                         app_token=slack.app_token.resolve() if slack.app_token else None,
-                        client=make_client(slack),
+                        client=make_client(slack, self._slack_http),
                         store=self.store,
                         executor=self.executor,
                         dispatcher=self.dispatcher,
@@ -282,6 +286,8 @@ class Daemon:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self._slack_http is not None:
+                await self._slack_http.close()
             await self.store.stop_writer_process()
             await asyncio.to_thread(self.store.close)
             with contextlib.suppress(OSError):

@@ -4,6 +4,7 @@ real slack-sdk SocketModeClient against the local Slack double)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -323,7 +324,7 @@ print(json.dumps({"type": "finished", "status": "succeeded", "summary": "finishe
 
 
 def proc_state(pid: int) -> str:
-    return open(f"/proc/{pid}/stat").read().split()[2]
+    return Path(f"/proc/{pid}/stat").read_text().split()[2]
 
 
 async def test_pause_resume_retry_and_the_second_acknowledgement(
