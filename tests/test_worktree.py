@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from daemon import workspace
+from daemon.runs import RunStatus
+from daemon.store import NewRun
+from daemon.testing import Project, running_daemon, wait_for
 
-from .helpers import git, make_repo
+from .helpers import git, make_repo, wait_event, wait_status
 
 
 async def test_a_worktree_starts_at_the_base_and_an_untouched_one_leaves_nothing(
@@ -60,3 +63,29 @@ async def test_a_base_branch_is_resolved_when_the_worktree_is_made(tmp_path: Pat
     )
     tree = await workspace.create(repo, tmp_path / "trees", "fix", 4, "release")
     assert tree.base == first != git(repo, "rev-parse", "HEAD").strip()
+
+
+async def test_a_run_that_cannot_start_leaves_no_worktree_behind(
+    project: Project, tmp_path: Path
+) -> None:
+    # The worktree of a local repository is started before the run's inputs are checked.
+    repo = make_repo(tmp_path / "repo")
+    project.skill("fix", "print()", inputs={"issue": {"type": "integer", "required": True}})
+    project.automation(
+        "fix",
+        skill="fix",
+        inputs={"issue": "{{ event.payload.issue }}"},
+        workspace={"repository": str(repo), "isolate": True},
+    )
+    async with running_daemon(project.config()) as d:
+        run = await d.store.call(d.store.create_run, NewRun("fix", "schedule:0", {}))
+        d.executor.enqueue(run)
+        assert run.id is not None
+        done = await wait_status(d, run.id, RunStatus.FAILED)
+        assert done.summary.startswith("cannot start: issue")
+        trees = d.config.state_dir / "worktrees"
+        tree = trees / str(run.id)
+        text = f"working on branch nightshift/fix/{run.id} in {tree}"
+        await wait_event(d, run.id, "message", text=text)  # it was made, then:
+        await wait_for(lambda: not tree.exists())
+    assert "nightshift/fix" not in git(repo, "branch", "--list")

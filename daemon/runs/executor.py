@@ -63,6 +63,7 @@ class _Active:
     # The inbox server is waiting for the next message (nothing half handled to lose).
     inbox_idle: bool = True
     inbox_closed: bool = False
+    tree: asyncio.Task[workspace.Worktree] | None = None  # the worktree being made
 
 
 async def _ready_now() -> None:
@@ -304,7 +305,10 @@ class Executor:
     async def _execute(self, active: _Active) -> None:
         run_id = active.run_id
         try:
-            status, summary, run, automation = await self._run(active)
+            try:
+                status, summary, run, automation = await self._run(active)
+            finally:
+                await self._close_tree(active)
         except Exception as exc:  # the executor must survive any bug in one run
             log.exception("run crashed", run_id=run_id)
             status, summary, run, automation = (
@@ -344,6 +348,13 @@ class Executor:
             return RunStatus.FAILED, f"automation {run.automation!r} is no longer loaded", run, None
         skill = catalog.skills.get(automation.skill)
         backend = self._backends.get(automation.agent.backend)
+        repo = self._local_repository(automation)
+        making: asyncio.Task[workspace.Worktree] | None = None
+        if skill is not None and backend is not None and repo is not None and automation.isolated():
+            # A local repository's worktree is started first of all: everything below (the
+            # started event, the event's payload, the backend's start) happens meanwhile, and
+            # the agent's first command waits for it.
+            making = self._start_tree(active, repo, automation, automation.workspace.base_branch)
         await self._emit(
             run_id, Started(automation=automation.name, trigger=run.trigger, attempt=run.attempt)
         )
@@ -376,24 +387,20 @@ class Executor:
                 }
         workdir = self._work_root / str(run_id)
         await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-        making: asyncio.Task[workspace.Worktree] | None = None
         ready = _ready_now
-        repo = self._local_repository(automation)
         if automation.isolated():
-            base = automation.workspace.base_branch
-            try:
-                if repo is None:  # a clone URL: a worktree of the cached mirror
+            if making is None:  # a clone URL: a worktree of the cached mirror, once fetched
+                try:
                     repo = await workspace.mirror(
                         automation.workspace.repository, self._work_root.parent / "mirrors"
                     )
-                    base = f"origin/{base or 'HEAD'}"
-            except NightshiftError as exc:
-                return RunStatus.FAILED, f"cannot make the workspace: {exc}", run, automation
+                except NightshiftError as exc:
+                    return RunStatus.FAILED, f"cannot make the workspace: {exc}", run, automation
+                base = f"origin/{automation.workspace.base_branch or 'HEAD'}"
+                making = self._start_tree(active, repo, automation, base)
             # The worktree is made while the backend starts (and a model thinks about its
             # first step); every backend awaits `ctx.ready()` before it touches the folder.
-            root = self._work_root.parent / "worktrees"
-            making = asyncio.create_task(self._make_tree(run_id, repo, root, automation, base))
-            workdir = root / str(run_id)
+            workdir = self._work_root.parent / "worktrees" / str(run_id)
             ready = functools.partial(_tree_ready, making)
         ctx = RunContext(
             run_id=run_id,
@@ -409,21 +416,36 @@ class Executor:
             ready=ready,
         )
         try:
-            try:
-                active.agent = await backend.start(ctx)
-            except NightshiftError as exc:
-                return RunStatus.FAILED, str(exc), run, automation
-            status, summary = await self._drive(active, active.agent, automation)
-            if making is not None and status == RunStatus.SUCCEEDED:
-                await asyncio.wait({making})
-                if (error := making.exception()) is not None:  # never needed its folder
-                    return RunStatus.FAILED, f"cannot make the workspace: {error}", run, automation
-            return status, summary, run, automation
-        finally:
-            if making is not None:
-                await asyncio.wait({making})  # never leave a half-made worktree behind
-                if not making.cancelled() and making.exception() is None:
-                    await self._keep_diff(active, making.result(), automation.workspace.keep)
+            active.agent = await backend.start(ctx)
+        except NightshiftError as exc:
+            return RunStatus.FAILED, str(exc), run, automation
+        status, summary = await self._drive(active, active.agent, automation)
+        if making is not None and status == RunStatus.SUCCEEDED:
+            await asyncio.wait({making})
+            if (error := making.exception()) is not None:  # never needed its folder
+                return RunStatus.FAILED, f"cannot make the workspace: {error}", run, automation
+        return status, summary, run, automation
+
+    def _start_tree(
+        self, active: _Active, repo: Path, automation: Automation, base: str | None
+    ) -> asyncio.Task[workspace.Worktree]:
+        root = self._work_root.parent / "worktrees"
+        active.tree = asyncio.create_task(
+            self._make_tree(active.run_id, repo, root, automation, base)
+        )
+        return active.tree
+
+    async def _close_tree(self, active: _Active) -> None:
+        """Keep what the run changed; never leave a half-made worktree behind (whatever
+        ended the run, a bug included)."""
+        making, active.tree = active.tree, None
+        if making is None:
+            return
+        await asyncio.wait({making})
+        if not making.cancelled() and making.exception() is None:
+            automation = self._catalog().automations.get(active.automation)
+            keep = automation.workspace.keep if automation is not None else False
+            await self._keep_diff(active, making.result(), keep)
 
     async def _make_tree(
         self,
