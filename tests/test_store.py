@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from daemon.runs import RunStatus
 from daemon.store import Decision, NewRun, Store
 from daemon.testing import Project, running_daemon
@@ -65,7 +67,8 @@ async def test_a_run_end_to_end_on_postgresql(project: Project, pg_schema_url: s
         ]
 
 
-async def test_group_commit_keeps_each_delivery_exact(db_url: str) -> None:
+@pytest.mark.parametrize("writer", ["thread", "process"])
+async def test_group_commit_keeps_each_delivery_exact(db_url: str, writer: str) -> None:
     import asyncio
 
     from daemon.errors import StoreError
@@ -73,6 +76,11 @@ async def test_group_commit_keeps_each_delivery_exact(db_url: str) -> None:
 
     store = Store(db_url)
     store.create_all()
+    if writer == "process":
+        starting = store.start_writer_process()
+        assert starting is not None
+        await starting
+        assert store.writes_in_process
     requests = [
         DispatchRequest(source="github", type="issues.opened", key=f"k{i // 2}", payload={"i": i})
         for i in range(40)  # every key twice: one of each pair is a duplicate
@@ -103,4 +111,5 @@ async def test_group_commit_keeps_each_delivery_exact(db_url: str) -> None:
     assert sorted(e.key or "" for e in store.list_events(limit=100)) == sorted(
         [*(f"k{i}" for i in range(20)), "", ""]
     )
+    await store.stop_writer_process()
     store.close()

@@ -121,9 +121,10 @@ class WriterProcess:
             assert proc is not None
             assert proc.stdin is not None
             secrets = redactor.registered()[self._secrets_sent :]
-            self._waiting.append(answer)
+            batch = encode_batch(list(requests), secrets)  # a request that cannot be sent
+            self._waiting.append(answer)  # fails here, before anything reaches the pipe
             try:
-                proc.stdin.write(encode_batch(list(requests), secrets))
+                proc.stdin.write(batch)
                 await proc.stdin.drain()
             except BaseException:
                 self._lose(proc)  # a frame half written leaves the pipe out of step
