@@ -136,8 +136,8 @@ async def run() -> list[Result]:
                 )
                 await settled(d)
                 t0 = time.perf_counter()
-                agent = await BuiltinBackend().start(ctx)
-                async for event in agent.events():
+                bare_run = await BuiltinBackend().start(ctx)
+                async for event in bare_run.events():
                     if isinstance(event, Finished):
                         assert event.status == RunStatus.SUCCEEDED, event.summary
                 bare_times.append(time.perf_counter() - t0)

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -40,7 +41,7 @@ def wait_http(url: str) -> None:
     raise TimeoutError(url)
 
 
-def load(url: str, *args: str) -> dict[str, float]:
+def load(url: str, *args: str) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-m", "bench._load", url, *args],
         capture_output=True,

@@ -8,6 +8,7 @@ envelope and its ack, and a `chat.postMessage` through the same slack-sdk client
 from __future__ import annotations
 
 import asyncio
+import functools
 import tempfile
 import time
 from io import StringIO
@@ -16,7 +17,7 @@ from pathlib import Path
 from daemon.config import SlackConfig
 from daemon.reporters.slack import make_client
 from daemon.testing import Project, running_daemon, wait_for
-from daemon.testing.slack import SlackDouble
+from daemon.testing.slack import Posted, SlackDouble
 
 from ._util import Result, percentile
 
@@ -33,6 +34,11 @@ for line in sys.stdin:
         if msg["text"].startswith("done"):
             break
 """
+
+
+def posted_parent(slack: SlackDouble, run_id: int | None) -> Posted | None:
+    """The parent message of run `run_id` in #deps, once the double has it."""
+    return next((m for m in slack.parents("C0DEPS") if f"run {run_id} " in m.text), None)
 
 
 async def run() -> list[Result]:
@@ -85,6 +91,7 @@ async def run() -> list[Result]:
                 # Steering: reply in the thread, time until the backend has read it.
                 run = await d.dispatcher.manual("echo", {}, "bench")
                 parent = await wait_for(lambda: next((m for m in slack.parents("C0OPS")), None))
+                assert parent is not None
                 await wait_for(lambda: any("listening" in m.text for m in slack.thread(parent)))
                 steer_ms = []
                 with d.bus.subscribe(run.id) as sub:
@@ -106,12 +113,9 @@ async def run() -> list[Result]:
                 for _ in range(N):
                     quick = await d.dispatcher.manual("quick", {}, "bench")
                     msg = await wait_for(
-                        lambda q=quick: next(
-                            (m for m in slack.parents("C0DEPS") if f"run {q.id} " in m.text), None
-                        ),
-                        10,
-                        0.001,
+                        functools.partial(posted_parent, slack, quick.id), 10, 0.001
                     )
+                    assert msg is not None
                     parent_ms.append((msg.received_at - started[quick.id or 0]) * 1000)
                     await asyncio.sleep(0.06)  # let the channel's pacing interval pass
     steer_p99, parent_p99 = percentile(steer_ms, 99), percentile(parent_ms, 99)
