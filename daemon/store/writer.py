@@ -84,28 +84,36 @@ class WriterProcess:
         if "error" in ready:
             await _reap(proc)
             raise StoreError(f"the store's writer process did not start: {ready['error']}")
-        self._proc, self._secrets_sent = proc, 0
-        self._reader = asyncio.create_task(self._read(proc), name="event-writer-answers")
+        # Each child has its own queue of answers: a dead child's reader, however late it
+        # notices, fails only what that child held, never a batch sent to its successor.
+        self._proc, self._secrets_sent, self._waiting = proc, 0, deque()
+        self._reader = asyncio.create_task(
+            self._read(proc, self._waiting), name="event-writer-answers"
+        )
 
-    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+    async def _read(
+        self, proc: asyncio.subprocess.Process, waiting: deque[asyncio.Future[bytes]]
+    ) -> None:
         assert proc.stdout is not None
         try:
             while True:
                 content = await read_frame(proc.stdout)
-                answer = self._waiting.popleft()
+                answer = waiting.popleft()
                 if not answer.done():  # its sender may have been cancelled meanwhile
                     answer.set_result(content)
         except (OSError, asyncio.IncompleteReadError, IndexError):
             pass
         finally:
-            self._lose(proc)
+            self._lose(proc, waiting)
 
-    def _lose(self, proc: asyncio.subprocess.Process) -> None:
+    def _lose(
+        self, proc: asyncio.subprocess.Process, waiting: deque[asyncio.Future[bytes]]
+    ) -> None:
         """The child is gone (or out of step): fail what it held; the next batch restarts it."""
         if self._proc is proc:
             self._proc = None
-        waiting, self._waiting = self._waiting, deque()
-        for future in waiting:
+        while waiting:
+            future = waiting.popleft()
             if not future.done():
                 future.set_exception(StoreError("the store's writer process stopped"))
         with contextlib.suppress(ProcessLookupError):
@@ -117,17 +125,17 @@ class WriterProcess:
         async with self._lock:
             if self._proc is None or self._proc.returncode is not None:
                 await self.start()
-            proc = self._proc
+            proc, waiting = self._proc, self._waiting
             assert proc is not None
             assert proc.stdin is not None
             secrets = redactor.registered()[self._secrets_sent :]
             batch = encode_batch(list(requests), secrets)  # a request that cannot be sent
-            self._waiting.append(answer)  # fails here, before anything reaches the pipe
+            waiting.append(answer)  # fails here, before anything reaches the pipe
             try:
                 proc.stdin.write(batch)
                 await proc.stdin.drain()
             except BaseException:
-                self._lose(proc)  # a frame half written leaves the pipe out of step
+                self._lose(proc, waiting)  # a frame half written leaves the pipe out of step
                 raise
             self._secrets_sent += len(secrets)
         results = decode_results(await answer)
