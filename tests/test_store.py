@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from daemon.runs import RunStatus
@@ -113,3 +115,28 @@ async def test_group_commit_keeps_each_delivery_exact(db_url: str, writer: str) 
     )
     await store.stop_writer_process()
     store.close()
+
+
+def test_the_per_step_writes_store_timestamps_as_core_does(tmp_path: Path) -> None:
+    import sqlite3
+    from datetime import UTC, datetime
+
+    store = Store(f"sqlite:///{tmp_path / 'x.db'}")
+    store.create_all()
+    whole = datetime(2026, 11, 24, 10, 0, 0, tzinfo=UTC)  # no microseconds: the tricky case
+    first = store.dispatch(source="manual", type="trigger", payload={}, received_at=whole)
+    assert first is not None
+    run = store.create_run(NewRun("x", "manual", {}))
+    assert run.id is not None
+    store.append_run_event(run.id, "step", {"type": "step", "title": "t"}, at=whole)
+    store.add_outbox(run.id, "C1", "reply", {"text": "t"}, None)
+    store.close()
+    with sqlite3.connect(tmp_path / "x.db") as db:
+        (core,) = db.execute("select received_at from events").fetchone()
+        (hot,) = db.execute("select at from run_events").fetchone()
+        (created,) = db.execute("select created_at from outbox").fetchone()
+    assert hot == core == "2026-11-24 10:00:00.000000"
+    assert len(created) == len(core)  # same shape, so text comparisons in SQL stay right
+    reread = Store(f"sqlite:///{tmp_path / 'x.db'}")
+    assert reread.run_events(run.id)[0].at == whole
+    reread.close()

@@ -12,7 +12,7 @@ import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import structlog
@@ -26,9 +26,6 @@ from ..durations import format_duration
 from ..errors import RunNotFound, StoreError
 from ..secrets import json_text, redactor
 from .engine import make_engine, start_checkpointer
-
-if TYPE_CHECKING:
-    from .writer import WriterProcess
 from .tables import (
     ApprovalRow,
     DecisionRow,
@@ -41,6 +38,9 @@ from .tables import (
     ScheduleStateRow,
     utcnow,
 )
+
+if TYPE_CHECKING:
+    from .writer import WriterProcess
 
 log = structlog.get_logger(__name__)
 
@@ -128,11 +128,6 @@ _MAX_BATCH = 256
 _IN_FLIGHT = 2
 
 
-def _sqlite_time(at: datetime) -> str:
-    """`at` as SQLAlchemy stores a `UTCDateTime` in SQLite (naive UTC, microseconds)."""
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
 def _run_row(new: NewRun, event_id: int | None, now: datetime | None = None) -> RunRow:
     return RunRow(
         automation=new.automation,
@@ -181,6 +176,10 @@ class Store:
         self._process: WriterProcess | None = None
         self._starting: asyncio.Task[None] | None = None
         self._raw: Any = None  # see `_hot`
+        # The hot path's timestamps, in the very form Core stores a `UTCDateTime` here.
+        dialect = self.engine.dialect
+        processor = _RUN_EVENTS.c.at.type.dialect_impl(dialect).bind_processor(dialect)
+        self._sqlite_time: Callable[[Any], Any] = processor or (lambda value: value)
 
     def create_all(self) -> None:
         """Create missing tables."""
@@ -516,24 +515,29 @@ class Store:
         kept in memory once known: a run's log is written only by the daemon executing it, and
         all writes go through this store's one thread.
         """
+        at = at or utcnow()
         if self.dialect == "sqlite":
-            return self._append_run_event_sqlite(run_id, type, data, at or utcnow())
+            return self._append_run_event_sqlite(run_id, type, data, at)
         with self.engine.begin() as conn:
-            seq = self._seqs.get(run_id)
-            if seq is None:
-                seq = conn.execute(
+            seq = self._next_seq(
+                run_id,
+                lambda: conn.execute(
                     select(func.coalesce(func.max(_RUN_EVENTS.c.seq), 0)).where(
                         _RUN_EVENTS.c.run_id == run_id
                     )
-                ).scalar_one()
-            seq = int(seq) + 1
-            at = at or utcnow()
+                ).scalar_one(),
+            )
             row_id = conn.execute(
                 self._insert_run_event,
                 {"run_id": run_id, "seq": seq, "at": at, "type": type, "data": data},
             ).scalar_one()
         self._seqs[run_id] = seq
         return LoggedEvent(row_id, run_id, seq, at)
+
+    def _next_seq(self, run_id: int, last_stored: Callable[[], Any]) -> int:
+        """The next sequence number of a run's log (asks the database once per run)."""
+        seq = self._seqs.get(run_id)
+        return int(last_stored() if seq is None else seq) + 1
 
     def _hot(self) -> Any:
         """The store thread's own DBAPI connection for the per-event writes on SQLite.
@@ -567,16 +571,16 @@ class Store:
         self, run_id: int, type: str, data: dict[str, Any], at: datetime
     ) -> LoggedEvent:
         with self._hot_transaction() as cur:
-            seq = self._seqs.get(run_id)
-            if seq is None:
-                seq = cur.execute(
+            seq = self._next_seq(
+                run_id,
+                lambda: cur.execute(
                     "SELECT coalesce(max(seq), 0) FROM run_events WHERE run_id = ?", (run_id,)
-                ).fetchone()[0]
-            seq = int(seq) + 1
+                ).fetchone()[0],
+            )
             row_id = cur.execute(
                 "INSERT INTO run_events (run_id, seq, at, type, data) VALUES (?, ?, ?, ?, ?) "
                 "RETURNING id",
-                (run_id, seq, _sqlite_time(at), type, json_text(data)),
+                (run_id, seq, self._sqlite_time(at), type, json_text(data)),
             ).fetchone()[0]
         self._seqs[run_id] = seq
         return LoggedEvent(row_id, run_id, seq, at)
@@ -671,7 +675,14 @@ class Store:
                 item_id = cur.execute(
                     "INSERT INTO outbox (run_id, channel, kind, payload, parent_id, status, "
                     "attempts, created_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?) RETURNING id",
-                    (run_id, channel, kind, json_text(payload), parent_id, _sqlite_time(created)),
+                    (
+                        run_id,
+                        channel,
+                        kind,
+                        json_text(payload),
+                        parent_id,
+                        self._sqlite_time(created),
+                    ),
                 ).fetchone()[0]
         else:
             values = {
