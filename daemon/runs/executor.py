@@ -349,12 +349,11 @@ class Executor:
         skill = catalog.skills.get(automation.skill)
         backend = self._backends.get(automation.agent.backend)
         repo = self._local_repository(automation)
-        making: asyncio.Task[workspace.Worktree] | None = None
         if skill is not None and backend is not None and repo is not None and automation.isolated():
             # A local repository's worktree is started first of all: everything below (the
             # started event, the event's payload, the backend's start) happens meanwhile, and
             # the agent's first command waits for it.
-            making = self._start_tree(active, repo, automation, automation.workspace.base_branch)
+            self._start_tree(active, repo, automation, automation.workspace.base_branch)
         await self._emit(
             run_id, Started(automation=automation.name, trigger=run.trigger, attempt=run.attempt)
         )
@@ -389,7 +388,7 @@ class Executor:
         await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
         ready = _ready_now
         if automation.isolated():
-            if making is None:  # a clone URL: a worktree of the cached mirror, once fetched
+            if active.tree is None:  # a clone URL: a worktree of the cached mirror, once fetched
                 try:
                     repo = await workspace.mirror(
                         automation.workspace.repository, self._work_root.parent / "mirrors"
@@ -397,11 +396,12 @@ class Executor:
                 except NightshiftError as exc:
                     return RunStatus.FAILED, f"cannot make the workspace: {exc}", run, automation
                 base = f"origin/{automation.workspace.base_branch or 'HEAD'}"
-                making = self._start_tree(active, repo, automation, base)
+                self._start_tree(active, repo, automation, base)
             # The worktree is made while the backend starts (and a model thinks about its
             # first step); every backend awaits `ctx.ready()` before it touches the folder.
             workdir = self._work_root.parent / "worktrees" / str(run_id)
-            ready = functools.partial(_tree_ready, making)
+            assert active.tree is not None
+            ready = functools.partial(_tree_ready, active.tree)
         ctx = RunContext(
             run_id=run_id,
             attempt=run.attempt,
@@ -420,7 +420,7 @@ class Executor:
         except NightshiftError as exc:
             return RunStatus.FAILED, str(exc), run, automation
         status, summary = await self._drive(active, active.agent, automation)
-        if making is not None and status == RunStatus.SUCCEEDED:
+        if (making := active.tree) is not None and status == RunStatus.SUCCEEDED:
             await asyncio.wait({making})
             if (error := making.exception()) is not None:  # never needed its folder
                 return RunStatus.FAILED, f"cannot make the workspace: {error}", run, automation
@@ -428,12 +428,12 @@ class Executor:
 
     def _start_tree(
         self, active: _Active, repo: Path, automation: Automation, base: str | None
-    ) -> asyncio.Task[workspace.Worktree]:
+    ) -> None:
+        """Start making the run's worktree; `_close_tree` ends it whatever ends the run."""
         root = self._work_root.parent / "worktrees"
         active.tree = asyncio.create_task(
             self._make_tree(active.run_id, repo, root, automation, base)
         )
-        return active.tree
 
     async def _close_tree(self, active: _Active) -> None:
         """Keep what the run changed; never leave a half-made worktree behind (whatever
@@ -461,7 +461,7 @@ class Executor:
 
     async def _keep_diff(self, active: _Active, tree: workspace.Worktree, keep: bool) -> None:
         """Commit the run's changes on its branch and keep the diff as an artifact; the
-        folder is removed after the run is reported finished (see `_cleanup`)."""
+        folder is removed after the run is reported finished (`_execute`, `leftover`)."""
         run_id = active.run_id
         try:
             outcome = await workspace.finish(tree, run_id)
