@@ -214,7 +214,6 @@ class SlackReporter:
             self._store.add_outbox, run_id, channel, kind, redactor.redact_obj(payload), parent_id
         )
         self._added(row)
-        assert row.id is not None
         return row.id
 
 
@@ -231,11 +230,6 @@ class SlackDelivery:
         self._incoming: list[OutboxItem] = []
         self._resync = True  # the backlog a previous process left
         self.backoff_max = 30.0
-
-    def wake(self) -> None:
-        """Items may be waiting in the store: read them on the next pass."""
-        self._resync = True
-        self._wake.set()
 
     def enqueue(self, item: OutboxItem) -> None:
         """An item just stored: no need to read it back from the store."""
@@ -262,10 +256,10 @@ class SlackDelivery:
                         self._incoming = []
                 else:
                     fresh, self._incoming = self._incoming, []
-                for item in sorted(fresh, key=lambda i: i.id or 0):
-                    if (item.id or 0) > seen:  # each once, in id order
+                for item in sorted(fresh, key=lambda i: i.id):
+                    if item.id > seen:  # each once, in id order
                         items.append(item)
-                        seen = item.id or seen
+                        seen = item.id
             if not items:
                 await self._wake.wait()
                 continue
@@ -293,7 +287,6 @@ class SlackDelivery:
 
     async def _deliver(self, item: OutboxItem, pending: list[OutboxItem]) -> set[int] | None:
         """Send `item` (with what coalesces into it); the ids settled, or None to retry."""
-        assert item.id is not None
         parent = None
         if item.parent_id is not None:
             parent = self._parents.get(item.parent_id) or await self._store.call(
