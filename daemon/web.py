@@ -7,6 +7,7 @@ and logged without their payload.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -82,14 +83,7 @@ def build_web_app(daemon: Daemon) -> ASGIApp:
     async def metrics_endpoint(request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    def counter(source: str, outcome: str) -> Any:
-        key = (source, outcome)
-        child = counted.get(key)
-        if child is None:
-            child = counted[key] = metrics.events.labels(source, outcome)
-        return child
-
-    counted: dict[tuple[str, str], Any] = {}
+    counter = functools.cache(metrics.events.labels)  # a labelled child costs a lookup
     timers = {s: metrics.intake_seconds.labels(s) for s in ("github", "alertmanager", "webhook")}
 
     async def intake(scope: Scope, receive: Receive, send: Send) -> None:

@@ -215,10 +215,14 @@ async def test_strangers_and_nightshift_itself_start_nothing(
 
 
 async def test_health_and_readiness(gh: tuple[Daemon, httpx.AsyncClient]) -> None:
-    _, client = gh
+    d, client = gh
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     assert (await client.get("/readyz")).status_code == 200
     assert (await client.post("/hooks/nope", content=b"{}")).status_code == 404
+    wrong_method = await client.get("/hooks/github")
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
+    assert (await client.post("/hooks/github/extra", content=b"{}")).status_code == 404
+    assert d.store.list_events() == []  # nothing refused is stored
 
 
 async def test_generic_webhooks_hmac_and_bearer(
