@@ -207,6 +207,7 @@ class Dispatcher:
                 type=incoming.type,
                 key=incoming.key,
                 payload=incoming.payload,
+                payload_json=incoming.text,
                 decisions=decisions,
             )
         )

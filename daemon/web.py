@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .sources import alertmanager, github, webhooks
 from .sources.github import WebhookRefused
-from .sources.incoming import Incoming
+from .sources.incoming import Incoming, stored_text
 
 if TYPE_CHECKING:
     from .app import Daemon
@@ -37,9 +37,18 @@ _JSON = (b"content-type", b"application/json")
 _HOOKS = "/hooks/"
 
 
-async def read_body(headers: Headers, receive: Receive, limit: int) -> bytes:
-    """The raw body, refusing (413) anything over `limit` bytes without reading it all."""
-    declared = headers.get("content-length")
+def header_map(scope: Scope) -> dict[bytes, bytes]:
+    """A request's headers by lower-case name, first occurrence winning (as `Headers.get`);
+    a tenth of what `Headers` lookups cost on the hot path."""
+    out: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        out.setdefault(name, value)
+    return out
+
+
+async def read_body(declared: str | None, receive: Receive, limit: int) -> bytes:
+    """The raw body, refusing (413) anything over `limit` bytes without reading it all
+    (`declared`: the Content-Length header, if any)."""
     if declared and declared.isdigit() and int(declared) > limit:
         raise WebhookRefused(413, f"body over {limit} bytes")
     chunks: list[bytes] = []
@@ -99,15 +108,16 @@ def build_web_app(daemon: Daemon) -> ASGIApp:
             await respond(send, 405, {"error": "use POST"}, Headers({"allow": "POST"}))
             return
         counter(source, "received").inc()
-        headers = Headers(scope=scope)
+        raw = header_map(scope)
         try:
-            body = await read_body(headers, receive, limit)
+            length = raw.get(b"content-length")
+            body = await read_body(length.decode("latin-1") if length else None, receive, limit)
             if source == "github":
-                events = parse_github(headers, body)
+                events = parse_github(raw, body)
             elif source == "alertmanager":
-                events = parse_alertmanager(headers, body)
+                events = parse_alertmanager(Headers(scope=scope), body)
             else:
-                events = parse_generic(name, headers, body)
+                events = parse_generic(name, Headers(scope=scope), body)
         except WebhookRefused as exc:
             counter(source, "refused").inc()
             client = scope.get("client")
@@ -145,21 +155,27 @@ def build_web_app(daemon: Daemon) -> ASGIApp:
         fresh = any(not e["duplicate"] for e in out)
         await respond(send, 202 if fresh else 200, {"events": out})
 
-    def parse_github(headers: Headers, body: bytes) -> list[Incoming]:
+    def parse_github(raw: dict[bytes, bytes], body: bytes) -> list[Incoming]:
         cfg = sources.github
         if cfg is None:
             raise WebhookRefused(404, "the github source is not configured")
-        github.verify_signature(cfg.secret.resolve(), body, headers.get("x-hub-signature-256"))
-        event = headers.get("x-github-event")
+
+        def header(name: bytes) -> str:
+            return raw.get(name, b"").decode("latin-1")
+
+        github.verify_signature(cfg.secret.resolve(), body, header(b"x-hub-signature-256"))
+        event = header(b"x-github-event")
         if not event:
             raise WebhookRefused(400, "missing X-GitHub-Event")
         if event == "ping":
             return []
-        delivery = headers.get("x-github-delivery")
+        delivery = header(b"x-github-delivery")
         if not delivery:
             raise WebhookRefused(400, "missing X-GitHub-Delivery")
-        payload = github.parse_body(body, headers.get("content-type", ""))
-        return [github.normalise(event, delivery, payload)]
+        content_type = header(b"content-type")
+        payload = github.parse_body(body, content_type)
+        form = content_type.startswith("application/x-www-form-urlencoded")
+        return [github.normalise(event, delivery, payload, None if form else stored_text(body))]
 
     def parse_alertmanager(headers: Headers, body: bytes) -> list[Incoming]:
         cfg = sources.alertmanager
@@ -183,7 +199,7 @@ def build_web_app(daemon: Daemon) -> ASGIApp:
             return JSONResponse({"error": "slack events are not configured"}, status_code=404)
         metrics.events.labels("slack", "received").inc()
         try:
-            body = await read_body(request.headers, request.receive, limit)
+            body = await read_body(request.headers.get("content-length"), request.receive, limit)
         except WebhookRefused as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         verifier = SignatureVerifier(cfg.signing_secret.resolve())

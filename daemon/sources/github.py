@@ -49,14 +49,18 @@ def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
     return data
 
 
-def normalise(event: str, delivery: str, payload: dict[str, Any]) -> Incoming:
-    """One GitHub delivery as an `Incoming` event keyed by its delivery id."""
+def normalise(
+    event: str, delivery: str, payload: dict[str, Any], text: str | None = None
+) -> Incoming:
+    """One GitHub delivery as an `Incoming` event keyed by its delivery id (`text`: the
+    payload's JSON as received, when the store may keep it as is; see `stored_text`)."""
     action = payload.get("action")
     repo = (payload.get("repository") or {}).get("full_name")
     return Incoming(
         source="github",
         type=f"{event}.{action}" if action else event,
         payload=payload,
+        text=text,
         key=f"github:{delivery}",
         meta={
             "github": {"event": event, "action": action, "delivery": delivery, "repository": repo}

@@ -18,6 +18,7 @@ class Incoming:
     payload: dict[str, Any]
     key: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    text: str | None = None  # the payload's JSON text as received, if storable as is
 
     def template_view(self) -> dict[str, Any]:
         """What `when` and input templates see as `event`."""
@@ -32,3 +33,21 @@ class Incoming:
 
 GUARD = "guard: "
 """Prefix of a non-match caused by a loop guard (the event came from nightshift itself)."""
+
+
+def stored_text(body: bytes) -> str | None:
+    """A JSON body's text, when the store can keep it as received instead of serialising
+    the parsed payload again (None: it cannot).
+
+    Kept as is only without `\\u` and `\\/` escapes: then every string in it is spelled as
+    the store's own serialisation spells it, so the redactor finds each secret value in the
+    text exactly where it would find it in the re-serialised payload. Call it only with a
+    body that parsed as JSON (which also proves it is UTF-8).
+    """
+    # Walk the escapes with find (memchr): `in` with a two-byte needle costs 30 times more.
+    at = body.find(b"\\")
+    while at != -1:
+        if body[at + 1 : at + 2] in (b"u", b"/"):
+            return None
+        at = body.find(b"\\", at + 2)
+    return body.decode()
