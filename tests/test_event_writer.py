@@ -110,7 +110,7 @@ async def test_a_writer_killed_between_batches_is_replaced_before_the_next_one(
     assert process is not None
     first = writer_pid(d)
     os.kill(first, signal.SIGKILL)
-    await wait_for(lambda: process._proc is None or process._proc.returncode is not None)
+    await wait_for(lambda: not process.running)
     resp = await deliver(client, "issues", payload("issues.opened"))
     assert resp.status_code == 202
     assert writer_pid(d) != first

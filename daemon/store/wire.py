@@ -9,7 +9,6 @@ text as it is.
 
 from __future__ import annotations
 
-import asyncio
 import struct
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO
@@ -32,10 +31,25 @@ def frame(content: bytes) -> bytes:
     return _LEN.pack(len(content)) + content
 
 
-async def read_frame(reader: asyncio.StreamReader) -> bytes:
-    """The next frame's content; `asyncio.IncompleteReadError` at end of stream."""
-    (size,) = _LEN.unpack(await reader.readexactly(_LEN.size))
-    return await reader.readexactly(size)
+class Frames:
+    """Cuts frames out of a stream that arrives in pieces (a pipe's data callbacks)."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The contents of every frame `data` completes, in order."""
+        buffer = self._buffer
+        buffer += data
+        out: list[bytes] = []
+        while len(buffer) >= _LEN.size:
+            (size,) = _LEN.unpack_from(buffer)
+            end = _LEN.size + size
+            if len(buffer) < end:
+                break
+            out.append(bytes(buffer[_LEN.size : end]))
+            del buffer[:end]
+        return out
 
 
 def read_frame_sync(stream: BinaryIO) -> bytes | None:

@@ -27,17 +27,68 @@ from ..errors import StoreError
 from ..secrets import redactor
 from .store import Dispatched, DispatchRequest, Store
 from .wire import (
+    Frames,
     decode_batch,
     decode_results,
     encode_batch,
     encode_error,
     encode_results,
     frame,
-    read_frame,
     read_frame_sync,
 )
 
 log = structlog.get_logger(__name__)
+
+
+class _Child(asyncio.SubprocessProtocol):
+    """One writer child's pipes: frames are cut from its stdout as they arrive and answer
+    the oldest waiting batch, in the pipe's own callback (no reader task, no stream)."""
+
+    def __init__(self) -> None:
+        self.waiting: deque[asyncio.Future[bytes]] = deque()
+        self.exited = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.SubprocessTransport | None = None
+        self.lost = False
+        self._frames = Frames()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        for content in self._frames.feed(data):
+            if not self.waiting:  # an answer nobody asked for: the pipe is out of step
+                self.lose()
+                return
+            answer = self.waiting.popleft()
+            if not answer.done():  # its sender may have been cancelled meanwhile
+                answer.set_result(content)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd == 1:  # its answers ended (stdin closes when the daemon ends its input)
+            self.lose()
+
+    def process_exited(self) -> None:
+        # Not `lose()` here: the exit can be noticed before the last answers are read; the
+        # end of its stdout, which follows them, is what fails whatever is still waiting.
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def send(self, data: bytes) -> None:
+        assert self.transport is not None
+        stdin = self.transport.get_pipe_transport(0)
+        assert isinstance(stdin, asyncio.WriteTransport)
+        stdin.write(data)
+
+    def lose(self) -> None:
+        """The child is gone (or out of step): fail what it held, and make sure it is dead."""
+        self.lost = True
+        while self.waiting:
+            future = self.waiting.popleft()
+            if not future.done():
+                future.set_exception(StoreError("the store's writer process stopped"))
+        if self.transport is not None and not self.exited.done():
+            with contextlib.suppress(ProcessLookupError):
+                self.transport.kill()
 
 
 class WriterProcess:
@@ -47,97 +98,73 @@ class WriterProcess:
     than one can be in flight: the child starts the next as soon as it has committed one. A
     writer that dies fails the batches it held (their senders get a 5xx and deliver again; a
     keyed event they redeliver is a duplicate if it was committed after all) and is started
-    again for the next batch.
+    again for the next batch. Each child has its own queue of answers: a dead child, however
+    late its end is noticed, fails only what it held, never a batch sent to its successor.
     """
 
     def __init__(self, url: str) -> None:
         self._url = url
-        self._proc: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._waiting: deque[asyncio.Future[bytes]] = deque()
+        self._child: _Child | None = None
         self._secrets_sent = 0
-        self._lock = asyncio.Lock()  # one starter, one frame written at a time
+        self._lock = asyncio.Lock()  # one starter at a time
+
+    @property
+    def running(self) -> bool:
+        """A child is up and in step (if not, the next batch starts one)."""
+        return self._child is not None and not self._child.lost
 
     @property
     def pid(self) -> int | None:
         """The running writer's process id."""
-        return None if self._proc is None else self._proc.pid
+        child = self._child
+        if child is None or child.transport is None:
+            return None
+        return child.transport.get_pid()
 
     async def start(self) -> None:
         """Start the child and wait until it has its database connection."""
-        proc = await asyncio.create_subprocess_exec(
+        loop = asyncio.get_running_loop()
+        _, child = await loop.subprocess_exec(
+            _Child,
             sys.executable,
             "-m",
             "daemon.store.writer",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            stderr=None,
         )
-        assert proc.stdin is not None
-        assert proc.stdout is not None
+        ready: asyncio.Future[bytes] = loop.create_future()
+        child.waiting.append(ready)
         try:
-            proc.stdin.write(frame(orjson.dumps({"url": self._url})))
-            await proc.stdin.drain()
-            ready = orjson.loads(await read_frame(proc.stdout))
-        except (OSError, asyncio.IncompleteReadError) as exc:
-            await _reap(proc)
+            child.send(frame(orjson.dumps({"url": self._url})))
+            hello = orjson.loads(await ready)
+        except (OSError, StoreError) as exc:
+            await _reap(child)
             raise StoreError("the store's writer process did not start") from exc
-        if "error" in ready:
-            await _reap(proc)
-            raise StoreError(f"the store's writer process did not start: {ready['error']}")
-        # Each child has its own queue of answers: a dead child's reader, however late it
-        # notices, fails only what that child held, never a batch sent to its successor.
-        self._proc, self._secrets_sent, self._waiting = proc, 0, deque()
-        self._reader = asyncio.create_task(
-            self._read(proc, self._waiting), name="event-writer-answers"
-        )
-
-    async def _read(
-        self, proc: asyncio.subprocess.Process, waiting: deque[asyncio.Future[bytes]]
-    ) -> None:
-        assert proc.stdout is not None
-        try:
-            while True:
-                content = await read_frame(proc.stdout)
-                answer = waiting.popleft()
-                if not answer.done():  # its sender may have been cancelled meanwhile
-                    answer.set_result(content)
-        except (OSError, asyncio.IncompleteReadError, IndexError):
-            pass
-        finally:
-            self._lose(proc, waiting)
-
-    def _lose(
-        self, proc: asyncio.subprocess.Process, waiting: deque[asyncio.Future[bytes]]
-    ) -> None:
-        """The child is gone (or out of step): fail what it held; the next batch restarts it."""
-        if self._proc is proc:
-            self._proc = None
-        while waiting:
-            future = waiting.popleft()
-            if not future.done():
-                future.set_exception(StoreError("the store's writer process stopped"))
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
+        if "error" in hello:
+            await _reap(child)
+            raise StoreError(f"the store's writer process did not start: {hello['error']}")
+        self._child, self._secrets_sent = child, 0
 
     async def dispatch_many(self, requests: Sequence[DispatchRequest]) -> list[Dispatched | None]:
         """`Store.dispatch_many` in the writer process."""
         answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        async with self._lock:
-            if self._proc is None or self._proc.returncode is not None:
-                await self.start()
-            proc, waiting = self._proc, self._waiting
-            assert proc is not None
-            assert proc.stdin is not None
-            secrets = redactor.registered()[self._secrets_sent :]
-            batch = encode_batch(list(requests), secrets)  # a request that cannot be sent
-            waiting.append(answer)  # fails here, before anything reaches the pipe
-            try:
-                proc.stdin.write(batch)
-                await proc.stdin.drain()
-            except BaseException:
-                self._lose(proc, waiting)  # a frame half written leaves the pipe out of step
-                raise
-            self._secrets_sent += len(secrets)
+        if not self.running:
+            async with self._lock:
+                if not self.running:
+                    self._child = None
+                    await self.start()
+        child = self._child
+        assert child is not None
+        secrets = redactor.registered()[self._secrets_sent :]
+        batch = encode_batch(list(requests), secrets)  # a request that cannot be sent
+        child.waiting.append(answer)  # fails here, before anything reaches the pipe
+        try:
+            child.send(batch)  # buffered by the transport: a frame is never half written
+        except BaseException:
+            child.lose()
+            raise
+        self._secrets_sent += len(secrets)
         results = decode_results(await answer)
         if isinstance(results, str):
             raise StoreError(results)
@@ -146,23 +173,26 @@ class WriterProcess:
     async def close(self) -> None:
         """Let the child finish the batches it has and exit (end of input), then reap it."""
         async with self._lock:
-            proc, self._proc = self._proc, None
-            if proc is None:
+            child, self._child = self._child, None
+            if child is None or child.transport is None:
                 return
-            if proc.stdin is not None:
-                proc.stdin.close()
+            stdin = child.transport.get_pipe_transport(0)
+            if stdin is not None:
+                stdin.close()
             try:
-                await asyncio.wait_for(proc.wait(), 5)
+                await asyncio.wait_for(asyncio.shield(child.exited), 5)
             except TimeoutError:
-                await _reap(proc)
-            if self._reader is not None:
-                await self._reader
+                await _reap(child)
+            child.transport.close()
 
 
-async def _reap(proc: asyncio.subprocess.Process) -> None:
+async def _reap(child: _Child) -> None:
+    if child.transport is None:
+        return
     with contextlib.suppress(ProcessLookupError):
-        proc.kill()
-    await proc.wait()
+        child.transport.kill()
+    await child.exited
+    child.transport.close()
 
 
 def main() -> None:
