@@ -14,9 +14,11 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from sqlalchemy import text as sql
 
 from daemon.app import Daemon
 from daemon.sources.github import WebhookRefused, verify_signature
+from daemon.sources.incoming import stored_text
 from daemon.testing import Project, running_daemon
 
 FIXTURES = Path(__file__).parent / "fixtures" / "github"
@@ -152,6 +154,39 @@ async def test_each_delivery_starts_the_right_automation_exactly_once(
     assert d.store.get_run(pr.json()["events"][0]["runs"][0]).automation == "review"
     suite = await deliver(client, "check_suite", payload("check_suite.completed"))
     assert suite.status_code == 202 and suite.json()["events"][0]["runs"] == []  # stored, no match
+
+
+def test_a_body_is_kept_as_received_only_when_its_escapes_are_spelled_like_ours() -> None:
+    assert stored_text(b'{"a": "line\\nnext \\"q\\""}') == '{"a": "line\\nnext \\"q\\""}'
+    assert stored_text(b'{"a": "caf\\u00e9"}') is None  # we would write the character itself
+    assert stored_text(b'{"a": "a\\/b"}') is None
+    assert stored_text(b'{"a": "C:\\\\u"}') is not None  # an escaped backslash, then "u"
+
+
+def stored_payload(d: Daemon, key: str) -> str:
+    with d.store.engine.connect() as conn:
+        text = conn.execute(sql("select payload from events where key = :k"), {"k": key})
+        return str(text.scalar_one())
+
+
+async def test_a_stored_body_has_its_secrets_masked_whether_kept_or_reserialised(
+    gh: tuple[Daemon, httpx.AsyncClient],
+) -> None:
+    d, client = gh
+    token = "ghp_" + "a1" * 18
+    data = payload("issues.opened", issue__body=f"hook secret {SECRET}, token {token}, café")
+    kept = json.dumps(data, indent=1, ensure_ascii=False).encode()
+    resp = await deliver(client, "issues", data, delivery="kept", body=kept)
+    assert resp.status_code == 202
+    text = stored_payload(d, "github:kept")
+    assert text == kept.decode().replace(SECRET, "***").replace(token, "***")  # as sent
+
+    escaped = json.dumps(data).encode()  # "café" sent as "caf\\u00e9": written again by us
+    resp = await deliver(client, "issues", data, delivery="escaped", body=escaped)
+    assert resp.status_code == 202
+    text = stored_payload(d, "github:escaped")
+    assert SECRET not in text and token not in text and "café" in text
+    assert json.loads(text)["issue"]["body"] == "hook secret ***, token ***, café"
 
 
 async def test_forged_missing_and_tampered_signatures_are_refused_and_nothing_stored(
