@@ -26,7 +26,9 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/nightshift validate
 
-bench: $(STAMP)  ## the benchmarks of docs/benchmarks.md
+bench: $(STAMP)  ## the benchmarks of docs/benchmarks.md (installs wrk for the intake one)
+	scripts/ensure-test-services
+	scripts/ensure-bench-tools
 	$(BIN)/python -m bench
 
 schema: $(STAMP)  ## regenerate schema/*.json from the models
