@@ -128,7 +128,7 @@ async def test_approval_through_nightshifts_mcp_tool(
 async def test_the_sandbox_refuses_writes_outside_and_the_network(
     project: Project, repo: Path
 ) -> None:
-    outside = Path("/var/tmp") / f"nightshift-escape-{uuid.uuid4().hex}"
+    outside = Path("/tmp") / f"nightshift-escape-{uuid.uuid4().hex}"
     probe = f"{PY} -c \"import urllib.request as u; u.urlopen('http://127.0.0.1:{{port}}/')\""
 
     def script(req: dict[str, Any], n: int) -> Any:
@@ -136,6 +136,8 @@ async def test_the_sandbox_refuses_writes_outside_and_the_network(
             return [shell(f"echo x > {outside}")]
         if n == 2:
             return [shell(probe.format(port=model.port))]
+        if n == 3:
+            return [shell('echo private > "$TMPDIR/scratch" && cat "$TMPDIR/scratch"')]
         return [message("tried")]
 
     async with ResponsesDouble(script) as model:
@@ -143,10 +145,11 @@ async def test_the_sandbox_refuses_writes_outside_and_the_network(
         async with running_daemon(project.config()) as d:
             run_id = await start_run(d)
             await wait_status(d, run_id, RunStatus.SUCCEEDED, timeout=60)
-    write, network = tool_outputs(model.requests[-1])
+    write, network, scratch = tool_outputs(model.requests[-1])
     assert "Read-only file system" in write and not outside.exists()
     assert "exited with code 1" in network and "URLError" in network
-    assert len(model.requests) == 3  # the probe never reached the server
+    assert "private" in scratch  # the run's own temp folder is writable
+    assert len(model.requests) == 4  # the probe never reached the server
 
 
 @pytest.mark.parametrize(

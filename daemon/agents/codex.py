@@ -92,6 +92,9 @@ class CodexRun(CliRun):
             "model_providers.nightshift": provider,
             "approval_policy": _toml("never"),
             "sandbox_mode": _toml(self._spec.sandbox),
+            # workspace-write also opens /tmp to writes by default; the run's own TMPDIR is
+            # the private temp folder the policy allows, so the shared /tmp stays read-only.
+            "sandbox_workspace_write.exclude_slash_tmp": "true",
             "mcp_servers.nightshift": server,
         }
         argv = [self._binary, "exec"]
