@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,47 @@ async def test_deny_rules_refuse_and_say_so(project: Project, repo: Path) -> Non
             assert not await d.store.call(d.store.approvals, run_id)
     warnings = [e["text"] for e in log if e["type"] == "message" and e["level"] == "warning"]
     assert warnings == ["refused by policy: Bash sudo rm -rf /tmp/x"]
+
+
+async def test_the_sandbox_refuses_writes_outside_and_the_network(
+    project: Project, repo: Path
+) -> None:
+    outside = Path("/tmp") / f"nightshift-escape-{uuid.uuid4().hex}"
+    written = Path("/tmp") / f"nightshift-escape-{uuid.uuid4().hex}"
+    probe = f"{PY} -c \"import urllib.request as u; u.urlopen('http://127.0.0.1:{{port}}/')\""
+
+    def script(req: dict[str, Any], n: int) -> Any:
+        return [
+            [use("Bash", command=f"echo x > {outside}")],
+            [use("Bash", command=probe.format(port=model.port))],
+            [use("Write", file_path=str(written), content="x")],
+            [use("Bash", command='echo private > "$TMPDIR/scratch" && cat "$TMPDIR/scratch"')],
+            [use("Bash", command=f"touch {outside}", dangerouslyDisableSandbox=True)],
+            [text("tried")],
+        ][n - 1]
+
+    async with MessagesDouble(script) as model:
+        claude_project(project, repo, model)
+        async with running_daemon(project.config()) as d:
+            run_id = await start_run(d)
+            await wait_status(d, run_id, RunStatus.WAITING, timeout=60)
+            (edit_request,) = await d.store.call(d.store.approvals, run_id)
+            await d.executor.decide(run_id, None, False, "ann", "not there")
+            await wait_for(lambda: len(model.requests) == 5, timeout=60)
+            assert not outside.exists()  # nothing got out before the approval
+            await wait_status(d, run_id, RunStatus.WAITING, timeout=60)
+            (_, escape_request) = await d.store.call(d.store.approvals, run_id)
+            await d.executor.decide(run_id, None, True, "ann", None)
+            await wait_status(d, run_id, RunStatus.SUCCEEDED, timeout=60)
+    write, network, edit, scratch, _ = tool_results(model.requests[-1])
+    assert "Read-only file system" in write
+    assert "URLError" in network
+    assert edit_request.action == "Write" and str(written) in edit_request.description
+    assert "not there" in edit and not written.exists()
+    assert "private" in scratch  # the run's own temp folder is writable
+    assert "outside the sandbox" in escape_request.description
+    assert outside.exists()  # it ran unsandboxed, with an approval on record
+    outside.unlink()
 
 
 @pytest.mark.parametrize(

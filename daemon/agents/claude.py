@@ -31,6 +31,21 @@ from .cli import CliRun, base_env, find_cli, prompt
 _EDITS = ("Edit", "MultiEdit", "Write", "NotebookEdit")
 
 
+def _scoped(rule: str, tmp: Path) -> list[str]:
+    """An allow rule as Claude Code gets it.
+
+    A bare `Bash` is dropped: the sandbox allows every sandboxed command, and the bare rule
+    would also allow one the agent asks to run unsandboxed. A bare file-editing tool is
+    limited to the worktree (the CLI's cwd) and the run's private temp folder, since the
+    sandbox covers Bash only; an edit elsewhere asks for approval instead.
+    """
+    if rule == "Bash":
+        return []
+    if rule not in _EDITS:
+        return [rule]
+    return [f"{rule}(./**)", f"{rule}(/{tmp}/**)"]  # `//path` is absolute in Claude's rules
+
+
 def _user_line(text: str) -> bytes:
     line = {"type": "user", "message": {"role": "user", "content": text}}
     return (json.dumps(line) + "\n").encode()
@@ -51,6 +66,9 @@ class ClaudeRun(CliRun):
         self._spec = spec
         self._binary = binary
         self._private = private
+        # TMPDIR is short, beside the MCP bridge: Claude's sandbox puts its proxy's Unix
+        # sockets there, and a path under the state folder can pass AF_UNIX's 108 bytes.
+        self._tmp = self.short_dir / "tmp"
         self._written = 0
         self._taken = 0
         self._stdin_open = False
@@ -69,6 +87,8 @@ class ClaudeRun(CliRun):
         tool, tool_input = str(args.get("tool_name", "")), args.get("input") or {}
         if tool == "Bash":
             action, what = "command", f"run `{tool_input.get('command', '')}`"
+            if tool_input.get("dangerouslyDisableSandbox"):
+                what += " outside the sandbox (network, writes anywhere)"
         else:
             action, what = tool, f"{tool} {json.dumps(tool_input)[:300]}"
         approved, reason = await self.approval(action, what)
@@ -84,8 +104,31 @@ class ClaudeRun(CliRun):
         mcp = self.mcp_command()
         servers = {"mcpServers": {"nightshift": {"command": mcp[0], "args": mcp[1:]}}}
         spec = self._spec
-        allow = [*spec.allow, "mcp__nightshift__request_approval", "mcp__nightshift__post_update"]
-        settings = {"permissions": {"allow": allow, "ask": spec.ask, "deny": spec.deny}}
+        tmp = self._tmp
+        allow = [
+            *(rule for given in spec.allow for rule in _scoped(given, tmp)),
+            "mcp__nightshift__request_approval",
+            "mcp__nightshift__post_update",
+        ]
+        settings = {
+            "permissions": {"allow": allow, "ask": spec.ask, "deny": spec.deny},
+            # Claude Code's own sandbox (bubblewrap) for Bash: no network, writes in the
+            # worktree and the private TMPDIR. A command runs outside it only through a
+            # permission prompt, i.e. an approval on record: one matching an `ask` rule
+            # (excluded from the sandbox, so an approved push reaches the network) or one the
+            # agent asks to run unsandboxed. Every other command runs sandboxed without asking.
+            "sandbox": {
+                "enabled": True,
+                "failIfUnavailable": True,
+                "autoAllowBashIfSandboxed": True,
+                "allowUnsandboxedCommands": True,
+                "excludedCommands": [
+                    rule[5:-1] for rule in spec.ask if rule.startswith("Bash(") and rule[-1] == ")"
+                ],
+                "network": {"allowedDomains": []},
+                "filesystem": {"allowWrite": [str(tmp)]},
+            },
+        }
         argv = [
             self._binary,
             "-p",
@@ -106,10 +149,10 @@ class ClaudeRun(CliRun):
         return argv
 
     def _env(self) -> dict[str, str]:
-        home, tmp = self._private / "home", self._private / "tmp"
+        home = self._private / "home"
         home.mkdir(parents=True, exist_ok=True)
-        tmp.mkdir(parents=True, exist_ok=True)
-        env = base_env(self._ctx, home, tmp)
+        self._tmp.mkdir(mode=0o700)
+        env = base_env(self._ctx, home, self._tmp)
         env.update(
             {
                 "CLAUDE_CONFIG_DIR": str(home / ".claude"),

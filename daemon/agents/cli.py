@@ -87,6 +87,12 @@ class CliRun(QueuedRun):
     def socket_path(self) -> str:
         return str(self._bridge_dir / "s")
 
+    @property
+    def short_dir(self) -> Path:
+        """A private folder of this run with a short path (AF_UNIX's 108 bytes), removed at
+        the run's end."""
+        return self._bridge_dir
+
     def mcp_command(self) -> list[str]:
         """The command line of nightshift's MCP server for this run."""
         return [sys.executable, str(MCP_SERVER), self.socket_path]
