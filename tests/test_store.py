@@ -140,3 +140,28 @@ def test_the_per_step_writes_store_timestamps_as_core_does(tmp_path: Path) -> No
     reread = Store(f"sqlite:///{tmp_path / 'x.db'}")
     assert reread.run_events(run.id)[0].at == whole
     reread.close()
+
+
+def test_delivery_outcomes_are_recorded_alike_on_both_dialects(db_url: str) -> None:
+    store = Store(db_url)
+    store.create_all()
+    run = store.create_run(NewRun("x", "manual", {}))
+    assert run.id is not None
+    parent, reply, lost = (
+        store.add_outbox(run.id, "#ops", kind, {"text": kind}, None).id
+        for kind in ("parent", "reply", "lost")
+    )
+    store.mark_outbox([parent], "sent", ts="1.1", channel_id="C1")
+    store.mark_outbox([reply], "pending", error="ratelimited")  # to be tried again
+    store.mark_outbox([reply, lost], "sent", ts="1.2", thread_ts="1.1")
+    store.mark_outbox([lost], "failed", error="channel_not_found")
+    store.mark_outbox([], "failed")
+    rows = {row.id: row for row in store.outbox(run.id)}
+    assert (rows[parent].status, rows[parent].ts, rows[parent].channel_id) == ("sent", "1.1", "C1")
+    assert rows[parent].attempts == 1 and rows[parent].sent_at is not None
+    assert rows[parent].thread_ts is None and rows[parent].error is None
+    assert (rows[reply].status, rows[reply].attempts, rows[reply].error) == ("sent", 2, None)
+    assert (rows[reply].ts, rows[reply].thread_ts) == ("1.2", "1.1")
+    assert (rows[lost].status, rows[lost].attempts) == ("failed", 2)
+    assert rows[lost].error == "channel_not_found" and rows[lost].ts == "1.2"
+    store.close()
