@@ -37,9 +37,14 @@ class Result:
     def row(self) -> str:
         mark = "—" if self.target == "—" else "✔" if self.ok else "✘"
         return (
-            f"| {self.name} | {self.figure:.1f} {self.unit} | {self.baseline_name}: "
-            f"{self.baseline:.1f} {self.unit} | {self.ratio:.2f}× | {self.target} | {mark} |"
+            f"| {self.name} | {_number(self.figure)} {self.unit} | {self.baseline_name}: "
+            f"{_number(self.baseline)} {self.unit} | {self.ratio:.2f}× | {self.target} | {mark} |"
         )
+
+
+def _number(value: float) -> str:
+    """Counts as counts (143307 events, not 143307.0); measurements to one decimal."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
 
 
 def median(values: list[float]) -> float:
