@@ -89,3 +89,69 @@ async def test_a_run_that_cannot_start_leaves_no_worktree_behind(
         await wait_event(d, run.id, "message", text=text)  # it was made, then:
         await wait_for(lambda: not tree.exists())
     assert "nightshift/fix" not in git(repo, "branch", "--list")
+
+
+def worktrees(repo: Path) -> list[str]:
+    """The worktree paths git itself records for `repo`, prunable ones marked."""
+    listed = git(repo, "worktree", "list", "--porcelain").split("\n\n")
+    return [
+        block.splitlines()[0].removeprefix("worktree ")
+        + (" (prunable)" if "\nprunable" in block else "")
+        for block in listed
+        if block.strip()
+    ]
+
+
+async def test_the_next_run_takes_the_spare_worktree_at_the_base_as_it_is_then(
+    tmp_path: Path,
+) -> None:
+    repo, spares, trees = make_repo(tmp_path / "repo"), tmp_path / "spares", tmp_path / "trees"
+    await workspace.prepare_spare(repo, spares, None)
+    await workspace.prepare_spare(repo, spares, None)  # one spare per repository
+    (spare,) = spares.iterdir()
+    git(
+        repo,
+        "-c",
+        "user.name=a",
+        "-c",
+        "user.email=a@a",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "on",
+    )
+    tree = await workspace.create(repo, trees, "fix", 7, None, spares)
+    assert not spare.exists() and not list(spares.iterdir())  # taken, moved into place
+    assert tree.base == git(repo, "rev-parse", "HEAD").strip()  # the base as it is now
+    assert git(tree.path, "rev-parse", "--abbrev-ref", "HEAD").strip() == "nightshift/fix/7"
+    assert git(tree.path, "rev-parse", "--show-toplevel").strip() == str(tree.path)
+    assert worktrees(repo) == [str(repo), str(tree.path)]  # git knows where it went
+    (tree.path / "notes.txt").write_text("new\n")
+    outcome = await workspace.finish(tree, 7)
+    assert "notes.txt" in outcome.stat
+    await workspace.remove(tree, outcome)
+    assert worktrees(repo) == [str(repo)] and not tree.path.exists()
+    again = await workspace.create(repo, trees, "fix", 8, None, spares)  # no spare: made anew
+    assert again.base == tree.base and worktrees(repo) == [str(repo), str(again.path)]
+
+
+async def test_spares_are_discarded_on_start_and_runs_leave_one_for_the_next(
+    project: Project, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    project.skill("check", "print('ok')")
+    project.automation("check", skill="check", workspace={"repository": str(repo), "isolate": True})
+    spares = project.root / ".nightshift" / "spares"
+    for _ in range(2):  # the second daemon discards the first one's spare on start
+        async with running_daemon(project.config()) as d:
+            assert d.config.state_dir / "spares" == spares
+            assert not spares.exists() or not list(spares.iterdir())
+            for _ in range(2):
+                run = await d.dispatcher.manual("check", {}, "test")
+                assert run.id is not None
+                await wait_status(d, run.id, RunStatus.SUCCEEDED)
+                await d.executor.settle()
+                assert len(list(spares.iterdir())) == 1
+                assert len(worktrees(repo)) == 2  # the checkout and the spare
+    assert "nightshift/check" not in git(repo, "branch", "--list")

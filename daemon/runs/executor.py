@@ -64,6 +64,8 @@ class _Active:
     inbox_idle: bool = True
     inbox_closed: bool = False
     tree: asyncio.Task[workspace.Worktree] | None = None  # the worktree being made
+    # (repository, base) of the worktree: a spare of it is made for the next run.
+    spare_of: tuple[Path, str | None] | None = None
 
 
 async def _ready_now() -> None:
@@ -115,7 +117,8 @@ class Executor:
         self._accepting = True
         self._stopping = False
         self._started_cb: list[Callable[[int], None]] = []
-        self._cleanups: set[asyncio.Task[None]] = set()  # worktree removals after a run
+        self._spares = work_root.parent / "spares"
+        self._cleanups: set[asyncio.Task[None]] = set()  # worktree work after a run
         self._finished_cb: list[Callable[[str, RunStatus, float | None], None]] = []
 
     # -- public surface -------------------------------------------------------------------
@@ -219,6 +222,18 @@ class Executor:
         if self._cleanups:
             await asyncio.wait(self._cleanups, timeout=10)
 
+    async def settle(self, timeout: float = 60) -> None:
+        """Wait (bounded) until the runs executing now are over, with the workspace work that
+        follows them (removing their worktrees, preparing the next run's spare)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            tasks = {a.task for a in self._active.values() if a.task is not None}
+            tasks |= self._cleanups
+            left = deadline - asyncio.get_running_loop().time()
+            if not tasks or left <= 0:
+                return
+            await asyncio.wait(tasks, timeout=left)
+
     # -- internals ------------------------------------------------------------------------
     async def _current(self, run_id: int) -> int:
         """A run that is neither active nor queued hands over to its newest retry, so a reply
@@ -261,6 +276,7 @@ class Executor:
                 None,
             )
         salvaged = await workspace.salvage_all(self._work_root.parent / "worktrees")
+        await workspace.discard_spares(self._spares)
         if salvaged:
             log.warning("removed worktrees left by a previous daemon", count=len(salvaged))
         queued = await self._store.call(
@@ -322,10 +338,20 @@ class Executor:
         finally:
             self._active.pop(run_id, None)
             self._wake.set()
-            if active.leftover is not None:
-                cleanup = asyncio.create_task(workspace.remove(*active.leftover))
+            if active.leftover is not None or active.spare_of is not None:
+                cleanup = asyncio.create_task(self._after_run(active))
                 self._cleanups.add(cleanup)
                 cleanup.add_done_callback(self._cleanups.discard)
+
+    async def _after_run(self, active: _Active) -> None:
+        if active.leftover is not None:
+            await workspace.remove(*active.leftover)
+        if active.spare_of is not None and not self._stopping:
+            repo, base = active.spare_of
+            try:
+                await workspace.prepare_spare(repo, self._spares, base)
+            except (NightshiftError, OSError) as exc:  # the next run makes its own worktree
+                log.warning("could not prepare a spare worktree", error=str(exc))
 
     async def _set_status(self, active: _Active, status: RunStatus) -> None:
         if active.status == status:
@@ -431,6 +457,7 @@ class Executor:
     ) -> None:
         """Start making the run's worktree; `_close_tree` ends it whatever ends the run."""
         root = self._work_root.parent / "worktrees"
+        active.spare_of = (repo, base)
         active.tree = asyncio.create_task(
             self._make_tree(active.run_id, repo, root, automation, base)
         )
@@ -455,7 +482,7 @@ class Executor:
         automation: Automation,
         base: str | None,
     ) -> workspace.Worktree:
-        tree = await workspace.create(repo, root, automation.name, run_id, base)
+        tree = await workspace.create(repo, root, automation.name, run_id, base, self._spares)
         await self._emit(run_id, Message(text=f"working on branch {tree.branch} in {tree.path}"))
         return tree
 
