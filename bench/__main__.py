@@ -13,6 +13,7 @@ from . import (
     reload_latency,
     slack_latency,
     trigger_latency,
+    worktree_ready,
 )
 
 
@@ -29,6 +30,7 @@ def main() -> int:
         idle_rss,
         intake,
         slack_latency,
+        worktree_ready,
         agent_overhead,
     )
     for module in modules:

@@ -86,8 +86,10 @@ def daemon_config(project: Project, slack: dict[str, str]) -> Any:
 
 
 async def settled(d: Any) -> None:
-    """Until the daemon has delivered everything the last run reported: a bare round must
-    not share the machine with the previous daemon round's Slack backlog."""
+    """Until the daemon has done everything the last run left: its worktree removed, the
+    next run's spare worktree made, its Slack messages delivered. A bare round must not share
+    the machine with the previous daemon round's work."""
+    await d.executor.settle()
     await wait_for(lambda: all(item.status != "pending" for item in d.store.outbox()), timeout=60)
 
 
