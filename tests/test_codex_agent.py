@@ -152,6 +152,32 @@ async def test_the_sandbox_refuses_writes_outside_and_the_network(
     assert len(model.requests) == 4  # the probe never reached the server
 
 
+async def test_deny_commands_are_refused_and_the_agent_hears_why(
+    project: Project, repo: Path
+) -> None:
+    def script(req: dict[str, Any], n: int) -> Any:
+        return [
+            [shell("git status --short && git push origin main")],
+            [shell("touch other.txt")],
+            [message("carried on")],
+        ][n - 1]
+
+    async with ResponsesDouble(script) as model:
+        codex_project(project, repo, model, deny_commands=["git push", "sudo"])
+        async with running_daemon(project.config()) as d:
+            run_id = await start_run(d)
+            done = await wait_status(d, run_id, RunStatus.SUCCEEDED, timeout=60)
+            log = await events(d, run_id)
+    push, touch = tool_outputs(model.requests[-1])
+    assert "rejected: the automation denies `git push`" in push  # inside `a && b` too
+    assert "exited with code 0" in touch  # the agent carried on
+    (diff,) = [e for e in log if e["type"] == "artifact" and e["kind"] == "diff"]
+    assert "other.txt" in diff["content"]
+    assert done.summary == "carried on"
+    rules = project.root / ".nightshift" / "agents" / "codex" / "home" / "fix" / "rules"
+    assert [p.name for p in rules.iterdir()] == ["nightshift.rules"]
+
+
 @pytest.mark.parametrize(
     ("reply", "expected"),
     [

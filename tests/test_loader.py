@@ -95,6 +95,28 @@ def test_every_kind_of_mistake_is_reported_with_its_line_at_once(project: Projec
     assert len(found) == len(expected)
 
 
+def test_a_codex_deny_prefix_that_cannot_be_split_is_named(project: Project) -> None:
+    hello_skill(project)
+    project.automation(
+        "codex",
+        """\
+        name: codex
+        skill: hello
+        inputs: {who: x}
+        agent:
+          backend: codex
+          deny_commands:
+            - git push
+            - "echo 'unclosed"
+            - "  "
+        """,
+    )
+    found = problems(project)
+    assert any(f.startswith("codex.yaml:7: agent.deny_commands:") for f in found), found
+    assert any("No closing quotation" in f for f in found), found
+    assert len(found) == 1
+
+
 def test_yaml_syntax_error_names_the_line(project: Project) -> None:
     hello_skill(project)
     project.automation("broken", "name: broken\nskill: hello\ninputs: {who: [unclosed\n")

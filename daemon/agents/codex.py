@@ -2,8 +2,13 @@
 
 Each run gets a generated model provider (Responses API at the automation's base URL; the key
 reaches the CLI through an environment variable, never a file), Codex's own sandbox
-(workspace-write: no network, writes in the worktree), and nightshift's MCP server for
+(workspace-write: no network, writes in the worktree and the run's private TMPDIR), the
+automation's `deny_commands` as Codex execpolicy rules, and nightshift's MCP server for
 approvals. Codex's JSONL items become RunEvents.
+
+CODEX_HOME is the daemon's, one folder per automation (`<state>/agents/codex/home/<name>`):
+Codex reads its rules from there, so each automation's rules apply to its runs only, and a
+run's thread stays where `codex exec resume` finds it.
 
 Steering: `codex exec` runs one turn to the end, so a steering message interrupts the turn at
 the next item boundary (never in the middle of a command) and continues the same thread with
@@ -18,9 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
 import shutil
 import signal
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -42,6 +49,24 @@ def _toml(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string
 
 
+def _write_rules(home: Path, deny: list[str]) -> None:
+    """The automation's `deny_commands` as `forbidden` prefix rules in `home/rules`, replaced
+    whole (a run of the same automation may be reading them)."""
+    folder = home / "rules"
+    folder.mkdir(parents=True, exist_ok=True)
+    text = "".join(
+        'prefix_rule(pattern=[{}], decision="forbidden", justification={})\n'.format(
+            ", ".join(json.dumps(token, ensure_ascii=False) for token in shlex.split(prefix)),
+            json.dumps(f"the automation denies `{prefix}`", ensure_ascii=False),
+        )
+        for prefix in deny
+    )
+    fd, staged = tempfile.mkstemp(dir=folder, prefix=".nightshift-")  # not *.rules: not read
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.replace(staged, folder / "nightshift.rules")
+
+
 def _unwrap(command: str) -> str:
     """`/bin/bash -lc 'make test'` → `make test` (what the model asked for)."""
     try:
@@ -56,12 +81,14 @@ def _unwrap(command: str) -> str:
 class CodexRun(CliRun):
     """One run: one Codex thread, one `codex exec` process per turn."""
 
-    def __init__(self, ctx: RunContext, spec: CodexAgent, binary: str, home: Path) -> None:
+    def __init__(
+        self, ctx: RunContext, spec: CodexAgent, binary: str, home: Path, private: Path
+    ) -> None:
         super().__init__(ctx)
         self._spec = spec
         self._binary = binary
         self._home = home
-        self._private = home.parent / "runs" / str(ctx.run_id)
+        self._private = private  # the run's HOME and TMPDIR, removed at its end
         self._steers: list[str] = []
         self._in_flight: set[str] = set()
         self._interrupting = False
@@ -231,7 +258,8 @@ class CodexRun(CliRun):
 
 
 class CodexBackend:
-    """Starts runs of the Codex CLI. `home` is the daemon's CODEX_HOME."""
+    """Starts runs of the Codex CLI. `home` holds the daemon's CODEX_HOME folders, one per
+    automation; each run's private folder is `home.parent/runs/<run id>`."""
 
     name = "codex"
 
@@ -243,8 +271,10 @@ class CodexBackend:
         if not isinstance(spec, CodexAgent):
             raise BackendError("the codex backend needs `agent: {backend: codex, …}`")
         binary = find_cli("codex", spec.binary)
-        await asyncio.to_thread(self.home.mkdir, parents=True, exist_ok=True)
-        run = CodexRun(ctx, spec, binary, self.home)
+        home = self.home / ctx.automation.name
+        await asyncio.to_thread(_write_rules, home, spec.deny_commands)
+        private = self.home.parent / "runs" / str(ctx.run_id)
+        run = CodexRun(ctx, spec, binary, home, private)
         await ctx.ready()  # the CLI starts in the worktree
         await run.begin()
         return run

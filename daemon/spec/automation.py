@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -295,6 +296,11 @@ class CodexAgent(_Strict):
         "workspace-write", description="Codex's own sandbox: no network, writes in the worktree"
     )
     max_tokens: int | None = Field(None, ge=1, description="total tokens per run")
+    deny_commands: list[str] = Field(
+        default=["sudo", "git push --force", "rm -rf /"],
+        description="command prefixes Codex refuses (its execpolicy rules: `git push` refuses "
+        "`git push origin main`, also inside `a && b`); the agent hears why and carries on",
+    )
     max_retries: int = Field(4, ge=0, le=20, description="model API retries inside Codex")
     unreachable_after: Duration = Field(
         timedelta(seconds=60),
@@ -302,6 +308,18 @@ class CodexAgent(_Strict):
         "(the CLI itself would wait forever)",
     )
     binary: str | None = Field(None, description="codex executable; default: the pinned install")
+
+    @field_validator("deny_commands")
+    @classmethod
+    def _prefixes_split(cls, value: list[str]) -> list[str]:
+        for prefix in value:
+            try:
+                tokens = shlex.split(prefix)
+            except ValueError as exc:
+                raise ValueError(f"{prefix!r}: {exc}") from None
+            if not tokens:
+                raise ValueError("an empty command prefix would refuse every command")
+        return value
 
 
 class ClaudeAgent(_Strict):
