@@ -49,18 +49,7 @@ async def test_a_base_branch_is_resolved_when_the_worktree_is_made(tmp_path: Pat
     repo = make_repo(tmp_path / "repo")
     git(repo, "branch", "release")
     first = git(repo, "rev-parse", "release").strip()
-    git(
-        repo,
-        "-c",
-        "user.name=a",
-        "-c",
-        "user.email=a@a",
-        "commit",
-        "-q",
-        "--allow-empty",
-        "-m",
-        "x",
-    )
+    git(repo, "commit", "-q", "--allow-empty", "-m", "x")  # the base moves on
     tree = await workspace.create(repo, tmp_path / "trees", "fix", 4, "release")
     assert tree.base == first != git(repo, "rev-parse", "HEAD").strip()
 
@@ -109,18 +98,7 @@ async def test_the_next_run_takes_the_spare_worktree_at_the_base_as_it_is_then(
     await workspace.prepare_spare(repo, spares, None)
     await workspace.prepare_spare(repo, spares, None)  # one spare per repository
     (spare,) = spares.iterdir()
-    git(
-        repo,
-        "-c",
-        "user.name=a",
-        "-c",
-        "user.email=a@a",
-        "commit",
-        "-q",
-        "--allow-empty",
-        "-m",
-        "on",
-    )
+    git(repo, "commit", "-q", "--allow-empty", "-m", "on")  # the base moves on
     tree = await workspace.create(repo, trees, "fix", 7, None, spares)
     assert not spare.exists() and not list(spares.iterdir())  # taken, moved into place
     assert tree.base == git(repo, "rev-parse", "HEAD").strip()  # the base as it is now
