@@ -4,6 +4,7 @@ worktree with real commands."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,20 @@ async def test_elevated_commands_wait_for_approval(
         assert done.summary.startswith("exit code")  # it ran (there is no remote: it failed)
     else:
         assert done.summary == "not run: approval denied (not today)"
+
+
+async def test_the_agent_is_told_which_actions_its_skill_marks_for_approval(
+    project: Project, repo: Path
+) -> None:
+    async with ChatCompletionsDouble(lambda req, n: call("finish", summary="ok")) as model:
+        agent_project(project, repo, model)
+        project.skill("fix", None, permissions={"approval_required": ["push", "pull_request"]})
+        await run_fix(project, RunStatus.SUCCEEDED)
+        agent_project(project, repo, model)  # the same skill without the manifest's list
+        await run_fix(project, RunStatus.SUCCEEDED)
+    marked, unmarked = (json.dumps(req["messages"]) for req in model.requests)
+    assert "needs an approval before each of these actions: push, pull_request." in marked
+    assert "needs an approval" not in unmarked
 
 
 async def test_denied_commands_never_run(project: Project, repo: Path) -> None:

@@ -136,8 +136,17 @@ def skill_catalog(ctx: RunContext) -> str:
 
 
 def run_facts(ctx: RunContext) -> str:
-    """The run's inputs and triggering event, as the agent reads them (the event clipped)."""
-    return (
+    """The run's inputs and triggering event, as the agent reads them (the event clipped), and
+    the actions the skill's manifest marks as needing approval."""
+    facts = (
         f"Inputs: {json.dumps(dict(ctx.inputs))}\n"
         f"Event: {json.dumps(dict(ctx.event), default=str)[:4000]}"
     )
+    needs = ctx.skill.manifest.permissions.approval_required
+    if needs:
+        facts += (
+            "\nThis skill needs an approval before each of these actions: "
+            f"{', '.join(needs)}. Ask with `request_approval` (action and what exactly), wait "
+            "for the answer, and leave the action out if it is denied."
+        )
+    return facts

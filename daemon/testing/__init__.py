@@ -93,6 +93,7 @@ class Project:
         inputs: dict[str, Any] | None = None,
         description: str = "A test skill.",
         body: str = "Do the thing.",
+        permissions: dict[str, Any] | None = None,
     ) -> Path:
         """Write a skill; `script` (Python source) becomes its `scripts/run.py` entry point."""
         folder = self.skills / name
@@ -101,6 +102,8 @@ class Project:
             f"---\nname: {name}\ndescription: {description}\n---\n{body}\n"
         )
         manifest: dict[str, Any] = {"inputs": inputs or {}}
+        if permissions is not None:
+            manifest["permissions"] = permissions
         if script is not None:
             (folder / "scripts" / "run.py").write_text(textwrap.dedent(script))
             manifest["entrypoint"] = "scripts/run.py"
