@@ -41,6 +41,8 @@ def test_event_keys_make_delivery_idempotent(db_url: str) -> None:
     ]
     assert seqs == [1, 2, 3, 4, 5]
     assert [r.data["title"] for r in store.run_events(run_id, after_seq=3)] == ["3", "4"]
+    store.append_run_event(run_id, "artifact", {"type": "artifact", "kind": "link", "url": "u"})
+    assert [r.seq for r in store.run_events(run_id, type="artifact")] == [6]
     store.create_approval(run_id, "a1", "push", "push it", None)
     assert store.decide_approval(run_id, "a1", "approved", "ann", None) is not None
     assert store.decide_approval(run_id, "a1", "denied", "bob", None) is None  # second click

@@ -183,12 +183,10 @@ class SlackReporter:
 
     async def _update_parent(self, run_id: int, channel: str, parent_id: int) -> None:
         run = await self._store.call(self._store.get_run, run_id)
-        rows = await self._store.call(self._store.run_events, run_id)
-        links = [
-            (str(r.data.get("title")), str(r.data["url"]))
-            for r in rows
-            if r.type == "artifact" and r.data.get("url")
-        ]
+        # Only the artifacts: the parent is re-rendered on every status change and refresh,
+        # and a long run's whole log is thousands of rows.
+        rows = await self._store.call(self._store.run_events, run_id, 0, "artifact")
+        links = [(str(r.data.get("title")), str(r.data["url"])) for r in rows if r.data.get("url")]
         await self._add(run_id, channel, "update", slack_blocks.parent(run, links), parent_id)
 
     async def refresh(self, interval: float) -> None:

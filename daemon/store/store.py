@@ -585,15 +585,15 @@ class Store:
         self._seqs[run_id] = seq
         return LoggedEvent(row_id, run_id, seq, at)
 
-    def run_events(self, run_id: int, after_seq: int = 0) -> list[RunEventRow]:
-        """A run's log from `after_seq` on."""
+    def run_events(
+        self, run_id: int, after_seq: int = 0, type: str | None = None
+    ) -> list[RunEventRow]:
+        """A run's log from `after_seq` on (only events of `type`, if given)."""
         with self._session() as s:
-            q = (
-                select(RunEventRow)
-                .where(RunEventRow.run_id == run_id, RunEventRow.seq > after_seq)
-                .order_by(col(RunEventRow.seq))
-            )
-            return list(s.exec(q))
+            q = select(RunEventRow).where(RunEventRow.run_id == run_id, RunEventRow.seq > after_seq)
+            if type is not None:
+                q = q.where(RunEventRow.type == type)
+            return list(s.exec(q.order_by(col(RunEventRow.seq))))
 
     def list_events(self, limit: int = 50, source: str | None = None) -> list[EventRow]:
         """Recent events, newest first."""
