@@ -25,6 +25,7 @@ from ..errors import BackendError
 from ..runs.events import Command, FileChange, Message
 from ..runs.status import RunStatus
 from ..spec import ClaudeAgent
+from ..workspace import sandbox
 from .base import RunContext
 from .cli import CliRun, base_env, find_cli, prompt
 
@@ -61,11 +62,14 @@ def _text_of(content: Any) -> str:
 class ClaudeRun(CliRun):
     """One run: one `claude -p` process, one session, steering on its stdin."""
 
-    def __init__(self, ctx: RunContext, spec: ClaudeAgent, binary: str, private: Path) -> None:
+    def __init__(
+        self, ctx: RunContext, spec: ClaudeAgent, binary: str, private: Path, bwrap: str | None
+    ) -> None:
         super().__init__(ctx)
         self._spec = spec
         self._binary = binary
         self._private = private
+        self._bwrap = bwrap  # a working bubblewrap, or None: there is no sandbox here
         # TMPDIR is short, beside the MCP bridge: Claude's sandbox puts its proxy's Unix
         # sockets there, and a path under the state folder can pass AF_UNIX's 108 bytes.
         self._tmp = self.short_dir / "tmp"
@@ -100,18 +104,21 @@ class ClaudeRun(CliRun):
             return json.dumps({"behavior": "allow", "updatedInput": tool_input})
         return json.dumps({"behavior": "deny", "message": f"denied: {reason or 'no reason given'}"})
 
-    def _argv(self) -> list[str]:
-        mcp = self.mcp_command()
-        servers = {"mcpServers": {"nightshift": {"command": mcp[0], "args": mcp[1:]}}}
-        spec = self._spec
-        tmp = self._tmp
-        allow = [
-            *(rule for given in spec.allow for rule in _scoped(given, tmp)),
-            "mcp__nightshift__request_approval",
-            "mcp__nightshift__post_update",
-        ]
-        settings = {
-            "permissions": {"allow": allow, "ask": spec.ask, "deny": spec.deny},
+    def _settings(self) -> dict[str, Any]:
+        spec, tmp = self._spec, self._tmp
+        ours = ["mcp__nightshift__request_approval", "mcp__nightshift__post_update"]
+        scoped = [rule for given in spec.allow for rule in _scoped(given, tmp)]
+        if self._bwrap is None:  # no sandbox here: every command refused, or run as it is
+            if spec.allow_unsandboxed:
+                allow, deny = [*spec.allow, *ours], spec.deny
+            else:
+                allow, deny = [*scoped, *ours], [*spec.deny, "Bash"]
+            return {
+                "permissions": {"allow": allow, "ask": spec.ask, "deny": deny},
+                "sandbox": {"enabled": False},
+            }
+        return {
+            "permissions": {"allow": [*scoped, *ours], "ask": spec.ask, "deny": spec.deny},
             # Claude Code's own sandbox (bubblewrap) for Bash: no network, writes in the
             # worktree and the private TMPDIR. A command runs outside it only through a
             # permission prompt, i.e. an approval on record: one matching an `ask` rule
@@ -127,8 +134,14 @@ class ClaudeRun(CliRun):
                 ],
                 "network": {"allowedDomains": []},
                 "filesystem": {"allowWrite": [str(tmp)]},
+                "bwrapPath": self._bwrap,  # the one nightshift checked works
             },
         }
+
+    def _argv(self) -> list[str]:
+        mcp = self.mcp_command()
+        servers = {"mcpServers": {"nightshift": {"command": mcp[0], "args": mcp[1:]}}}
+        settings = self._settings()
         argv = [
             self._binary,
             "-p",
@@ -168,6 +181,14 @@ class ClaudeRun(CliRun):
         return env
 
     async def _drive(self) -> tuple[RunStatus, str]:
+        if self._bwrap is None:
+            text = (
+                "no sandbox (bubblewrap) here: commands run unsandboxed (allow_unsandboxed)"
+                if self._spec.allow_unsandboxed
+                else "no sandbox (bubblewrap) here: Claude Code's commands are refused "
+                "(install bubblewrap, or set allow_unsandboxed: true on the automation)"
+            )
+            self.emit(Message(level="warning", text=text))
         try:
             env = await asyncio.to_thread(self._env)
             proc = await self.spawn(self._argv(), env, stdin=asyncio.subprocess.PIPE)
@@ -279,7 +300,8 @@ class ClaudeBackend:
         if not isinstance(spec, ClaudeAgent):
             raise BackendError("the claude backend needs `agent: {backend: claude, …}`")
         binary = find_cli("claude", spec.binary)
-        run = ClaudeRun(ctx, spec, binary, self.root / "runs" / str(ctx.run_id))
+        bwrap = await asyncio.to_thread(sandbox.available)
+        run = ClaudeRun(ctx, spec, binary, self.root / "runs" / str(ctx.run_id), bwrap)
         await ctx.ready()  # the CLI starts in the worktree
         await run.begin()
         return run

@@ -352,6 +352,9 @@ class ClaudeAgent(_Strict):
         default=["Bash(sudo:*)", "Bash(rm -rf /:*)"], description="always refused"
     )
     max_cost_usd: float | None = Field(None, gt=0, description="cost budget per run")
+    allow_unsandboxed: bool = Field(
+        False, description="run commands even where no sandbox (bubblewrap) can be had"
+    )
     max_retries: int = Field(2, ge=0, le=10, description="API retries inside Claude Code")
     binary: str | None = Field(None, description="claude executable; default: the pinned install")
 
