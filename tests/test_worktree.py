@@ -133,3 +133,22 @@ async def test_spares_are_discarded_on_start_and_runs_leave_one_for_the_next(
                 assert len(list(spares.iterdir())) == 1
                 assert len(worktrees(repo)) == 2  # the checkout and the spare
     assert "nightshift/check" not in git(repo, "branch", "--list")
+
+
+async def test_leftovers_of_a_crash_are_committed_and_forgotten_by_git_bare_mirror_too(
+    tmp_path: Path,
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    bare = tmp_path / "mirror.git"
+    git(tmp_path, "clone", "-q", "--bare", str(repo), str(bare))
+    trees, spares = tmp_path / "trees", tmp_path / "spares"
+    for number, source in enumerate((repo, bare), start=1):
+        tree = await workspace.create(source, trees, "fix", number, None)
+        (tree.path / "half.txt").write_text("work in progress\n")
+        await workspace.prepare_spare(source, spares, None)
+    assert len(await workspace.salvage_all(trees)) == 2
+    assert await workspace.discard_spares(spares) == 2
+    for number, source in enumerate((repo, bare), start=1):
+        assert worktrees(source) == [str(source)]  # no prunable leftovers
+        log = git(source, "log", "--format=%s", f"nightshift/fix/{number}", "-1")
+        assert log.strip() == f"nightshift: run {number} (interrupted)"

@@ -150,13 +150,20 @@ def _prepare_spare(repo: Path, spares: Path, base: str | None) -> None:
 def _discard(repo: Path | None, path: Path) -> None:
     """Remove a worktree folder and git's record of it."""
     if repo is None:
-        common = _git(path, "rev-parse", "--git-common-dir", check=False).strip()
-        repo = (path / common).resolve().parent if common else None
+        repo = _common_dir(path)
     if repo is not None:
         _git(repo, "worktree", "remove", "--force", str(path), check=False)
     shutil.rmtree(path, ignore_errors=True)
     if repo is not None:
         _git(repo, "worktree", "prune", check=False)
+
+
+def _common_dir(tree: Path) -> Path | None:
+    """The git directory a worktree belongs to (`<repo>/.git`, or a bare mirror itself): git
+    runs there as in the repository, where the repository's parent folder would be wrong for a
+    bare mirror."""
+    common = _git(tree, "rev-parse", "--git-common-dir", check=False).strip()
+    return (tree / common).resolve() if common else None
 
 
 def _discard_spares(spares: Path) -> int:
@@ -233,13 +240,8 @@ def _salvage_all(root: Path) -> list[Path]:
     if not root.is_dir():
         return removed
     for path in sorted(root.iterdir()):
-        common = _git(path, "rev-parse", "--git-common-dir", check=False).strip()
-        if common:
-            repo = (
-                (path / common).resolve().parent
-                if not Path(common).is_absolute()
-                else Path(common).parent
-            )
+        repo = _common_dir(path)
+        if repo is not None:
             _git(path, "add", "--all", check=False)
             if _git(path, "status", "--porcelain", check=False).strip():
                 _git(
