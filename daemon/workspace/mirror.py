@@ -14,7 +14,7 @@ import re
 import shutil
 from pathlib import Path
 
-from .worktree import WorkspaceError, _git
+from .worktree import WorkspaceError, _git, repository_lock
 
 _locks: dict[str, asyncio.Lock] = {}
 
@@ -33,7 +33,8 @@ def _sync(url: str, cache: Path) -> Path:
     path = cache / f"{hashlib.sha256(_safe(url).encode()).hexdigest()[:16]}.git"
     try:
         if (path / "HEAD").exists():
-            _git(path, "fetch", "--quiet", "--prune", "origin")
+            with repository_lock(path):
+                _git(path, "fetch", "--quiet", "--prune", "origin")
             return path
         cache.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".partial")

@@ -19,6 +19,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,18 @@ class Outcome:
     commit: str | None
 
 
+_repo_locks: dict[str, threading.Lock] = {}
+_repo_locks_guard = threading.Lock()
+
+
+def repository_lock(repo: Path) -> threading.Lock:
+    """Held while git adds a worktree to `repo` or fetches into it: a fetch reads every
+    worktree's HEAD, and one half made fails it ("bad object worktrees/…")."""
+    key = str(repo.resolve())
+    with _repo_locks_guard:
+        return _repo_locks.setdefault(key, threading.Lock())
+
+
 def branch_name(automation: str, run_id: int) -> str:
     return f"nightshift/{automation}/{run_id}"
 
@@ -93,7 +106,8 @@ def _create(
     in_spare = start_point if base not in (None, "HEAD") else "main-worktree/HEAD^{commit}"
     if spares is None or not _take_spare(repo, spares, path, branch, in_spare):
         root.mkdir(parents=True, exist_ok=True)
-        _git(repo, "worktree", "add", "--force", "-B", branch, str(path), start_point)
+        with repository_lock(repo):
+            _git(repo, "worktree", "add", "--force", "-B", branch, str(path), start_point)
     start = _loose_ref(path, branch) or _git(path, "rev-parse", "HEAD").strip()
     return Worktree(repo, path, branch, start)
 
@@ -136,10 +150,19 @@ def _prepare_spare(repo: Path, spares: Path, base: str | None) -> None:
         return
     spares.mkdir(parents=True, exist_ok=True)
     # Made aside and moved into place whole: a run never takes a half-made spare.
-    making = spares / f".{spare.name}.{uuid.uuid4().hex[:8]}"
-    _git(
-        repo, "worktree", "add", "--detach", "--force", str(making), f"{base or 'HEAD'}^{{commit}}"
-    )
+    # No leading dot: git names the worktree's admin folder (and its refs) after the folder,
+    # and turns a leading dot into a leading dash.
+    making = spares / f"{spare.name}.making-{uuid.uuid4().hex[:8]}"
+    with repository_lock(repo):
+        _git(
+            repo,
+            "worktree",
+            "add",
+            "--detach",
+            "--force",
+            str(making),
+            f"{base or 'HEAD'}^{{commit}}",
+        )
     try:
         os.rename(making, spare)
         _relink(spare)
