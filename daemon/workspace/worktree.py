@@ -81,8 +81,8 @@ _repo_locks_guard = threading.Lock()
 
 
 def repository_lock(repo: Path) -> threading.Lock:
-    """Held while git adds a worktree to `repo` or fetches into it: a fetch reads every
-    worktree's HEAD, and one half made fails it ("bad object worktrees/…")."""
+    """Held while git adds a worktree to `repo`, removes one, or fetches into it: a fetch
+    reads every worktree's HEAD, and one half made fails it ("bad object worktrees/…")."""
     key = str(repo.resolve())
     with _repo_locks_guard:
         return _repo_locks.setdefault(key, threading.Lock())
@@ -175,7 +175,8 @@ def _discard(repo: Path | None, path: Path) -> None:
     if repo is None:
         repo = _common_dir(path)
     if repo is not None:
-        _git(repo, "worktree", "remove", "--force", str(path), check=False)
+        with repository_lock(repo):
+            _git(repo, "worktree", "remove", "--force", str(path), check=False)
     shutil.rmtree(path, ignore_errors=True)
     if repo is not None:
         _git(repo, "worktree", "prune", check=False)
@@ -239,7 +240,8 @@ def _state(tree: Worktree) -> tuple[str | None, bool]:
 
 
 def _remove(tree: Worktree, outcome: Outcome) -> None:
-    _git(tree.repo, "worktree", "remove", "--force", str(tree.path), check=False)
+    with repository_lock(tree.repo):
+        _git(tree.repo, "worktree", "remove", "--force", str(tree.path), check=False)
     shutil.rmtree(tree.path, ignore_errors=True)
     if outcome.commit is None:  # nothing to review: the branch goes too
         _git(tree.repo, "branch", "-D", tree.branch, check=False)
@@ -250,7 +252,8 @@ def _prune(repo: Path, root: Path, keep: set[str]) -> list[Path]:
     if root.is_dir():
         for path in root.iterdir():
             if path.name not in keep:
-                _git(repo, "worktree", "remove", "--force", str(path), check=False)
+                with repository_lock(repo):
+                    _git(repo, "worktree", "remove", "--force", str(path), check=False)
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
     _git(repo, "worktree", "prune", check=False)
@@ -276,7 +279,8 @@ def _salvage_all(root: Path) -> list[Path]:
                     f"nightshift: run {path.name} (interrupted)",
                     check=False,
                 )
-            _git(repo, "worktree", "remove", "--force", str(path), check=False)
+            with repository_lock(repo):
+                _git(repo, "worktree", "remove", "--force", str(path), check=False)
             _git(repo, "worktree", "prune", check=False)
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
