@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, text
 from daemon.testing import Project
 from daemon.testing.github import GitHubDouble
 from daemon.testing.slack import SlackDouble
+from daemon.workspace import sandbox
 
 from .helpers import GH_TOKEN, make_repo
 
@@ -73,3 +74,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'db.sqlite'}"
     return str(request.getfixturevalue("pg_schema_url"))
+
+
+@pytest.fixture
+def no_sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A machine without a working bubblewrap, as every backend sees it."""
+    monkeypatch.setenv("NIGHTSHIFT_BWRAP", "/nonexistent/bwrap")
+    sandbox.available.cache_clear()
+    yield
+    sandbox.available.cache_clear()

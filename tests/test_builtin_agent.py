@@ -14,7 +14,6 @@ from daemon.runs import RunStatus
 from daemon.store import RunRow
 from daemon.testing import Project, running_daemon, wait_for
 from daemon.testing.models import ChatCompletionsDouble, call, tool_results
-from daemon.workspace import sandbox
 
 from .helpers import BUGGY, FIXED, events, git, wait_status
 
@@ -297,27 +296,22 @@ async def test_a_token_in_a_clone_url_never_shows(project: Project, repo: Path) 
 
 
 @pytest.mark.parametrize("allow_unsandboxed", [False, True])
+@pytest.mark.usefixtures("no_sandbox")
 async def test_without_a_sandbox_commands_are_refused_unless_allowed(
-    project: Project, repo: Path, monkeypatch: pytest.MonkeyPatch, allow_unsandboxed: bool
+    project: Project, repo: Path, allow_unsandboxed: bool
 ) -> None:
-    monkeypatch.setenv("NIGHTSHIFT_BWRAP", "/nonexistent/bwrap")
-    sandbox.available.cache_clear()
-
     def script(req: dict[str, Any], n: int) -> Any:
         if n == 1:
             return call("run_command", command="echo ran > proof")
         return call("finish", summary=tool_results(req)[-1].splitlines()[0])
 
-    try:
-        async with ChatCompletionsDouble(script) as model:
-            agent_project(project, repo, model, allow_unsandboxed=allow_unsandboxed)
-            async with running_daemon(project.config()) as d:
-                run = await d.dispatcher.manual("fix", {}, "test")
-                assert run.id is not None
-                done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=60)
-                log = await events(d, run.id)
-    finally:
-        sandbox.available.cache_clear()
+    async with ChatCompletionsDouble(script) as model:
+        agent_project(project, repo, model, allow_unsandboxed=allow_unsandboxed)
+        async with running_daemon(project.config()) as d:
+            run = await d.dispatcher.manual("fix", {}, "test")
+            assert run.id is not None
+            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=60)
+            log = await events(d, run.id)
     if allow_unsandboxed:
         assert done.summary == "exit code 0"
     else:

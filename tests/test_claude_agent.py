@@ -14,7 +14,6 @@ import pytest
 from daemon.runs import RunStatus
 from daemon.testing import Project, running_daemon, wait_for
 from daemon.testing.messages import MessagesDouble, text, tool_results, use, user_texts
-from daemon.workspace import sandbox
 
 from .helpers import BUGGY, events, require_cli, start_run, wait_status
 
@@ -213,24 +212,19 @@ async def test_the_sandbox_refuses_writes_outside_and_the_network(
 
 
 @pytest.mark.parametrize("allow_unsandboxed", [False, True])
+@pytest.mark.usefixtures("no_sandbox")
 async def test_without_a_sandbox_commands_are_refused_unless_allowed(
-    project: Project, repo: Path, monkeypatch: pytest.MonkeyPatch, allow_unsandboxed: bool
+    project: Project, repo: Path, allow_unsandboxed: bool
 ) -> None:
-    monkeypatch.setenv("NIGHTSHIFT_BWRAP", "/nonexistent/bwrap")
-    sandbox.available.cache_clear()
-
     def script(req: dict[str, Any], n: int) -> Any:
         return [use("Bash", command="echo ran > proof")] if n == 1 else [text("done")]
 
-    try:
-        async with MessagesDouble(script) as model:
-            claude_project(project, repo, model, allow_unsandboxed=allow_unsandboxed)
-            async with running_daemon(project.config()) as d:
-                run_id = await start_run(d)
-                await wait_status(d, run_id, RunStatus.SUCCEEDED, timeout=60)
-                log = await events(d, run_id)
-    finally:
-        sandbox.available.cache_clear()
+    async with MessagesDouble(script) as model:
+        claude_project(project, repo, model, allow_unsandboxed=allow_unsandboxed)
+        async with running_daemon(project.config()) as d:
+            run_id = await start_run(d)
+            await wait_status(d, run_id, RunStatus.SUCCEEDED, timeout=60)
+            log = await events(d, run_id)
     warnings = [e["text"] for e in log if e["type"] == "message" and e["level"] == "warning"]
     diffs = [e["content"] for e in log if e["type"] == "artifact" and e["kind"] == "diff"]
     assert warnings[0].startswith("no sandbox (bubblewrap) here")
