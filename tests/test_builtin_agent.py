@@ -56,6 +56,8 @@ async def test_the_agent_edits_and_tests_in_its_own_worktree(project: Project, r
         agent_project(project, repo, model)
         done, log = await run_fix(project, RunStatus.SUCCEEDED)
     assert done.summary == "fixed add()"
+    assert [e["type"] for e in log[:2]] == ["started", "message"]  # the log opens with started,
+    assert log[1]["text"].startswith("working on branch")  # though the worktree may come first
     assert tool_results(model.requests[1]) == [BUGGY]  # read_file's result reached the model
     command = next(e for e in log if e["type"] == "command")
     assert command["exit_code"] == 0 and "1 passed" in command["output_tail"]

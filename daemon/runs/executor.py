@@ -64,6 +64,8 @@ class _Active:
     inbox_idle: bool = True
     inbox_closed: bool = False
     tree: asyncio.Task[workspace.Worktree] | None = None  # the worktree being made
+    made: asyncio.Event = field(default_factory=asyncio.Event)  # ... and ready for the agent
+    started: asyncio.Event = field(default_factory=asyncio.Event)  # `started` is in the log
     # (repository, base) of the worktree: a spare of it is made for the next run.
     spare_of: tuple[Path, str | None] | None = None
 
@@ -72,10 +74,19 @@ async def _ready_now() -> None:
     return None
 
 
-async def _tree_ready(making: asyncio.Task[workspace.Worktree]) -> None:
-    """Wait for the run's worktree; a failure to make it is the run's failure."""
+async def _tree_ready(making: asyncio.Task[workspace.Worktree], made: asyncio.Event) -> None:
+    """Wait for the run's worktree (not for the message that reports it); a failure to make
+    it is the run's failure."""
+    if not made.is_set():
+        waiter = asyncio.ensure_future(made.wait())
+        try:  # asyncio.wait never cancels `making`, whoever cancels this wait
+            await asyncio.wait({making, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+    if made.is_set():
+        return
     try:
-        await asyncio.shield(making)
+        making.result()
     except NightshiftError as exc:
         raise workspace.WorkspaceError(f"cannot make the workspace: {exc}") from None
 
@@ -364,25 +375,32 @@ class Executor:
         self, active: _Active
     ) -> tuple[RunStatus, str, RunRow | None, Automation | None]:
         run_id = active.run_id
+        catalog = self._catalog()
+        automation = catalog.automations.get(active.automation)
+        skill = catalog.skills.get(automation.skill) if automation is not None else None
+        backend = self._backends.get(automation.agent.backend) if automation is not None else None
+        repo = self._local_repository(automation) if automation is not None else None
+        if (
+            automation is not None
+            and skill is not None
+            and backend is not None
+            and repo is not None
+            and automation.isolated()
+        ):
+            # A local repository's worktree is started first of all: everything below (the
+            # run's state, the started event, the event's payload, the backend's start)
+            # happens meanwhile, and the agent's first command waits for it.
+            self._start_tree(active, repo, automation, automation.workspace.base_branch)
         # One store round trip: the update hands back the run it changed.
         run = await self._store.call(
             self._store.update_run, run_id, status=RunStatus.RUNNING.value, started_at=utcnow()
         )
-        catalog = self._catalog()
-        automation = catalog.automations.get(run.automation)
         if automation is None:
             return RunStatus.FAILED, f"automation {run.automation!r} is no longer loaded", run, None
-        skill = catalog.skills.get(automation.skill)
-        backend = self._backends.get(automation.agent.backend)
-        repo = self._local_repository(automation)
-        if skill is not None and backend is not None and repo is not None and automation.isolated():
-            # A local repository's worktree is started first of all: everything below (the
-            # started event, the event's payload, the backend's start) happens meanwhile, and
-            # the agent's first command waits for it.
-            self._start_tree(active, repo, automation, automation.workspace.base_branch)
         await self._emit(
             run_id, Started(automation=automation.name, trigger=run.trigger, attempt=run.attempt)
         )
+        active.started.set()
         for cb in self._started_cb:
             cb(run_id)
         if skill is None or backend is None:
@@ -427,7 +445,7 @@ class Executor:
             # first step); every backend awaits `ctx.ready()` before it touches the folder.
             workdir = self._work_root.parent / "worktrees" / str(run_id)
             assert active.tree is not None
-            ready = functools.partial(_tree_ready, active.tree)
+            ready = functools.partial(_tree_ready, active.tree, active.made)
         ctx = RunContext(
             run_id=run_id,
             attempt=run.attempt,
@@ -458,9 +476,7 @@ class Executor:
         """Start making the run's worktree; `_close_tree` ends it whatever ends the run."""
         root = self._work_root.parent / "worktrees"
         active.spare_of = (repo, base)
-        active.tree = asyncio.create_task(
-            self._make_tree(active.run_id, repo, root, automation, base)
-        )
+        active.tree = asyncio.create_task(self._make_tree(active, repo, root, automation, base))
 
     async def _close_tree(self, active: _Active) -> None:
         """Keep what the run changed; never leave a half-made worktree behind (whatever
@@ -468,6 +484,7 @@ class Executor:
         making, active.tree = active.tree, None
         if making is None:
             return
+        active.started.set()  # whatever ended the run, the tree's message may follow now
         await asyncio.wait({making})
         if not making.cancelled() and making.exception() is None:
             automation = self._catalog().automations.get(active.automation)
@@ -476,13 +493,16 @@ class Executor:
 
     async def _make_tree(
         self,
-        run_id: int,
+        active: _Active,
         repo: Path,
         root: Path,
         automation: Automation,
         base: str | None,
     ) -> workspace.Worktree:
+        run_id = active.run_id
         tree = await workspace.create(repo, root, automation.name, run_id, base, self._spares)
+        active.made.set()  # the agent may start; the message below need not hold it up
+        await active.started.wait()  # the run's log opens with `started`
         await self._emit(run_id, Message(text=f"working on branch {tree.branch} in {tree.path}"))
         return tree
 
