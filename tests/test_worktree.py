@@ -152,3 +152,11 @@ async def test_leftovers_of_a_crash_are_committed_and_forgotten_by_git_bare_mirr
         assert worktrees(source) == [str(source)]  # no prunable leftovers
         log = git(source, "log", "--format=%s", f"nightshift/fix/{number}", "-1")
         assert log.strip() == f"nightshift: run {number} (interrupted)"
+
+
+def test_a_repository_and_its_git_directory_share_one_lock(tmp_path: Path) -> None:
+    from daemon.workspace.worktree import repository_lock
+
+    repo = make_repo(tmp_path / "repo")
+    assert repository_lock(repo) is repository_lock(repo / ".git")  # how salvage finds it
+    assert repository_lock(repo) is not repository_lock(make_repo(tmp_path / "other"))

@@ -83,9 +83,11 @@ _repo_locks_guard = threading.Lock()
 def repository_lock(repo: Path) -> threading.Lock:
     """Held while git adds a worktree to `repo`, removes one, or fetches into it: a fetch
     reads every worktree's HEAD, and one half made fails it ("bad object worktrees/…")."""
-    key = str(repo.resolve())
+    key = repo.resolve()
+    if key.name == ".git":  # the repository's git directory names the same repository
+        key = key.parent
     with _repo_locks_guard:
-        return _repo_locks.setdefault(key, threading.Lock())
+        return _repo_locks.setdefault(str(key), threading.Lock())
 
 
 def branch_name(automation: str, run_id: int) -> str:
@@ -174,11 +176,12 @@ def _discard(repo: Path | None, path: Path) -> None:
     """Remove a worktree folder and git's record of it."""
     if repo is None:
         repo = _common_dir(path)
-    if repo is not None:
-        with repository_lock(repo):
-            _git(repo, "worktree", "remove", "--force", str(path), check=False)
-    shutil.rmtree(path, ignore_errors=True)
-    if repo is not None:
+    if repo is None:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    with repository_lock(repo):
+        _git(repo, "worktree", "remove", "--force", str(path), check=False)
+        shutil.rmtree(path, ignore_errors=True)
         _git(repo, "worktree", "prune", check=False)
 
 
