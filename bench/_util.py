@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,3 +50,17 @@ def _number(value: float) -> str:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def git_repository(path: Path, files: dict[str, str]) -> Path:
+    """A git repository at `path` with `files` (relative path -> text) in one commit."""
+    for name, text in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+    for args in (
+        ["init", "-q"],
+        ["add", "."],
+        ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "x"],
+    ):
+        subprocess.run(["git", "-C", str(path), *args], check=True)
+    return path

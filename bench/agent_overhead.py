@@ -33,7 +33,7 @@ from daemon.testing.responses import ResponsesDouble, message, shell, tool_outpu
 from daemon.testing.slack import SlackDouble
 
 from ._remote import remote
-from ._util import Result
+from ._util import Result, git_repository
 
 CALLS = 50
 ROUNDS = 15  # our loop: a round is ~0.4 s, and this machine's speed drifts within seconds
@@ -45,19 +45,6 @@ def script(req: dict[str, Any], n: int) -> Any:
     return call("run_command", command="true") if turns < CALLS else call("finish", summary="done")
 
 
-def repo(root: Path) -> Path:
-    path = root / "repo"
-    path.mkdir()
-    (path / "README").write_text("x\n")
-    for args in (
-        ["init", "-q"],
-        ["add", "."],
-        ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "x"],
-    ):
-        subprocess.run(["git", "-C", str(path), *args], check=True)
-    return path
-
-
 def task_project(root: Path, agent: dict[str, Any]) -> Project:
     """One automation, `task`, reporting to #ops, working in a fresh repository."""
     project = Project(root / "p")
@@ -65,7 +52,7 @@ def task_project(root: Path, agent: dict[str, Any]) -> Project:
     project.automation(
         "task",
         skill="task",
-        workspace={"repository": str(repo(root))},
+        workspace={"repository": str(git_repository(root / "repo", {"README": "x\n"}))},
         report={"channel": "#ops"},
         agent=agent,
     )

@@ -10,39 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from daemon import workspace
 
-from ._util import Result
+from ._util import Result, git_repository
 
 ROUNDS = 10
-
-
-def repository(root: Path, files: int) -> Path:
-    repo = root / "repo"
-    repo.mkdir()
-    for i in range(files):
-        folder = repo / f"d{i % 50}"
-        folder.mkdir(exist_ok=True)
-        (folder / f"f{i}.txt").write_text(f"line {i}\n" * 20)
-    for args in (
-        ["init", "-q"],
-        ["add", "."],
-        ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "x"],
-    ):
-        subprocess.run(["git", "-C", str(repo), *args], check=True)
-    return repo
 
 
 async def measure(files: int) -> Result:
     added, taken = [], []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        repo, trees, spares = repository(root, files), root / "trees", root / "spares"
+        texts = {f"d{i % 50}/f{i}.txt": f"line {i}\n" * 20 for i in range(files)}
+        repo = git_repository(root / "repo", texts)
+        trees, spares = root / "trees", root / "spares"
         done = workspace.Outcome("", "", None)
         for i in range(ROUNDS):
             t0 = time.perf_counter()
