@@ -94,9 +94,17 @@ def daemon_proc(project: Project) -> Iterator[DaemonProcess]:
         proc.stop(signal.SIGKILL)
 
 
+@pytest.mark.parametrize("isolated", [False, True], ids=["plain folder", "worktree"])
 def test_kill_9_mid_run_then_restart_reconciles_the_run(
-    daemon_proc: DaemonProcess, project: Project
+    daemon_proc: DaemonProcess, project: Project, repo: Path, isolated: bool
 ) -> None:
+    if isolated:  # the run's processes work in its worktree, not in <state>/runs/<id>
+        project.automation(
+            "sleepy",
+            skill="sleepy",
+            inputs={"marker": str(project.root / "marker")},
+            workspace={"repository": str(repo), "isolate": True},
+        )
     daemon_proc.start()
     out = daemon_proc.cli("trigger", "sleepy")
     assert out.returncode == 0 and out.stdout.strip() == "run 1 queued for sleepy", out

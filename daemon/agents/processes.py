@@ -1,6 +1,7 @@
 """Finding agent processes a crashed daemon left behind.
 
-Every agent process gets `NIGHTSHIFT_WORKDIR=<state>/runs/<id>` in its environment (and its
+Every agent process gets `NIGHTSHIFT_WORKDIR=<the folder it works in>` (`<state>/runs/<id>`, or
+`<state>/worktrees/<id>` for a run in a worktree) in its environment (and its
 children inherit it), so after a crash the restarted daemon can find and stop exactly the
 processes of the runs it marks interrupted. Linux (/proc) only; elsewhere it finds nothing.
 """
