@@ -131,6 +131,28 @@ async def test_approval_waits_then_is_decided_once(project: Project, approve: bo
             await client_call(d, "decide", run_id, True, None, None)
 
 
+async def test_a_run_that_ends_while_waiting_expires_its_pending_approval(
+    project: Project,
+) -> None:
+    project.skill("pusher", APPROVING)
+    project.automation("push", skill="pusher")
+    async with running_daemon(project.config()) as d:
+        run_id = await client_call(d, "trigger", "push", {})
+        await wait_status(d, run_id, RunStatus.WAITING)
+        await client_call(d, "cancel", run_id, None)
+        run = await wait_status(d, run_id, RunStatus.CANCELLED)
+        assert run.finished_at is not None and run.summary.startswith("cancelled by cli:")
+        (approval,) = await d.store.call(d.store.approvals, run_id)
+        assert (approval.status, approval.decided_by, approval.reason) == (
+            "expired",
+            "nightshift",
+            "run ended (cancelled)",
+        )
+        assert approval.decided_at == run.finished_at
+        with pytest.raises(ControlError, match="is not running"):
+            await client_call(d, "decide", run_id, True, None, None)
+
+
 async def test_malformed_and_oversized_lines_are_visible_warnings(project: Project) -> None:
     project.skill(
         "noisy",

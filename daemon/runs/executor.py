@@ -24,7 +24,7 @@ from ..durations import format_duration
 from ..errors import NightshiftError, RunStateError
 from ..loader import Catalog
 from ..spec import Automation, Skill
-from ..store import NewRun, RunRow, Store, utcnow
+from ..store import EventRow, NewRun, RunRow, Store, utcnow
 from .bus import EventBus
 from .events import (
     ApprovalDecision,
@@ -195,7 +195,7 @@ class Executor:
             if q.run_id == run_id:
                 self._queue.remove(q)
                 await self._emit(run_id, Message(text=f"cancelled by {by} before it started"))
-                await self._finish(run_id, RunStatus.CANCELLED, f"cancelled by {by}", None, None)
+                await self._finish(run_id, RunStatus.CANCELLED, f"cancelled by {by}", None)
                 return
         self._require_active(run_id).inbox.put(Cancel(by=by, reason=reason))
 
@@ -288,7 +288,6 @@ class Executor:
                 run.id,
                 RunStatus.INTERRUPTED,
                 "interrupted: the daemon stopped during the run",
-                run,
                 None,
             )
         salvaged = await workspace.salvage_all(self._work_root.parent / "worktrees")
@@ -338,19 +337,14 @@ class Executor:
         run_id = active.run_id
         try:
             try:
-                status, summary, run, automation = await self._run(active)
+                status, summary, automation = await self._run(active)
             finally:
                 await self._close_tree(active)
         except Exception as exc:  # the executor must survive any bug in one run
             log.exception("run crashed", run_id=run_id)
-            status, summary, run, automation = (
-                RunStatus.FAILED,
-                f"internal error: {exc}",
-                None,
-                None,
-            )
+            status, summary, automation = RunStatus.FAILED, f"internal error: {exc}", None
         try:
-            await self._finish(run_id, status, summary, run, automation)
+            await self._finish(run_id, status, summary, automation)
         finally:
             self._active.pop(run_id, None)
             self._wake.set()
@@ -376,9 +370,7 @@ class Executor:
         await self._store.call(self._store.update_run, active.run_id, status=status.value)
         await self._emit(active.run_id, StatusChanged(status=status))
 
-    async def _run(
-        self, active: _Active
-    ) -> tuple[RunStatus, str, RunRow | None, Automation | None]:
+    async def _run(self, active: _Active) -> tuple[RunStatus, str, Automation | None]:
         run_id = active.run_id
         catalog = self._catalog()
         automation = catalog.automations.get(active.automation)
@@ -396,45 +388,78 @@ class Executor:
             # run's state, the started event, the event's payload, the backend's start)
             # happens meanwhile, and the agent's first command waits for it.
             self._start_tree(active, repo, automation, automation.workspace.base_branch)
-        # One store round trip: the update hands back the run it changed.
-        run = await self._store.call(
-            self._store.update_run, run_id, status=RunStatus.RUNNING.value, started_at=utcnow()
-        )
+        # One store round trip: the run marked running, with the event that started it.
+        run, found = await self._store.call(self._store.start_run, run_id, utcnow())
         if automation is None:
-            return RunStatus.FAILED, f"automation {run.automation!r} is no longer loaded", run, None
+            return RunStatus.FAILED, f"automation {run.automation!r} is no longer loaded", None
+        # The backend starts while `started` is being stored: the agent's first model call
+        # need not wait for it, and its events wait in its own queue until `_drive` logs
+        # them, after `started`.
+        announced = asyncio.create_task(self._announce(active, automation, run))
+        try:
+            launched = await self._launch(active, automation, run, found, catalog)
+        finally:
+            try:
+                await announced
+            except BaseException:
+                if active.agent is not None:
+                    await active.agent.cancel()
+                raise
+        if launched is not None:
+            return (*launched, automation)
+        assert active.agent is not None
+        status, summary = await self._drive(active, active.agent, automation)
+        if (making := active.tree) is not None and status == RunStatus.SUCCEEDED:
+            await asyncio.wait({making})
+            if (error := making.exception()) is not None:  # never needed its folder
+                return RunStatus.FAILED, f"cannot make the workspace: {error}", automation
+        return status, summary, automation
+
+    async def _announce(self, active: _Active, automation: Automation, run: RunRow) -> None:
+        """The run's `started`, the first event of its log."""
         await self._emit(
-            run_id, Started(automation=automation.name, trigger=run.trigger, attempt=run.attempt)
+            active.run_id,
+            Started(automation=automation.name, trigger=run.trigger, attempt=run.attempt),
         )
         active.started.set()
         for cb in self._started_cb:
-            cb(run_id)
+            cb(active.run_id)
+
+    async def _launch(
+        self,
+        active: _Active,
+        automation: Automation,
+        run: RunRow,
+        found: EventRow | None,
+        catalog: Catalog,
+    ) -> tuple[RunStatus, str] | None:
+        """Start the run's agent (`active.agent`); if it cannot start, the run's end and why."""
+        run_id = active.run_id
+        skill = catalog.skills.get(automation.skill)
+        backend = self._backends.get(automation.agent.backend)
         if skill is None or backend is None:
             missing = (
                 f"skill {automation.skill!r}"
                 if skill is None
                 else f"backend {automation.agent.backend!r}"
             )
-            return RunStatus.FAILED, f"{missing} is not available", run, automation
+            return RunStatus.FAILED, f"{missing} is not available"
         try:
             inputs = skill.resolve_inputs(run.inputs)
             env = self._skill_env(skill)
             env.update({k: v.resolve() for k, v in automation.env.items()})
         except (ValueError, NightshiftError) as exc:
-            return RunStatus.FAILED, f"cannot start: {exc}", run, automation
+            return RunStatus.FAILED, f"cannot start: {exc}"
         event: dict[str, Any] = {}
-        if run.event_id is not None:
-            found = await self._store.call(self._store.get_event, run.event_id)
-            if found is not None:
-                ev = found[0]
-                event = {
-                    "id": ev.id,
-                    "source": ev.source,
-                    "type": ev.type,
-                    "received_at": ev.received_at.isoformat(),
-                    "payload": ev.payload,
-                }
-        workdir = self._work_root / str(run_id)
-        await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+        if found is not None:
+            event = {
+                "id": found.id,
+                "source": found.source,
+                "type": found.type,
+                "received_at": found.received_at.isoformat(),
+                "payload": found.payload,
+            }
+        repo = self._local_repository(automation)
         ready = _ready_now
         if automation.isolated():
             if active.tree is None:  # a clone URL: a worktree of the cached mirror, once fetched
@@ -443,7 +468,7 @@ class Executor:
                         automation.workspace.repository, self._work_root.parent / "mirrors"
                     )
                 except NightshiftError as exc:
-                    return RunStatus.FAILED, f"cannot make the workspace: {exc}", run, automation
+                    return RunStatus.FAILED, f"cannot make the workspace: {exc}"
                 base = f"origin/{automation.workspace.base_branch or 'HEAD'}"
                 self._start_tree(active, repo, automation, base)
             # The worktree is made while the backend starts (and a model thinks about its
@@ -451,6 +476,9 @@ class Executor:
             workdir = self._work_root.parent / "worktrees" / str(run_id)
             assert active.tree is not None
             ready = functools.partial(_tree_ready, active.tree, active.made)
+        else:
+            workdir = self._work_root / str(run_id)
+            await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
         ctx = RunContext(
             run_id=run_id,
             attempt=run.attempt,
@@ -467,13 +495,8 @@ class Executor:
         try:
             active.agent = await backend.start(ctx)
         except NightshiftError as exc:
-            return RunStatus.FAILED, str(exc), run, automation
-        status, summary = await self._drive(active, active.agent, automation)
-        if (making := active.tree) is not None and status == RunStatus.SUCCEEDED:
-            await asyncio.wait({making})
-            if (error := making.exception()) is not None:  # never needed its folder
-                return RunStatus.FAILED, f"cannot make the workspace: {error}", run, automation
-        return status, summary, run, automation
+            return RunStatus.FAILED, str(exc)
+        return None
 
     def _start_tree(
         self, active: _Active, repo: Path, automation: Automation, base: str | None
@@ -673,32 +696,11 @@ class Executor:
                 await agent.cancel()
 
     async def _finish(
-        self,
-        run_id: int,
-        status: RunStatus,
-        summary: str,
-        run: RunRow | None,
-        automation: Automation | None,
+        self, run_id: int, status: RunStatus, summary: str, automation: Automation | None
     ) -> None:
-        for approval in await self._store.call(self._store.approvals, run_id, "pending"):
-            await self._store.call(
-                self._store.decide_approval,
-                run_id,
-                approval.request_id,
-                "expired",
-                "nightshift",
-                f"run ended ({status.value})",
-            )
-        await self._store.call(
-            self._store.update_run,
-            run_id,
-            status=status.value,
-            finished_at=utcnow(),
-            summary=summary,
-        )
+        run = await self._store.call(self._store.end_run, run_id, status.value, summary, utcnow())
         await self._emit(run_id, Finished(status=status, summary=summary))
         log.info("run finished", run_id=run_id, status=status.value, summary=summary[:200])
-        run = await self._store.call(self._store.get_run, run_id)
         took = (
             (run.finished_at - run.started_at).total_seconds()
             if run.started_at and run.finished_at

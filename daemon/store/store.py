@@ -506,6 +506,41 @@ class Store:
             s.commit()
             return run
 
+    def start_run(self, run_id: int, started_at: datetime) -> tuple[RunRow, EventRow | None]:
+        """Mark a run running; the run and the event that started it (one round trip on the
+        path to the agent's first step)."""
+        with self._session() as s:
+            run = s.get(RunRow, run_id)
+            if run is None:
+                raise RunNotFound(run_id)
+            run.status, run.started_at = "running", started_at
+            s.add(run)
+            s.commit()
+            event = s.get(EventRow, run.event_id) if run.event_id is not None else None
+            return run, event
+
+    def end_run(self, run_id: int, status: str, summary: str, finished_at: datetime) -> RunRow:
+        """Record how a run ended, its pending approvals expiring with it, in one transaction
+        (what stands between the agent's last step and the run's `finished`)."""
+        with self._session() as s:
+            run = s.get(RunRow, run_id)
+            if run is None:
+                raise RunNotFound(run_id)
+            pending = s.exec(
+                select(ApprovalRow).where(
+                    ApprovalRow.run_id == run_id, ApprovalRow.status == "pending"
+                )
+            )
+            for approval in pending:
+                approval.status, approval.decided_by = "expired", "nightshift"
+                approval.decided_at, approval.reason = finished_at, f"run ended ({status})"
+                s.add(approval)
+            run.status, run.finished_at = status, finished_at
+            run.summary = redactor.redact(summary)
+            s.add(run)
+            s.commit()
+            return run
+
     def append_run_event(
         self, run_id: int, type: str, data: dict[str, Any], at: datetime | None = None
     ) -> LoggedEvent:
