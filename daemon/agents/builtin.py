@@ -403,7 +403,7 @@ class BuiltinRun(QueuedRun):
             )
             if not approved:
                 return f"not run: approval denied ({reason or 'no reason given'})"
-        if await asyncio.to_thread(sandbox.available) is not None:
+        if await sandbox.find() is not None:
             # Only an approved (elevated) command gets the network; none can write outside.
             argv = sandbox.wrap(command, self._ctx.workdir, network=elevated)
         elif spec.allow_unsandboxed:

@@ -300,7 +300,7 @@ class ClaudeBackend:
         if not isinstance(spec, ClaudeAgent):
             raise BackendError("the claude backend needs `agent: {backend: claude, …}`")
         binary = find_cli("claude", spec.binary)
-        bwrap = await asyncio.to_thread(sandbox.available)
+        bwrap = await sandbox.find()
         run = ClaudeRun(ctx, spec, binary, self.root / "runs" / str(ctx.run_id), bwrap)
         await ctx.ready()  # the CLI starts in the worktree
         await run.begin()

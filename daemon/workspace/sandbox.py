@@ -7,6 +7,7 @@ the network namespace is new and empty unless the command was approved for netwo
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -29,6 +30,14 @@ def available() -> str | None:
         [found, "--ro-bind", "/", "/", "--unshare-net", "true"], capture_output=True, timeout=10
     )
     return found if probe.returncode == 0 else None
+
+
+async def find() -> str | None:
+    """`available()` for the event loop: the probe runs in a thread, once; after that the
+    answer is known and costs no thread hop (it is asked before every command)."""
+    if available.cache_info().currsize:
+        return available()
+    return await asyncio.to_thread(available)
 
 
 @lru_cache(maxsize=256)
