@@ -308,6 +308,26 @@ async def test_secrets_never_reach_the_store_or_logs(
     assert "s3cr3t" not in logged
 
 
+async def test_a_run_starts_once_however_often_it_is_queued(project: Project) -> None:
+    from daemon.store import NewRun
+
+    project.skill("ok", "print()")
+    project.automation("ok", skill="ok")
+    async with running_daemon(project.config()) as d:
+        run = await d.store.call(d.store.create_run, NewRun("ok", "manual", {}))
+        assert run.id is not None
+        d.executor.enqueue(run)
+        d.executor.enqueue(run)  # queued twice here
+        await wait_status(d, run.id, RunStatus.SUCCEEDED)
+        # Queued again once it ran (as by another replica, or a stale listing): left alone.
+        d.executor.enqueue(run)
+        await wait_for(lambda: run.id not in d.executor.queued_ids)
+        await d.executor.settle()
+        log = await events(d, run.id)
+        assert [e["type"] for e in log] == ["started", "finished"]
+        assert (await run_row(d, run.id)).status == RunStatus.SUCCEEDED
+
+
 @pytest.mark.parametrize(("policy", "retried"), [("retry", True), ("fail", False)])
 async def test_runs_a_dead_daemon_left_running_are_interrupted_then_handled_by_policy(
     project: Project, policy: str, retried: bool
@@ -342,6 +362,10 @@ async def test_runs_a_dead_daemon_left_running_are_interrupted_then_handled_by_p
         if retried:
             await wait_status(d, run_id + 1, RunStatus.SUCCEEDED)
             assert (await run_row(d, run_id + 1)).retry_of == run_id
+            # Queued by the recovery and found queued on start: it still runs once.
+            await d.executor.settle()
+            retry_log = await events(d, run_id + 1)
+            assert [e["type"] for e in retry_log].count("started") == 1, retry_log
         else:
             assert [r.id for r in await d.store.call(d.store.list_runs)] == [run_id]
 

@@ -149,10 +149,13 @@ class Executor:
         self._pump_task = asyncio.create_task(self._pump_loop(), name="executor-pump")
 
     def enqueue(self, run: RunRow) -> None:
-        """Queue a stored run for execution."""
+        """Queue a stored run for execution (once: a run queued or running here already is
+        left as it is)."""
         assert run.id is not None
         if not self._accepting:
             return  # it stays queued in the store and starts with the next daemon
+        if run.id in self._active or any(q.run_id == run.id for q in self._queue):
+            return
         self._queue.append(_Queued(run.id, run.automation, run.not_before))
         self._queue.sort()
         self._wake.set()
@@ -340,6 +343,11 @@ class Executor:
                 status, summary, automation = await self._run(active)
             finally:
                 await self._close_tree(active)
+        except _NotQueued:
+            log.info("run not started: it is not queued any more", run_id=run_id)
+            self._active.pop(run_id, None)
+            self._wake.set()
+            return
         except Exception as exc:  # the executor must survive any bug in one run
             log.exception("run crashed", run_id=run_id)
             status, summary, automation = RunStatus.FAILED, f"internal error: {exc}", None
@@ -377,6 +385,12 @@ class Executor:
         skill = catalog.skills.get(automation.skill) if automation is not None else None
         backend = self._backends.get(automation.agent.backend) if automation is not None else None
         repo = self._local_repository(automation) if automation is not None else None
+        # One store round trip: the run taken (marked running), with the event that started
+        # it; a run that is not queued any more is not this daemon's to run.
+        taken = await self._store.call(self._store.start_run, run_id, utcnow())
+        if taken is None:
+            raise _NotQueued(run_id)
+        run, found = taken
         if (
             automation is not None
             and skill is not None
@@ -384,12 +398,10 @@ class Executor:
             and repo is not None
             and automation.isolated()
         ):
-            # A local repository's worktree is started first of all: everything below (the
-            # run's state, the started event, the event's payload, the backend's start)
-            # happens meanwhile, and the agent's first command waits for it.
+            # A local repository's worktree is started next: everything below (the started
+            # event, the event's payload, the backend's start) happens meanwhile, and the
+            # agent's first command waits for it.
             self._start_tree(active, repo, automation, automation.workspace.base_branch)
-        # One store round trip: the run marked running, with the event that started it.
-        run, found = await self._store.call(self._store.start_run, run_id, utcnow())
         if automation is None:
             return RunStatus.FAILED, f"automation {run.automation!r} is no longer loaded", None
         # The backend starts while `started` is being stored: the agent's first model call
@@ -743,3 +755,7 @@ class Executor:
         when = f"in {format_duration(delay)}" if delay else "now"
         await self._emit(run.id, Message(text=f"retrying as run {new.id} ({when})"))
         self.enqueue(new)
+
+
+class _NotQueued(Exception):
+    """The run is not queued any more (another replica took it, or it ended meanwhile)."""

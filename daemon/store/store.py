@@ -506,16 +506,22 @@ class Store:
             s.commit()
             return run
 
-    def start_run(self, run_id: int, started_at: datetime) -> tuple[RunRow, EventRow | None]:
-        """Mark a run running; the run and the event that started it (one round trip on the
-        path to the agent's first step)."""
+    def start_run(self, run_id: int, started_at: datetime) -> tuple[RunRow, EventRow | None] | None:
+        """Take a queued run: mark it running, and return it with the event that started it
+        (one round trip on the path to the agent's first step). None when it is not queued
+        any more — another replica took it, or it ended — so a run starts once, however
+        often it was queued."""
         with self._session() as s:
-            run = s.get(RunRow, run_id)
-            if run is None:
-                raise RunNotFound(run_id)
-            run.status, run.started_at = "running", started_at
-            s.add(run)
+            taken = s.connection().execute(
+                update(_RUNS)
+                .where(_RUNS.c.id == run_id, _RUNS.c.status == "queued")
+                .values(status="running", started_at=started_at)
+            )
+            if taken.rowcount != 1:
+                return None
             s.commit()
+            run = s.get(RunRow, run_id)
+            assert run is not None
             event = s.get(EventRow, run.event_id) if run.event_id is not None else None
             return run, event
 
