@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from daemon import workspace
 from daemon.runs import RunStatus
 from daemon.store import NewRun
@@ -112,6 +114,59 @@ async def test_the_next_run_takes_the_spare_worktree_at_the_base_as_it_is_then(
     assert worktrees(repo) == [str(repo)] and not tree.path.exists()
     again = await workspace.create(repo, trees, "fix", 8, None, spares)  # no spare: made anew
     assert again.base == tree.base and worktrees(repo) == [str(repo), str(again.path)]
+
+
+def reflog(repo: Path, branch: str) -> Path:
+    return repo / ".git" / "logs" / "refs" / "heads" / branch
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["loose refs", "packed refs"])
+async def test_a_spare_still_at_the_base_is_put_on_its_branch_as_git_would(
+    tmp_path: Path, packed: bool
+) -> None:
+    repo, spares, trees = make_repo(tmp_path / "repo"), tmp_path / "spares", tmp_path / "trees"
+    git(repo, "branch", "release")
+    await workspace.prepare_spare(repo, spares, "release")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "on")  # HEAD moves on; release does not
+    if packed:
+        git(repo, "pack-refs", "--all")
+    tree = await workspace.create(repo, trees, "fix", 9, "release", spares)
+    release = git(repo, "rev-parse", "release").strip()
+    assert tree.base == release != git(repo, "rev-parse", "HEAD").strip()
+    # No git process put it there (git would have started the branch's reflog) …
+    assert not reflog(repo, "nightshift/fix/9").exists()
+    # … and git sees exactly what `git checkout -B` would have left.
+    assert git(tree.path, "symbolic-ref", "HEAD").strip() == "refs/heads/nightshift/fix/9"
+    assert git(repo, "rev-parse", "nightshift/fix/9").strip() == release
+    assert git(tree.path, "status", "--porcelain").strip() == ""
+    (tree.path / "notes.txt").write_text("new\n")
+    outcome = await workspace.finish(tree, 9)
+    assert "notes.txt" in outcome.stat
+    assert git(repo, "rev-parse", "nightshift/fix/9").strip() == outcome.commit
+    assert git(repo, "rev-parse", "nightshift/fix/9~1").strip() == release
+    assert git(repo, "fsck", "--no-progress").strip() == ""
+
+
+async def test_a_spare_takes_the_base_in_gits_own_order_of_names(tmp_path: Path) -> None:
+    # A tag and a branch both named `release`: git takes the tag (refs/tags/ before
+    # refs/heads/); so must a spare put on its branch without git.
+    repo, spares, trees = make_repo(tmp_path / "repo"), tmp_path / "spares", tmp_path / "trees"
+    git(repo, "tag", "release")
+    tagged = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "commit", "-q", "--allow-empty", "-m", "on")
+    git(repo, "branch", "release")
+    await workspace.prepare_spare(repo, spares, "release")
+    tree = await workspace.create(repo, trees, "fix", 10, "release", spares)
+    assert tree.base == tagged
+    assert git(repo, "rev-parse", "nightshift/fix/10").strip() == tagged
+    assert not reflog(repo, "nightshift/fix/10").exists()  # put there without git
+    # A spare made while the name meant the tag, taken once it means the branch: git's
+    # checkout, at the branch.
+    await workspace.prepare_spare(repo, spares, "release")
+    git(repo, "tag", "-d", "release")
+    again = await workspace.create(repo, trees, "fix", 11, "release", spares)
+    assert again.base == git(repo, "rev-parse", "release").strip() != tagged
+    assert git(repo, "rev-parse", "nightshift/fix/11").strip() == again.base
 
 
 async def test_spares_are_discarded_on_start_and_runs_leave_one_for_the_next(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -106,7 +107,7 @@ def _create(
     start_point = f"{base or 'HEAD'}^{{commit}}"
     # Inside the spare, HEAD is the spare's own; the repository's is `main-worktree/HEAD`.
     in_spare = start_point if base not in (None, "HEAD") else "main-worktree/HEAD^{commit}"
-    if spares is None or not _take_spare(repo, spares, path, branch, in_spare):
+    if spares is None or not _take_spare(repo, spares, path, branch, in_spare, base):
         root.mkdir(parents=True, exist_ok=True)
         with repository_lock(repo):
             _git(repo, "worktree", "add", "--force", "-B", branch, str(path), start_point)
@@ -118,7 +119,9 @@ def _spare_of(spares: Path, repo: Path) -> Path:
     return spares / hashlib.sha256(str(repo.resolve()).encode()).hexdigest()[:16]
 
 
-def _take_spare(repo: Path, spares: Path, path: Path, branch: str, start_point: str) -> bool:
+def _take_spare(
+    repo: Path, spares: Path, path: Path, branch: str, start_point: str, base: str | None
+) -> bool:
     """Move the repository's spare worktree to `path` on `branch` at `start_point`; False
     (and nothing left at `path`) when there is none or it cannot be used."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,23 +130,124 @@ def _take_spare(repo: Path, spares: Path, path: Path, branch: str, start_point: 
     except OSError:
         return False
     try:
-        _relink(path)
-        _git(
-            path, "checkout", "--quiet", "--force", "--ignore-other-worktrees",
-            "-B", branch, start_point,
-        )  # fmt: skip
+        admin = _relink(path)
+        if not _branch_in_place(admin, branch, base):
+            _git(
+                path, "checkout", "--quiet", "--force", "--ignore-other-worktrees",
+                "-B", branch, start_point,
+            )  # fmt: skip
     except (OSError, WorkspaceError):
         _discard(repo, path)
         return False
     return True
 
 
-def _relink(path: Path) -> None:
+def _relink(path: Path) -> Path:
     """Point a moved worktree's admin folder back at it: the `gitdir` file that
     gitrepository-layout(5) documents under `worktrees/<id>/` (what `git worktree repair`
-    writes)."""
+    writes). Returns the admin folder."""
     admin = Path((path / ".git").read_text().split(":", 1)[1].strip())
     (admin / "gitdir").write_text(f"{path / '.git'}\n")
+    return admin
+
+
+def _branch_in_place(admin: Path, branch: str, base: str | None) -> bool:
+    """When the spare already stands at the base's commit (the base has not moved since it was
+    made), put it on `branch` by writing the two files `git checkout -B` would change — the
+    new branch's ref and the worktree's HEAD — instead of starting git (milliseconds, and a
+    stat of every file, before the agent's first command). False, with nothing written, when
+    only git can tell: the base moved, its ref is not plain, the repository keeps its refs in
+    a reftable, or a ref is locked."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*", branch):
+        return False  # a name git would have to judge (branch_name never makes one)
+    common = (admin / (admin / "commondir").read_text().strip()).resolve()
+    at = (admin / "HEAD").read_text().strip()
+    if not _is_commit_id(at) or _resolve(common, base or "HEAD") != at:
+        return False
+    ref = common / "refs" / "heads" / branch
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    if not _write_locked(ref, f"{at}\n"):
+        return False
+    if not _write_locked(admin / "HEAD", f"ref: refs/heads/{branch}\n"):
+        ref.unlink(missing_ok=True)
+        return False
+    return True
+
+
+def _write_locked(path: Path, text: str) -> bool:
+    """Replace `path` whole under git's own lock protocol (`<file>.lock`, made exclusively, then
+    renamed over it); False if someone holds the lock."""
+    lock = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        return False
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.replace(lock, path)
+    except BaseException:
+        lock.unlink(missing_ok=True)
+        raise
+    return True
+
+
+def _is_commit_id(text: str) -> bool:
+    return len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text)
+
+
+def _resolve(common: Path, name: str) -> str | None:
+    """The object `name` names, read from the ref files gitrepository-layout(5) documents and
+    tried in git's own order (a full name, then under refs/, refs/tags/, refs/heads/,
+    refs/remotes/); None wherever only git can tell (a reftable, a revision expression)."""
+    if _is_commit_id(name):
+        return name
+    if (common / "reftable").exists() or any(c in name for c in "^~:@{}[]?* \\"):
+        return None
+    packed: dict[str, str] | None = None
+    for candidate in (
+        name,
+        f"refs/{name}",
+        f"refs/tags/{name}",
+        f"refs/heads/{name}",
+        f"refs/remotes/{name}",
+        f"refs/remotes/{name}/HEAD",
+    ):
+        if candidate != "HEAD" and not candidate.startswith("refs/"):
+            continue  # git reads other top-level names (FETCH_HEAD, …) differently
+        value, packed = _read_ref(common, candidate, packed)
+        if value is not None:
+            return value
+    return None
+
+
+def _read_ref(
+    common: Path, ref: str, packed: dict[str, str] | None, depth: int = 0
+) -> tuple[str | None, dict[str, str] | None]:
+    """A ref's object id (a loose file first, then packed-refs; symbolic refs followed)."""
+    try:
+        text = (common / ref).read_text().strip()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        if packed is None:
+            packed = _packed_refs(common)
+        return packed.get(ref), packed
+    if text.startswith("ref: ") and depth < 5:
+        return _read_ref(common, text.removeprefix("ref: ").strip(), packed, depth + 1)
+    return (text if _is_commit_id(text) else None), packed
+
+
+def _packed_refs(common: Path) -> dict[str, str]:
+    """packed-refs as {ref: object id} (an annotated tag's own id, as a loose ref holds it)."""
+    out: dict[str, str] = {}
+    try:
+        lines = (common / "packed-refs").read_text().splitlines()
+    except FileNotFoundError:
+        return out
+    for line in lines:
+        if line and line[0] not in "#^":
+            sha, _, ref = line.partition(" ")
+            out[ref.strip()] = sha
+    return out
 
 
 def _prepare_spare(repo: Path, spares: Path, base: str | None) -> None:
