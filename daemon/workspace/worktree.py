@@ -8,8 +8,9 @@ thread: it never stalls the loop.
 
 A run's worktree is on the path to its first command, and `git worktree add` costs four git
 processes (10 to 30 ms here). So after a run, a **spare** worktree of the same repository is made
-in `<state_dir>/spares/` (detached, clean); the next run moves it into place and checks out its
-own branch at the base as it is then (one process). Spares are removed when the daemon starts.
+in `<state_dir>/spares/` (detached, clean); the next run moves it into place and puts it on its
+own branch at the base as it is then: two ref files written when the base has not moved, one
+`git checkout -B` when it has. Spares are removed when the daemon starts.
 """
 
 from __future__ import annotations
