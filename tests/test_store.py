@@ -50,6 +50,40 @@ def test_event_keys_make_delivery_idempotent(db_url: str) -> None:
     store.close()
 
 
+def test_two_replicas_taking_the_same_runs_take_each_once(db_url: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from daemon.store.store import utcnow
+
+    first, second = Store(db_url), Store(db_url)  # two daemons on one database
+    first.create_all()
+    runs: list[int] = []
+    for _ in range(20):
+        run_id = first.create_run(NewRun("x", "manual", {})).id
+        assert run_id is not None
+        runs.append(run_id)
+
+    def take(store: Store) -> list[int]:
+        return [run_id for run_id in runs if store.start_run(run_id, utcnow()) is not None]
+
+    with ThreadPoolExecutor(2) as pool:
+        took = [f.result() for f in [pool.submit(take, first), pool.submit(take, second)]]
+    assert sorted(took[0] + took[1]) == runs  # each once, by one of the two
+    run_id = runs[0]
+    taken = first.get_run(run_id)
+    assert taken.status == "running" and taken.started_at is not None
+    # Ended, its pending approval expiring with it: nobody takes it again.
+    first.create_approval(run_id, "a1", "push", "push it", None)
+    ended = first.end_run(run_id, "failed", "it broke", utcnow())
+    assert ended.status == "failed" and ended.summary == "it broke"
+    assert ended.finished_at is not None
+    (approval,) = first.approvals(run_id)
+    assert (approval.status, approval.reason) == ("expired", "run ended (failed)")
+    assert second.start_run(run_id, utcnow()) is None
+    first.close()
+    second.close()
+
+
 async def test_a_run_end_to_end_on_postgresql(project: Project, pg_schema_url: str) -> None:
     project.skill(
         "hello",
