@@ -56,8 +56,6 @@ async def gh(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[GitHubDouble]:
 @pytest.fixture
 def pg_schema_url() -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
-    if os.environ.get("NIGHTSHIFT_SKIP_POSTGRES") == "1":
-        pytest.skip("NIGHTSHIFT_SKIP_POSTGRES=1")
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_URL)
     with admin.begin() as conn:
