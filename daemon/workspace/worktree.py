@@ -143,11 +143,22 @@ def _take_spare(
     return True
 
 
+def _admin_of(tree: Path) -> Path:
+    """A worktree's admin folder in its repository (`worktrees/<id>/`), named by its `.git`
+    file (gitrepository-layout(5))."""
+    return Path((tree / ".git").read_text().split(":", 1)[1].strip())
+
+
+def _common_of(admin: Path) -> Path:
+    """The repository's git directory, named by the admin folder's `commondir` file."""
+    return (admin / (admin / "commondir").read_text().strip()).resolve()
+
+
 def _relink(path: Path) -> Path:
     """Point a moved worktree's admin folder back at it: the `gitdir` file that
     gitrepository-layout(5) documents under `worktrees/<id>/` (what `git worktree repair`
     writes). Returns the admin folder."""
-    admin = Path((path / ".git").read_text().split(":", 1)[1].strip())
+    admin = _admin_of(path)
     (admin / "gitdir").write_text(f"{path / '.git'}\n")
     return admin
 
@@ -161,7 +172,7 @@ def _branch_in_place(admin: Path, branch: str, base: str | None) -> bool:
     a reftable, or a ref is locked."""
     if not re.fullmatch(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*", branch):
         return False  # a name git would have to judge (branch_name never makes one)
-    common = (admin / (admin / "commondir").read_text().strip()).resolve()
+    common = _common_of(admin)
     at = (admin / "HEAD").read_text().strip()
     if not _is_commit_id(at) or _resolve(common, base or "HEAD") != at:
         return False
@@ -311,12 +322,10 @@ def _loose_ref(tree: Path, branch: str) -> str | None:
     """The commit a branch points to, read from its loose ref file (None: packed, reftable or
     anything unexpected; the caller asks git)."""
     try:
-        gitdir = Path((tree / ".git").read_text().split(":", 1)[1].strip())
-        common = (gitdir / (gitdir / "commondir").read_text().strip()).resolve()
-        sha = (common / "refs" / "heads" / branch).read_text().strip()
+        sha = (_common_of(_admin_of(tree)) / "refs" / "heads" / branch).read_text().strip()
     except (OSError, IndexError):
         return None
-    return sha if len(sha) in (40, 64) and all(c in "0123456789abcdef" for c in sha) else None
+    return sha if _is_commit_id(sha) else None
 
 
 def _finish(tree: Worktree, run_id: int) -> Outcome:
