@@ -409,7 +409,9 @@ class Executor:
         # them, after `started`.
         announced = asyncio.create_task(self._announce(active, automation, run))
         try:
-            launched = await self._launch(active, automation, run, found, catalog)
+            launched = await self._launch(
+                active, automation, skill, backend, repo, run, found, catalog
+            )
         finally:
             try:
                 await announced
@@ -441,14 +443,15 @@ class Executor:
         self,
         active: _Active,
         automation: Automation,
+        skill: Skill | None,
+        backend: AgentBackend | None,
+        repo: Path | None,
         run: RunRow,
         found: EventRow | None,
         catalog: Catalog,
     ) -> tuple[RunStatus, str] | None:
         """Start the run's agent (`active.agent`); if it cannot start, the run's end and why."""
         run_id = active.run_id
-        skill = catalog.skills.get(automation.skill)
-        backend = self._backends.get(automation.agent.backend)
         if skill is None or backend is None:
             missing = (
                 f"skill {automation.skill!r}"
@@ -471,7 +474,6 @@ class Executor:
                 "received_at": found.received_at.isoformat(),
                 "payload": found.payload,
             }
-        repo = self._local_repository(automation)
         ready = _ready_now
         if automation.isolated():
             if active.tree is None:  # a clone URL: a worktree of the cached mirror, once fetched
