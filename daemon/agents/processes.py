@@ -19,9 +19,10 @@ from pathlib import Path
 MARKER = "NIGHTSHIFT_WORKDIR"
 
 
-def orphans_of(workdir: Path) -> list[int]:
-    """PIDs of live processes whose environment marks them as belonging to `workdir`."""
-    needle = f"{MARKER}={workdir}".encode()
+def orphans_of(*workdirs: Path) -> list[int]:
+    """PIDs of live processes whose environment marks them as belonging to one of `workdirs`
+    (one pass over /proc, however many)."""
+    needles = {f"{MARKER}={workdir}".encode() for workdir in workdirs}
     found = []
     proc = Path("/proc")
     if not proc.is_dir():
@@ -33,14 +34,15 @@ def orphans_of(workdir: Path) -> list[int]:
             env = (entry / "environ").read_bytes()
         except OSError:
             continue
-        if needle in env.split(b"\0"):
+        if not needles.isdisjoint(env.split(b"\0")):
             found.append(int(entry.name))
     return found
 
 
-def kill_orphans(workdir: Path) -> list[int]:
-    """SIGKILL every process left behind by the run working in `workdir`; return their PIDs."""
-    pids = orphans_of(workdir)
+def kill_orphans(*workdirs: Path) -> list[int]:
+    """SIGKILL every process left behind by the run working in one of `workdirs`; return their
+    PIDs."""
+    pids = orphans_of(*workdirs)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)

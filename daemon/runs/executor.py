@@ -277,11 +277,11 @@ class Executor:
         for run in stale:
             assert run.id is not None
             # Its processes carry the folder they worked in: a worktree, or a plain folder.
-            killed = [
-                pid
-                for folder in (self._work_root, self._work_root.parent / "worktrees")
-                for pid in await asyncio.to_thread(kill_orphans, folder / str(run.id))
-            ]
+            killed = await asyncio.to_thread(
+                kill_orphans,
+                self._work_root / str(run.id),
+                self._work_root.parent / "worktrees" / str(run.id),
+            )
             log.warning("run was left running by a previous daemon", run_id=run.id, killed=killed)
             await self._emit(
                 run.id,
