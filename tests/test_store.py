@@ -201,3 +201,48 @@ def test_delivery_outcomes_are_recorded_alike_on_both_dialects(db_url: str) -> N
     assert (rows[lost].status, rows[lost].attempts) == ("failed", 2)
     assert rows[lost].error == "channel_not_found" and rows[lost].ts == "1.2"
     store.close()
+
+
+def test_a_run_taken_and_ended_reads_as_the_store_reads_it(db_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from daemon.errors import RunNotFound
+    from daemon.secrets import redactor
+
+    store = Store(db_url)
+    store.create_all()
+    redactor.register("hunter2-store-secret")
+    done = store.dispatch(
+        source="github",
+        type="issues.opened",
+        key="d1",
+        payload={"issue": {"number": 7, "title": "ü"}},
+        decisions=[Decision("x", "matched", run=NewRun("x", "github", {"n": 1, "l": [1]}))],
+    )
+    assert done is not None
+    run_id = done.runs[0].id
+    assert run_id is not None
+    started = datetime(2026, 11, 30, 9, 0, 0, 120, tzinfo=UTC)
+    taken = store.start_run(run_id, started)
+    assert taken is not None
+    run, event = taken
+    found = store.get_event(done.event_id)
+    assert found is not None and event is not None
+    # What the run's start hands on is what any other read of the store gives.
+    assert run.model_dump() == store.get_run(run_id).model_dump()
+    assert event.model_dump() == found[0].model_dump()
+    assert run.started_at == started and run.inputs == {"n": 1, "l": [1]}
+    assert event.payload == {"issue": {"number": 7, "title": "ü"}}
+    assert event.received_at.tzinfo is not None
+    store.create_approval(run_id, "a1", "push", "push it", None)
+    ended = store.end_run(run_id, "failed", "died on hunter2-store-secret", started)
+    assert ended.model_dump() == store.get_run(run_id).model_dump()
+    assert ended.summary == "died on ***" and ended.finished_at == started
+    assert store.approvals(run_id)[0].status == "expired"
+    with pytest.raises(RunNotFound):
+        store.end_run(run_id + 100, "failed", "", started)
+    manual = store.create_run(NewRun("x", "manual", {}))  # no event behind it
+    assert manual.id is not None
+    again = store.start_run(manual.id, started)
+    assert again is not None and again[1] is None
+    store.close()

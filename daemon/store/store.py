@@ -142,6 +142,30 @@ def _run_row(new: NewRun, event_id: int | None, now: datetime | None = None) -> 
     )
 
 
+class _RawRows:
+    """A table's rows as plain SQL reads them on the hot connection: the column list to
+    select, and a row turned into the values Core would give (SQLAlchemy's own result
+    processors: timestamps as aware UTC datetimes, JSON parsed)."""
+
+    def __init__(self, table: Table, dialect: Any) -> None:
+        self._columns = ", ".join(c.name for c in table.columns)
+        self._readers = [
+            (c.name, c.type.dialect_impl(dialect).result_processor(dialect, None))
+            for c in table.columns
+        ]
+
+    @functools.cache  # noqa: B019 - one per store, and the store lives as long as the daemon
+    def statement(self, template: str) -> str:
+        """`template` with `{columns}` spelt out: the table's own column names (never input)."""
+        return template.format(columns=self._columns)
+
+    def read(self, row: Sequence[Any]) -> dict[str, Any]:
+        return {
+            name: value if reader is None or value is None else reader(value)
+            for (name, reader), value in zip(self._readers, row, strict=True)
+        }
+
+
 class Store:
     """Persistent state of the daemon."""
 
@@ -180,6 +204,7 @@ class Store:
         dialect = self.engine.dialect
         processor = _RUN_EVENTS.c.at.type.dialect_impl(dialect).bind_processor(dialect)
         self._sqlite_time: Callable[[Any], Any] = processor or (lambda value: value)
+        self._runs, self._events = _RawRows(_RUNS, dialect), _RawRows(_EVENTS, dialect)
 
     def create_all(self) -> None:
         """Create missing tables."""
@@ -511,6 +536,8 @@ class Store:
         (one round trip on the path to the agent's first step). None when it is not queued
         any more — another replica took it, or it ended — so a run starts once, however
         often it was queued."""
+        if self.dialect == "sqlite":
+            return self._start_run_sqlite(run_id, started_at)
         with self._session() as s:
             taken = s.connection().execute(
                 update(_RUNS)
@@ -525,9 +552,53 @@ class Store:
             event = s.get(EventRow, run.event_id) if run.event_id is not None else None
             return run, event
 
+    def _start_run_sqlite(
+        self, run_id: int, started_at: datetime
+    ) -> tuple[RunRow, EventRow | None] | None:
+        # Plain SQL, as the per-step writes: through the ORM this cost ~1 ms of Python on the
+        # store thread, between the trigger and the agent's first model call.
+        with self._hot_transaction() as cur:
+            row = cur.execute(
+                self._runs.statement(
+                    "UPDATE runs SET status = 'running', started_at = ? "
+                    "WHERE id = ? AND status = 'queued' RETURNING {columns}"
+                ),
+                (self._sqlite_time(started_at), run_id),
+            ).fetchone()
+            if row is None:
+                return None
+            run = RunRow(**self._runs.read(row))
+            found = None
+            if run.event_id is not None:
+                found = cur.execute(
+                    self._events.statement("SELECT {columns} FROM events WHERE id = ?"),
+                    (run.event_id,),
+                ).fetchone()
+        return run, EventRow(**self._events.read(found)) if found is not None else None
+
     def end_run(self, run_id: int, status: str, summary: str, finished_at: datetime) -> RunRow:
         """Record how a run ended, its pending approvals expiring with it, in one transaction
         (what stands between the agent's last step and the run's `finished`)."""
+        reason = f"run ended ({status})"
+        summary = redactor.redact(summary)
+        if self.dialect == "sqlite":
+            at = self._sqlite_time(finished_at)
+            with self._hot_transaction() as cur:
+                cur.execute(
+                    "UPDATE approvals SET status = 'expired', decided_by = 'nightshift', "
+                    "decided_at = ?, reason = ? WHERE run_id = ? AND status = 'pending'",
+                    (at, reason, run_id),
+                )
+                row = cur.execute(
+                    self._runs.statement(
+                        "UPDATE runs SET status = ?, finished_at = ?, summary = ? WHERE id = ? "
+                        "RETURNING {columns}"
+                    ),
+                    (status, at, summary, run_id),
+                ).fetchone()
+                if row is None:
+                    raise RunNotFound(run_id)
+            return RunRow(**self._runs.read(row))
         with self._session() as s:
             run = s.get(RunRow, run_id)
             if run is None:
@@ -539,10 +610,9 @@ class Store:
             )
             for approval in pending:
                 approval.status, approval.decided_by = "expired", "nightshift"
-                approval.decided_at, approval.reason = finished_at, f"run ended ({status})"
+                approval.decided_at, approval.reason = finished_at, reason
                 s.add(approval)
-            run.status, run.finished_at = status, finished_at
-            run.summary = redactor.redact(summary)
+            run.status, run.finished_at, run.summary = status, finished_at, summary
             s.add(run)
             s.commit()
             return run
