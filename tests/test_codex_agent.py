@@ -171,6 +171,18 @@ async def test_deny_commands_are_refused_and_the_agent_hears_why(
     push, touch = tool_outputs(model.requests[-1])
     assert "rejected: the automation denies `git push`" in push  # inside `a && b` too
     assert "exited with code 0" in touch  # the agent carried on
+    # The thread shows the refusal where it happened (Codex's --json output has no item for
+    # it), as it shows Claude Code's and our loop's.
+    seen = [
+        e["text"] if e["type"] == "message" else e["command"]
+        for e in log
+        if e["type"] == "command" or (e["type"] == "message" and e["level"] == "warning")
+    ]
+    assert seen == [
+        "refused by policy: `git status --short && git push origin main` "
+        "(the automation denies `git push`)",
+        "touch other.txt",
+    ]
     (diff,) = [e for e in log if e["type"] == "artifact" and e["kind"] == "diff"]
     assert "other.txt" in diff["content"]
     assert done.summary == "carried on"
@@ -258,3 +270,34 @@ async def test_a_script_hands_its_judgement_to_codex(project: Project, repo: Pat
     assert "calc.py" in ls["output_tail"]  # Codex worked in the run's worktree
     assert "PATH=" in ls["output_tail"]  # the agent's environment, printed by `env`
     assert "only-the-script-sees-this" not in ls["output_tail"]  # the run's env stays out
+
+
+def test_refusals_are_read_from_the_session_log_as_it_grows(tmp_path: Path) -> None:
+    import json
+
+    from daemon.agents.codex import _SessionLog
+
+    folder = tmp_path / "sessions" / "2026" / "11" / "30"
+    folder.mkdir(parents=True)
+    log = folder / "rollout-2026-11-30T10-00-00-t1.jsonl"
+
+    def item(payload: dict[str, Any]) -> bytes:
+        return json.dumps({"type": "response_item", "payload": payload}).encode() + b"\n"
+
+    call = {"type": "function_call", "call_id": "c1", "arguments": '{"cmd": "sudo rm x"}'}
+    output = {
+        "type": "function_call_output",
+        "call_id": "c1",
+        "output": 'exec_command failed: CreateProcess { message: "Rejected(\\"`/bin/bash -lc '
+        "'sudo rm x'` rejected: the automation denies `sudo`\\\")\" }",
+    }
+    ran = {"type": "function_call_output", "call_id": "c2", "output": "Process exited with code 0"}
+    whole = item(call) + item(output)
+    log.write_bytes(whole[:-20])  # Codex is still writing the refusal's line
+    session = _SessionLog(tmp_path / "sessions")
+    assert session.refusals("t0") == []  # another thread's log: none yet
+    assert session.refusals("t1") == []
+    with log.open("ab") as out:
+        out.write(whole[-20:] + item(ran))
+    assert session.refusals("t1") == [("sudo rm x", "the automation denies `sudo`")]
+    assert session.refusals("t1") == []  # each once

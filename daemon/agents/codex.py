@@ -17,6 +17,11 @@ sees the earlier context, a note that the turn was interrupted, and the message.
 
 Codex waits forever when its model server is unreachable; the run ends once it has been
 reconnecting for `unreachable_after`.
+
+A command Codex refuses by rule (the automation's `deny_commands`) leaves no item in `--json`
+output: the model only reads the refusal as the call's output. The thread's session log
+(`CODEX_HOME/sessions/…/rollout-…-<thread id>.jsonl`) holds that output, so it is read as the
+turn goes, and each refusal is reported where it happened, before the next item.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -43,6 +49,8 @@ _KEY_VAR = "NIGHTSHIFT_CODEX_API_KEY"
 _FILE_KINDS = {"add": "added", "delete": "deleted", "update": "modified"}
 # Features that reach for the internet or the user's shell profile at start-up.
 _DISABLED = ("plugins", "remote_plugin", "apps", "shell_snapshot")
+# How Codex words a command its rules refused, in the call's output (Rust's Debug form).
+_REJECTED = re.compile(r'Rejected\(\\"(?P<why>.*)\\"\)')
 
 
 def _toml(value: str) -> str:
@@ -94,6 +102,7 @@ class CodexRun(CliRun):
         self._interrupting = False
         self._turn_running = False
         self._tokens = 0
+        self._session = _SessionLog(home / "sessions")
 
     async def steer(self, text: str, by: str) -> None:
         self._steers.append(f"[steering from {by}] {text}")
@@ -180,6 +189,7 @@ class CodexRun(CliRun):
                 if kind == "thread.started":
                     outcome["thread_id"] = str(line.get("thread_id"))
                 elif kind in ("item.started", "item.completed"):
+                    await self._refusals(outcome.get("thread_id"))
                     self._item(kind, line.get("item") or {}, outcome)
                 elif kind == "turn.completed":
                     usage = line.get("usage") or {}
@@ -209,6 +219,7 @@ class CodexRun(CliRun):
                 if self._interrupting and not self._in_flight:
                     self.signal(signal.SIGINT)
             code = await proc.wait()
+            await self._refusals(outcome.get("thread_id"))
         finally:
             self._turn_running = False
         err = (await stderr or b"").decode(errors="replace").strip()
@@ -217,6 +228,13 @@ class CodexRun(CliRun):
         elif code != 0 and "failed" not in outcome:
             outcome["failed"] = f"codex exited with code {code}: {err[-500:] or 'no output'}"
         return outcome
+
+    async def _refusals(self, thread_id: str | None) -> None:
+        """Report the commands Codex refused since the last look (see the module's doc)."""
+        if thread_id is None:
+            return
+        for command, why in await asyncio.to_thread(self._session.refusals, thread_id):
+            self.emit(Message(level="warning", text=f"refused by policy: `{command}` ({why})"))
 
     def _item(self, kind: str, item: dict[str, Any], outcome: dict[str, Any]) -> None:
         item_id, item_type = str(item.get("id")), item.get("type")
@@ -255,6 +273,58 @@ class CodexRun(CliRun):
             self.emit(Step(title="plan", detail="\n".join(lines)))
         elif item_type == "error":
             self.emit(Message(level="warning", text=f"codex: {item.get('message', '')}"[:500]))
+
+
+class _SessionLog:
+    """The new part of a Codex thread's session log, read as it grows."""
+
+    def __init__(self, sessions: Path) -> None:
+        self._sessions = sessions
+        self._path: Path | None = None
+        self._offset = 0
+        self._commands: dict[str, str] = {}  # call id -> the command the model asked for
+
+    def refusals(self, thread_id: str) -> list[tuple[str, str]]:
+        """(command, why) of each refusal written since the last call."""
+        if self._path is None:
+            found = sorted(self._sessions.glob(f"*/*/*/rollout-*-{thread_id}.jsonl"))
+            if not found:
+                return []
+            self._path = found[-1]
+        with self._path.open("rb") as log:
+            log.seek(self._offset)
+            chunk = log.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line being written waits for next time
+        self._offset += len(complete)
+        out = []
+        for raw in complete.splitlines():
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                continue
+            payload = entry.get("payload") if isinstance(entry, dict) else None
+            if not isinstance(payload, dict) or entry.get("type") != "response_item":
+                continue
+            call_id = str(payload.get("call_id"))
+            if payload.get("type") == "function_call":
+                self._commands[call_id] = _asked(payload.get("arguments"))
+            elif payload.get("type") == "function_call_output":
+                found_why = _REJECTED.search(str(payload.get("output", "")))
+                if found_why is not None:
+                    why = found_why["why"].replace('\\"', '"').replace("\\\\", "\\")
+                    command = self._commands.pop(call_id, "") or why.partition("` ")[0][1:]
+                    out.append((command, why.rpartition(" rejected: ")[2] or why))
+        return out
+
+
+def _asked(arguments: Any) -> str:
+    """The command in a shell call's arguments (`{"cmd": …}`, or an argv `command`)."""
+    try:
+        args = json.loads(arguments) if isinstance(arguments, str) else {}
+    except ValueError:
+        return ""
+    command = args.get("cmd", args.get("command", "")) if isinstance(args, dict) else ""
+    return _unwrap(shlex.join(command)) if isinstance(command, list) else str(command)
 
 
 class CodexBackend:
