@@ -108,11 +108,12 @@ def _create(
     start_point = f"{base or 'HEAD'}^{{commit}}"
     # Inside the spare, HEAD is the spare's own; the repository's is `main-worktree/HEAD`.
     in_spare = start_point if base not in (None, "HEAD") else "main-worktree/HEAD^{commit}"
-    if spares is None or not _take_spare(repo, spares, path, branch, in_spare, base):
+    taken = None if spares is None else _take_spare(repo, spares, path, branch, in_spare, base)
+    if taken is None:
         root.mkdir(parents=True, exist_ok=True)
         with repository_lock(repo):
             _git(repo, "worktree", "add", "--force", "-B", branch, str(path), start_point)
-    start = _loose_ref(path, branch) or _git(path, "rev-parse", "HEAD").strip()
+    start = taken or _loose_ref(path, branch) or _git(path, "rev-parse", "HEAD").strip()
     return Worktree(repo, path, branch, start)
 
 
@@ -122,25 +123,27 @@ def _spare_of(spares: Path, repo: Path) -> Path:
 
 def _take_spare(
     repo: Path, spares: Path, path: Path, branch: str, start_point: str, base: str | None
-) -> bool:
-    """Move the repository's spare worktree to `path` on `branch` at `start_point`; False
-    (and nothing left at `path`) when there is none or it cannot be used."""
+) -> str | None:
+    """Move the repository's spare worktree to `path` on `branch` at `start_point`. Returns
+    the commit the branch starts at ("" when git placed it: ask git), or None (and nothing
+    left at `path`) when there is no spare or it cannot be used."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.rename(_spare_of(spares, repo), path)  # atomic: two runs cannot both take it
     except OSError:
-        return False
+        return None
     try:
         admin = _relink(path)
-        if not _branch_in_place(admin, branch, base):
+        placed = _branch_in_place(admin, branch, base)
+        if placed is None:
             _git(
                 path, "checkout", "--quiet", "--force", "--ignore-other-worktrees",
                 "-B", branch, start_point,
             )  # fmt: skip
     except (OSError, WorkspaceError):
         _discard(repo, path)
-        return False
-    return True
+        return None
+    return placed or ""
 
 
 def _admin_of(tree: Path) -> Path:
@@ -163,27 +166,27 @@ def _relink(path: Path) -> Path:
     return admin
 
 
-def _branch_in_place(admin: Path, branch: str, base: str | None) -> bool:
+def _branch_in_place(admin: Path, branch: str, base: str | None) -> str | None:
     """When the spare already stands at the base's commit (the base has not moved since it was
     made), put it on `branch` by writing the two files `git checkout -B` would change — the
     new branch's ref and the worktree's HEAD — instead of starting git (milliseconds, and a
-    stat of every file, before the agent's first command). False, with nothing written, when
-    only git can tell: the base moved, its ref is not plain, the repository keeps its refs in
-    a reftable, or a ref is locked."""
+    stat of every file, before the agent's first command). Returns that commit; None, with
+    nothing written, when only git can tell: the base moved, its ref is not plain, the
+    repository keeps its refs in a reftable, or a ref is locked."""
     if not re.fullmatch(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*", branch):
-        return False  # a name git would have to judge (branch_name never makes one)
+        return None  # a name git would have to judge (branch_name never makes one)
     common = _common_of(admin)
     at = (admin / "HEAD").read_text().strip()
     if not _is_commit_id(at) or _resolve(common, base or "HEAD") != at:
-        return False
+        return None
     ref = common / "refs" / "heads" / branch
     ref.parent.mkdir(parents=True, exist_ok=True)
     if not _write_locked(ref, f"{at}\n"):
-        return False
+        return None
     if not _write_locked(admin / "HEAD", f"ref: refs/heads/{branch}\n"):
         ref.unlink(missing_ok=True)
-        return False
-    return True
+        return None
+    return at
 
 
 def _write_locked(path: Path, text: str) -> bool:
