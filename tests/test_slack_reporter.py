@@ -221,3 +221,34 @@ async def test_the_parent_message_shows_links_and_stays_current(
         context = parent.updates[-1]["blocks"][1]["elements"][0]["text"]
         assert "<https://git.example/pr/7|PR #7>" in context and "elapsed" in context
         assert run.id is not None
+
+
+async def test_an_answer_nobody_foresaw_is_retried_then_recorded_never_fatal(
+    project: Project, slack: SlackDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEPS_TOKEN", "x")
+    slack_project(project)
+    # "ok" without the message's ts: twice for the first run's parent (then it gets through),
+    # and for good for the second run's.
+    slack.answer("chat.postMessage", {"ok": True}, times=2)
+    async with running_daemon(config(project, slack)) as d:
+        first = await d.dispatcher.manual("deps", {}, "test")
+        assert first.id is not None
+        await wait_status(d, first.id, RunStatus.SUCCEEDED)
+        await wait_for(lambda: all_sent(d), 30)
+        assert {i.status for i in d.store.outbox(first.id)} == {"sent"}
+        slack.answer("chat.postMessage", {"ok": True}, times=3)
+        second = await d.dispatcher.manual("deps", {}, "test")
+        assert second.id is not None
+        await wait_status(d, second.id, RunStatus.SUCCEEDED)
+        await wait_for(lambda: all_sent(d), 30)
+        parent, *replies = d.store.outbox(second.id)
+        assert parent.status == "failed" and parent.error is not None
+        assert parent.error.startswith("unexpected: ValueError(")
+        assert {r.error for r in replies} == {"parent message was not posted"}
+        third = await d.dispatcher.manual("deps", {}, "test")  # delivery goes on
+        assert third.id is not None
+        await wait_status(d, third.id, RunStatus.SUCCEEDED)
+        await wait_for(lambda: all_sent(d), 30)
+        assert {i.status for i in d.store.outbox(third.id)} == {"sent"}
+    assert len(slack.parents()) == 2

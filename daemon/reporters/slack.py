@@ -68,6 +68,7 @@ PERMANENT = frozenset(
     }
 )
 _MAX_COALESCED = 20
+_MAX_FAULTS = 3  # unexpected failures of one item before it is recorded as failed
 _MAX_COALESCED_CHARS = 3500
 
 
@@ -227,6 +228,7 @@ class SlackDelivery:
         self._parents: dict[int, OutboxItem] = {}  # parent messages posted by this process
         self._incoming: list[OutboxItem] = []
         self._resync = True  # the backlog a previous process left
+        self._faults: dict[int, int] = {}  # item id -> unexpected failures so far
         self.backoff_max = 30.0
 
     def enqueue(self, item: OutboxItem) -> None:
@@ -307,6 +309,8 @@ class SlackDelivery:
             elif item.kind == "parent":
                 resp = await self._client.chat_postMessage(channel=item.channel, **item.payload)
                 self._last_post[item.channel] = time.monotonic()
+                if not isinstance(resp.get("ts"), str):  # its replies would have no thread
+                    raise ValueError("chat.postMessage answered ok without the message's ts")
                 item.ts, item.channel_id = resp["ts"], resp.get("channel")
                 item.thread_ts = item.payload.get("thread_ts") or resp["ts"]
                 item.status = "sent"
@@ -374,6 +378,21 @@ class SlackDelivery:
             return None
         except (aiohttp.ClientError, TimeoutError, OSError):
             return None
+        except Exception as exc:  # an answer or a library fault no rule above foresaw
+            # Retried like an outage a few times, then recorded as failed: one odd answer
+            # must neither stop delivery (and with it the daemon) nor hold the queue forever.
+            faults = self._faults[item.id] = self._faults.get(item.id, 0) + 1
+            log.exception(
+                "slack call failed unexpectedly", item=item.id, run_id=item.run_id, faults=faults
+            )
+            if faults < _MAX_FAULTS:
+                return None
+            del self._faults[item.id]
+            await self._store.call(
+                self._store.mark_outbox, [item.id], "failed", error=f"unexpected: {exc!r}"[:300]
+            )
+            return settled
+        self._faults.pop(item.id, None)
         return settled
 
     @staticmethod

@@ -86,6 +86,10 @@ class SlackDouble:
         """Answer the next `times` calls of `method` with an HTTP error."""
         self.script.setdefault(method, []).extend([(status, {"ok": False}, {})] * times)
 
+    def answer(self, method: str, body: dict[str, Any], times: int = 1) -> None:
+        """Answer the next `times` calls of `method` with `body` (200), whatever it lacks."""
+        self.script.setdefault(method, []).extend([(200, body, {})] * times)
+
     async def start(self) -> None:
         """Listen (again on the same port, after `stop()`)."""
         self.port = self.port or free_port()
