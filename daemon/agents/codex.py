@@ -102,7 +102,9 @@ class CodexRun(CliRun):
         self._interrupting = False
         self._turn_running = False
         self._tokens = 0
-        self._session = _SessionLog(home / "sessions")
+        # Only the automation's own rules refuse (Codex's sandbox reports a failed command
+        # as an item): without any, there is no refusal to look for.
+        self._session = _SessionLog(home / "sessions") if spec.deny_commands else None
 
     async def steer(self, text: str, by: str) -> None:
         self._steers.append(f"[steering from {by}] {text}")
@@ -231,7 +233,7 @@ class CodexRun(CliRun):
 
     async def _refusals(self, thread_id: str | None) -> None:
         """Report the commands Codex refused since the last look (see the module's doc)."""
-        if thread_id is None:
+        if thread_id is None or self._session is None:
             return
         for command, why in await asyncio.to_thread(self._session.refusals, thread_id):
             self.emit(Message(level="warning", text=f"refused by policy: `{command}` ({why})"))
