@@ -5,7 +5,7 @@ built-in backend bare (driven directly: no store, no reporters, no worktree) and
 daemon (store, console and Slack reporters on, in its worktree). Both talk to the same scripted
 Chat Completions server, which, like the Slack double, runs in a process of its own (as the real
 services would: their time is network wait for nightshift, not work on its event loop). The
-figure is the daemon's median wall time over the bare one's, alternating rounds (15 for our
+figure is the daemon's median wall time over the bare one's, alternating rounds (30 for our
 loop, 7 for Codex). For our loop three more rows say where the difference lies: until the first
 command is reported, per step between commands, and from the last command to `finished`.
 For Codex, "bare" is `codex exec --json` started by hand with the same scripted Responses
@@ -37,7 +37,7 @@ from ._remote import remote
 from ._util import Result, git_repository
 
 CALLS = 50
-ROUNDS = 15  # our loop: a round is ~0.4 s, and this machine's speed drifts within seconds
+ROUNDS = 30  # our loop: a round is ~0.5 s, and this machine's speed drifts within seconds
 CODEX_ROUNDS = 7
 
 
