@@ -246,3 +246,36 @@ def test_a_run_taken_and_ended_reads_as_the_store_reads_it(db_url: str) -> None:
     again = store.start_run(manual.id, started)
     assert again is not None and again[1] is None
     store.close()
+
+
+async def test_a_run_log_is_numbered_at_once_and_written_in_order(db_url: str) -> None:
+    from daemon.errors import StoreError
+
+    store = Store(db_url)
+    store.create_all()
+    run = store.create_run(NewRun("x", "manual", {}))
+    assert run.id is not None
+    # The first event waits for its write (the run's place in the log); the rest do not.
+    first = await store.log(run.id, "started", {"type": "started"})
+    later = [await store.log(run.id, "step", {"type": "step", "title": str(i)}) for i in range(5)]
+    assert first.id is not None and {e.id for e in later} == {None}
+    assert [e.seq for e in [first, *later]] == [1, 2, 3, 4, 5, 6]
+    # Anything that reads through the store thread reads after the writes handed to it.
+    stored = await store.call(store.run_events, run.id)
+    assert [(r.seq, r.data.get("title")) for r in stored[1:]] == [
+        (seq, str(seq - 2)) for seq in range(2, 7)
+    ]
+    assert [r.at for r in stored][1:] == [e.at for e in later]
+    done = await store.log(run.id, "finished", {"type": "finished", "status": "succeeded"})
+    note = await store.log(run.id, "message", {"type": "message", "text": "retrying"})
+    assert (done.seq, note.seq) == (7, 8) and note.id is not None  # asked the store again
+    # A write that fails (here: its number taken behind the log's back) fails the next log.
+    other = store.create_run(NewRun("x", "manual", {}))
+    assert other.id is not None
+    await store.log(other.id, "started", {"type": "started"})
+    await store.call(store.append_run_event, other.id, "step", {"type": "step", "title": "x"})
+    await store.log(other.id, "step", {"type": "step", "title": "collides"})
+    await store.call(lambda: None)  # the failed write is done
+    with pytest.raises(StoreError, match="its log could not be written"):
+        await store.log(other.id, "step", {"type": "step", "title": "next"})
+    store.close()

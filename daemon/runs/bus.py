@@ -1,7 +1,10 @@
-"""The RunEvent stream: every event is redacted, stored, then published to subscribers.
+"""The RunEvent stream: every event is redacted, given its place in the run's log, then
+published to subscribers.
 
 Reporters (console, Slack) and CLI followers subscribe to the same stream, so what a person
-sees is exactly what the store holds.
+sees is exactly what the store holds: the log is written in order on the store thread
+(`Store.log`), and anything that reads it (a follower catching up, a report) reads there,
+after it.
 """
 
 from __future__ import annotations
@@ -59,10 +62,10 @@ class EventBus:
             self._subs.discard(sub)
 
     async def emit(self, run_id: int, event: RunEvent) -> Envelope:
-        """Redact, store and publish one event of a run."""
+        """Redact, log and publish one event of a run."""
         dumped = event.model_dump(mode="json", exclude_none=True)
         data = redactor.redact_obj(dumped)
-        row = await self._store.call(self._store.append_run_event, run_id, data["type"], data)
+        row = await self._store.log(run_id, data["type"], data)
         # The event as stored: validated again only when redaction changed it.
         stored = event if data == dumped else RUN_EVENT.validate_python(data)
         env = Envelope(run_id=run_id, seq=row.seq, at=row.at, event=stored)

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -192,6 +192,9 @@ class Store:
         self._insert_run_event = insert(_RUN_EVENTS).returning(_RUN_EVENTS.c.id)
         self._insert_outbox = insert(_OUTBOX).returning(_OUTBOX.c.id)
         self._seqs: dict[int, int] = {}  # run id -> last sequence number written
+        # `log`, on the event loop: run id -> last number given; failed hand-overs.
+        self._logged: dict[int, int] = {}
+        self._log_failures: dict[int, BaseException] = {}
         self._checkpointer = (
             start_checkpointer(self.engine) if checkpoint and self.dialect == "sqlite" else None
         )
@@ -264,6 +267,41 @@ class Store:
         """Run a store method on the store thread and await its result."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    async def log(self, run_id: int, type: str, data: dict[str, Any]) -> LoggedEvent:
+        """Append one event to a run's log from the event loop: where it goes, at once.
+
+        A run's first event waits for its write (it learns the run's place in the log);
+        after that each event is numbered here and its write handed to the store thread
+        without waiting for it: a reported step costs a hand-over instead of a round trip,
+        whose way back (the store thread waking the event loop through its self-pipe) cost
+        the event loop ~40-70 µs of CPU per event, and ~100 µs in all (measured). Nothing
+        reads a log but through the store thread, which writes in order, so any later read
+        sees the event. While a run is logged here its log takes no other appends; a write
+        that failed fails the run's next `log`.
+        """
+        failed = self._log_failures.pop(run_id, None)
+        if failed is not None:
+            raise StoreError(f"run {run_id}: its log could not be written: {failed}")
+        seq = self._logged.get(run_id)
+        if seq is None:
+            row = await self.call(self.append_run_event, run_id, type, data)
+            self._logged[run_id] = row.seq
+            return row
+        seq += 1
+        self._logged[run_id] = seq
+        at = utcnow()
+        written = self._pool.submit(self.append_run_event, run_id, type, data, at, seq=seq)
+        written.add_done_callback(functools.partial(self._log_written, run_id))
+        if type == "finished":  # later events of the run (a retry's note) ask the store again
+            del self._logged[run_id]
+        return LoggedEvent(None, run_id, seq, at)
+
+    def _log_written(self, run_id: int, written: Future[LoggedEvent]) -> None:
+        # On the store thread: only a failure is news (the next `log` of the run raises it).
+        if not written.cancelled() and (exc := written.exception()) is not None:
+            log.error("run event not stored", run_id=run_id, error=str(exc))
+            self._log_failures[run_id] = exc
 
     def _session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -618,19 +656,25 @@ class Store:
             return run
 
     def append_run_event(
-        self, run_id: int, type: str, data: dict[str, Any], at: datetime | None = None
+        self,
+        run_id: int,
+        type: str,
+        data: dict[str, Any],
+        at: datetime | None = None,
+        *,
+        seq: int | None = None,
     ) -> LoggedEvent:
         """Append one RunEvent to a run's log; `data` must already be redacted.
 
         One Core insert per event (this is the hot path of every run). The sequence number is
-        kept in memory once known: a run's log is written only by the daemon executing it, and
-        all writes go through this store's one thread.
+        kept in memory once known (or given, by `log`): a run's log is written only by the
+        daemon executing it, and all writes go through this store's one thread.
         """
         at = at or utcnow()
         if self.dialect == "sqlite":
-            return self._append_run_event_sqlite(run_id, type, data, at)
+            return self._append_run_event_sqlite(run_id, type, data, at, seq)
         with self.engine.begin() as conn:
-            seq = self._next_seq(
+            seq = seq or self._next_seq(
                 run_id,
                 lambda: conn.execute(
                     select(func.coalesce(func.max(_RUN_EVENTS.c.seq), 0)).where(
@@ -679,10 +723,10 @@ class Store:
             cur.close()
 
     def _append_run_event_sqlite(
-        self, run_id: int, type: str, data: dict[str, Any], at: datetime
+        self, run_id: int, type: str, data: dict[str, Any], at: datetime, seq: int | None
     ) -> LoggedEvent:
         with self._hot_transaction() as cur:
-            seq = self._next_seq(
+            seq = seq or self._next_seq(
                 run_id,
                 lambda: cur.execute(
                     "SELECT coalesce(max(seq), 0) FROM run_events WHERE run_id = ?", (run_id,)

@@ -132,10 +132,11 @@ class LoggedEvent:
     """Where `Store.append_run_event` put an event in its run's log.
 
     A plain object: the hot path of every run builds one per step, where a table instance
-    costs ~40 µs of SQLAlchemy instrumentation.
+    costs ~40 µs of SQLAlchemy instrumentation. `id` is None for an event `Store.log` handed
+    to the store thread without waiting for it.
     """
 
-    id: int
+    id: int | None
     run_id: int
     seq: int
     at: datetime
