@@ -228,7 +228,9 @@ class Daemon:
                     make_client(self.config.slack, self._slack_http),
                     self.config.slack.min_interval.total_seconds(),
                 )
-                reporter = SlackReporter(self.store, self.bus, self.catalog, delivery.enqueue)
+                reporter = SlackReporter(
+                    self.store, self.bus, self.catalog, delivery.enqueue, delivery.enqueue_written
+                )
                 self._slack_reporter = reporter
                 spawn(reporter.run(), "slack-reporter")
                 spawn(reporter.refresh(self.config.slack.refresh.total_seconds()), "slack-refresh")

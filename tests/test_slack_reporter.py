@@ -252,3 +252,50 @@ async def test_an_answer_nobody_foresaw_is_retried_then_recorded_never_fatal(
         await wait_for(lambda: all_sent(d), 30)
         assert {i.status for i in d.store.outbox(third.id)} == {"sent"}
     assert len(slack.parents()) == 2
+
+
+async def test_a_reply_handed_over_is_posted_once_written_and_in_order(
+    slack: SlackDouble, tmp_path: Any
+) -> None:
+    import asyncio
+    from concurrent.futures import Future
+
+    import aiohttp
+
+    from daemon.config import SlackConfig
+    from daemon.reporters.slack import SlackDelivery, make_client
+    from daemon.store import NewRun, OutboxItem, Store
+
+    store = Store(f"sqlite:///{tmp_path / 'x.db'}")
+    store.create_all()
+    run = store.create_run(NewRun("deps", "manual", {}))
+    assert run.id is not None
+    parent = store.add_outbox(run.id, "#ops", "parent", {"text": "run"}, None)
+    async with aiohttp.ClientSession() as http:
+        config = SlackConfig(bot_token=slack.bot_token, base_url=slack.base_url)
+        delivery = SlackDelivery(store, make_client(config, http), 0.0)
+        task = asyncio.create_task(delivery.run())
+        try:
+            await wait_for(lambda: bool(slack.parents()))  # the backlog: the parent alone
+            first, second = (
+                store.add_outbox(run.id, "#ops", "reply", {"text": text}, parent.id)
+                for text in ("first", "second")
+            )
+            # Two replies whose writes are still going on: nothing goes out before the first
+            # is written, and then both go in their order.
+            writing: list[Future[OutboxItem]] = [Future(), Future()]
+            for written in writing:
+                delivery.enqueue_written(written)
+            await asyncio.sleep(0.05)
+            assert not slack.thread(slack.parents()[0])
+            writing[1].set_result(second)
+            delivery.enqueue_written(Future())  # a third, still being written, wakes it
+            await asyncio.sleep(0.05)
+            assert not slack.thread(slack.parents()[0])  # the first one is not written yet
+            await asyncio.to_thread(writing[0].set_result, first)  # as the store thread would
+            await wait_for(lambda: len(slack.thread(slack.parents()[0])) >= 1)
+        finally:
+            task.cancel()
+    texts = [m.current_text for m in slack.thread(slack.parents()[0])]
+    assert "\n".join(texts) == "first\nsecond"
+    store.close()

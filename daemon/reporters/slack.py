@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 import aiohttp
@@ -98,11 +100,13 @@ class SlackReporter:
         bus: EventBus,
         catalog: Callable[[], Catalog],
         added: Callable[[OutboxItem], None],
+        handed: Callable[[Future[OutboxItem]], None],
     ) -> None:
         self._store = store
         self._bus = bus
         self._catalog = catalog
         self._added = added  # hands each new outbox item to the delivery, in id order
+        self._handed = handed  # … and each one whose write was handed over, in order
         self._parents: dict[int, tuple[int, str]] = {}  # run id -> (parent item id, channel)
         self._idle = asyncio.Event()
         self._approvals: dict[tuple[int, str], tuple[int, str]] = {}  # -> (item id, text)
@@ -159,10 +163,22 @@ class SlackReporter:
         ):
             await self._update_parent(run_id, channel, parent_id)
         body = slack_blocks.reply(run_id, event)
-        if body is not None:
+        if isinstance(event, ApprovalRequest) and body is not None:
             item = await self._add(run_id, channel, "reply", body, parent_id)
-            if isinstance(event, ApprovalRequest):
-                self._approvals[(run_id, event.id)] = (item, body["text"])
+            self._approvals[(run_id, event.id)] = (item, body["text"])
+        elif body is not None:
+            # A step's reply: nothing here needs its id, so its write is handed over without
+            # waiting (see `Store.log`); the delivery takes the item once it is written.
+            self._handed(
+                self._store.hand_over(
+                    self._store.add_outbox,
+                    run_id,
+                    channel,
+                    "reply",
+                    redactor.redact_obj(body),
+                    parent_id,
+                )
+            )
         if isinstance(event, ApprovalDecision) and (run_id, event.id) in self._approvals:
             # The request's message loses its buttons and says who decided what, and when.
             item, text = self._approvals.pop((run_id, event.id))
@@ -227,6 +243,8 @@ class SlackDelivery:
         self._last_post: dict[str, float] = {}
         self._parents: dict[int, OutboxItem] = {}  # parent messages posted by this process
         self._incoming: list[OutboxItem] = []
+        self._written: deque[Future[OutboxItem]] = deque()
+        self._watched: Future[OutboxItem] | None = None
         self._resync = True  # the backlog a previous process left
         self._faults: dict[int, int] = {}  # item id -> unexpected failures so far
         self.backoff_max = 30.0
@@ -235,6 +253,27 @@ class SlackDelivery:
         """An item just stored: no need to read it back from the store."""
         self._incoming.append(item)
         self._wake.set()
+
+    def enqueue_written(self, written: Future[OutboxItem]) -> None:
+        """An item whose write was handed to the store thread: taken once written (the
+        store thread writes in order, so every item before it is written by then)."""
+        self._written.append(written)
+        self._wake.set()
+
+    def _take_written(self) -> list[OutboxItem]:
+        """The handed-over items written so far, in order; a wake-up is arranged for the
+        first one still being written (only then does its completion cross threads)."""
+        taken = []
+        while self._written and self._written[0].done():
+            written = self._written.popleft()
+            if written.exception() is not None:
+                log.error("slack reply not stored", error=str(written.exception()))
+            else:
+                taken.append(written.result())
+        if self._written and self._written[0] is not self._watched:
+            self._watched = self._written[0]
+            asyncio.wrap_future(self._watched).add_done_callback(lambda _: self._wake.set())
+        return taken
 
     async def run(self) -> None:
         backoff = 0.2
@@ -252,10 +291,10 @@ class SlackDelivery:
                     if self._resync:
                         self._wake.set()  # new items wait until the backlog is read
                     else:
-                        fresh += self._incoming
+                        fresh += self._incoming + self._take_written()
                         self._incoming = []
                 else:
-                    fresh, self._incoming = self._incoming, []
+                    fresh, self._incoming = self._incoming + self._take_written(), []
                 for item in sorted(fresh, key=lambda i: i.id):
                     if item.id > seen:  # each once, in id order
                         items.append(item)

@@ -268,6 +268,11 @@ class Store:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
+    def hand_over(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """Run a store method on the store thread without waiting for it: the store thread
+        runs what it is given in order, so whatever is asked of it later runs after."""
+        return self._pool.submit(fn, *args, **kwargs)
+
     async def log(self, run_id: int, type: str, data: dict[str, Any]) -> LoggedEvent:
         """Append one event to a run's log from the event loop: where it goes, at once.
 
@@ -291,7 +296,7 @@ class Store:
         seq += 1
         self._logged[run_id] = seq
         at = utcnow()
-        written = self._pool.submit(self.append_run_event, run_id, type, data, at, seq=seq)
+        written = self.hand_over(self.append_run_event, run_id, type, data, at, seq=seq)
         written.add_done_callback(functools.partial(self._log_written, run_id))
         if type == "finished":  # later events of the run (a retry's note) ask the store again
             del self._logged[run_id]
