@@ -108,12 +108,12 @@ def _create(
     start_point = f"{base or 'HEAD'}^{{commit}}"
     # Inside the spare, HEAD is the spare's own; the repository's is `main-worktree/HEAD`.
     in_spare = start_point if base not in (None, "HEAD") else "main-worktree/HEAD^{commit}"
-    taken = None if spares is None else _take_spare(repo, spares, path, branch, in_spare, base)
-    if taken is None:
+    start = None if spares is None else _take_spare(repo, spares, path, branch, in_spare, base)
+    if start is None:
         root.mkdir(parents=True, exist_ok=True)
         with repository_lock(repo):
             _git(repo, "worktree", "add", "--force", "-B", branch, str(path), start_point)
-    start = taken or _loose_ref(path, branch) or _git(path, "rev-parse", "HEAD").strip()
+        start = _branch_commit(path, branch)
     return Worktree(repo, path, branch, start)
 
 
@@ -125,8 +125,8 @@ def _take_spare(
     repo: Path, spares: Path, path: Path, branch: str, start_point: str, base: str | None
 ) -> str | None:
     """Move the repository's spare worktree to `path` on `branch` at `start_point`. Returns
-    the commit the branch starts at ("" when git placed it: ask git), or None (and nothing
-    left at `path`) when there is no spare or it cannot be used."""
+    the commit the branch starts at, or None (and nothing left at `path`) when there is no
+    spare or it cannot be used."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.rename(_spare_of(spares, repo), path)  # atomic: two runs cannot both take it
@@ -140,10 +140,11 @@ def _take_spare(
                 path, "checkout", "--quiet", "--force", "--ignore-other-worktrees",
                 "-B", branch, start_point,
             )  # fmt: skip
+            placed = _branch_commit(path, branch)
     except (OSError, WorkspaceError):
         _discard(repo, path)
         return None
-    return placed or ""
+    return placed
 
 
 def _admin_of(tree: Path) -> Path:
@@ -321,14 +322,14 @@ def _discard_spares(spares: Path) -> int:
     return len(found)
 
 
-def _loose_ref(tree: Path, branch: str) -> str | None:
-    """The commit a branch points to, read from its loose ref file (None: packed, reftable or
-    anything unexpected; the caller asks git)."""
+def _branch_commit(tree: Path, branch: str) -> str:
+    """The commit a branch git just placed points to: read from its ref (loose or packed),
+    or asked of git where only git can tell (a reftable, anything unexpected)."""
     try:
-        sha = (_common_of(_admin_of(tree)) / "refs" / "heads" / branch).read_text().strip()
+        sha = _read_ref(_common_of(_admin_of(tree)), f"refs/heads/{branch}", None)[0]
     except (OSError, IndexError):
-        return None
-    return sha if _is_commit_id(sha) else None
+        sha = None
+    return sha or _git(tree, "rev-parse", "HEAD").strip()
 
 
 def _finish(tree: Worktree, run_id: int) -> Outcome:
