@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlmodel import Session, SQLModel, col, select
 
 from daemon.runs import RunStatus
-from daemon.store import Decision, NewRun, Store
+from daemon.store import Decision, DecisionRow, EventRow, NewRun, RunRow, Store
 from daemon.testing import Project, running_daemon
 
 from .helpers import client_call, events, wait_status
@@ -203,6 +205,20 @@ def test_delivery_outcomes_are_recorded_alike_on_both_dialects(db_url: str) -> N
     store.close()
 
 
+def orm(store: Store, table: type[SQLModel], key: int) -> dict[str, Any]:
+    """A row as the ORM reads it, in a session of its own: the reference for plain reads."""
+    with Session(store.engine) as s:
+        row = s.get(table, key)
+        assert row is not None
+        return row.model_dump()
+
+
+def orm_decisions(store: Store, event_id: int) -> list[dict[str, Any]]:
+    with Session(store.engine) as s:
+        q = select(DecisionRow).where(DecisionRow.event_id == event_id)
+        return [d.model_dump() for d in s.exec(q.order_by(col(DecisionRow.id)))]
+
+
 def test_a_run_taken_and_ended_reads_as_the_store_reads_it(db_url: str) -> None:
     from datetime import UTC, datetime
 
@@ -228,15 +244,20 @@ def test_a_run_taken_and_ended_reads_as_the_store_reads_it(db_url: str) -> None:
     run, event = taken
     found = store.get_event(done.event_id)
     assert found is not None and event is not None
-    # What the run's start hands on is what any other read of the store gives.
-    assert run.model_dump() == store.get_run(run_id).model_dump()
-    assert event.model_dump() == found[0].model_dump()
+    # What the run's start hands on, and the store's plain reads, are what the ORM reads.
+    assert run.model_dump() == orm(store, RunRow, run_id) == store.get_run(run_id).model_dump()
+    assert event.model_dump() == orm(store, EventRow, done.event_id) == found[0].model_dump()
+    assert [d.model_dump() for d in found[1]] == orm_decisions(store, done.event_id)
+    assert [d.automation for d in found[1]] == ["x"]
+    assert store.get_event(done.event_id + 100) is None
+    with pytest.raises(RunNotFound):
+        store.get_run(run_id + 100)
     assert run.started_at == started and run.inputs == {"n": 1, "l": [1]}
     assert event.payload == {"issue": {"number": 7, "title": "ü"}}
     assert event.received_at.tzinfo is not None
     store.create_approval(run_id, "a1", "push", "push it", None)
     ended = store.end_run(run_id, "failed", "died on hunter2-store-secret", started)
-    assert ended.model_dump() == store.get_run(run_id).model_dump()
+    assert ended.model_dump() == orm(store, RunRow, run_id) == store.get_run(run_id).model_dump()
     assert ended.summary == "died on ***" and ended.finished_at == started
     assert store.approvals(run_id)[0].status == "expired"
     with pytest.raises(RunNotFound):
