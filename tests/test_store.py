@@ -300,3 +300,47 @@ async def test_a_run_log_is_numbered_at_once_and_written_in_order(db_url: str) -
     with pytest.raises(StoreError, match="its log could not be written"):
         await store.log(other.id, "step", {"type": "step", "title": "next"})
     store.close()
+
+
+def test_the_wal_is_emptied_once_it_grows_past_its_bound_and_never_waits_long(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+    import time
+
+    from daemon.store.engine import Checkpointer
+
+    store = Store(f"sqlite:///{tmp_path / 'n.db'}", checkpoint=False)
+    store.create_all()
+    wal = tmp_path / "n.db-wal"
+    run = store.create_run(NewRun("x", "manual", {}))
+    assert run.id is not None
+    # A reader holding its snapshot keeps the log from starting over, as a write landing
+    # during every checkpoint does under continuous load.
+    reader = sqlite3.connect(tmp_path / "n.db", isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM run_events").fetchone()
+    for i in range(40):
+        store.append_run_event(run.id, "step", {"type": "step", "title": "x" * 2000, "i": i})
+    grown = wal.stat().st_size
+    checkpointer = Checkpointer(store.engine, interval=3600, truncate_at=1_000_000)
+    try:
+        checkpointer.checkpoint()  # below the bound: PASSIVE only, never blocking
+        assert wal.stat().st_size == grown
+        checkpointer._truncate_at = 10
+        began = time.monotonic()
+        checkpointer.checkpoint()  # past it, but the reader holds on: it gives up soon
+        assert time.monotonic() - began < 5
+        assert wal.stat().st_size == grown
+        reader.execute("COMMIT")
+        reader.close()
+        checkpointer.checkpoint()  # nobody in the way: the log is copied back and emptied
+        assert wal.stat().st_size == 0
+        # Writers carry on, with their usual patience for the lock (not the checkpoint's).
+        store.append_run_event(run.id, "step", {"type": "step", "title": "next"})
+        assert [r.data.get("i") for r in store.run_events(run.id)] == [*range(40), None]
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+    finally:
+        checkpointer.stop()
+        store.close()
