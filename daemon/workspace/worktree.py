@@ -350,7 +350,16 @@ def _finish(tree: Worktree, run_id: int) -> Outcome:
 
 def _state(tree: Worktree) -> tuple[str | None, bool]:
     """(HEAD's commit, whether any file is changed, staged or untracked): one git process."""
-    status = _git(tree.path, "status", "--porcelain=v2", "--branch", "--untracked-files=all")
+    # Without optional locks status only reads: by default it rewrites the index to refresh
+    # the stat data of a fresh checkout (~30% of its time, on the path to `finished`).
+    status = _git(
+        tree.path,
+        "--no-optional-locks",
+        "status",
+        "--porcelain=v2",
+        "--branch",
+        "--untracked-files=all",
+    )
     head, dirty = None, False
     for line in status.splitlines():
         if line.startswith("# branch.oid "):
