@@ -191,8 +191,12 @@ class CodexRun(CliRun):
                 if kind == "thread.started":
                     outcome["thread_id"] = str(line.get("thread_id"))
                 elif kind in ("item.started", "item.completed"):
-                    await self._refusals(outcome.get("thread_id"))
-                    self._item(kind, line.get("item") or {}, outcome)
+                    item = line.get("item") or {}
+                    # A refusal shows before the item that follows it; the end of an item whose
+                    # start was looked at needs no look of its own (one read a command).
+                    if kind == "item.started" or str(item.get("id")) not in self._in_flight:
+                        await self._refusals(outcome.get("thread_id"))
+                    self._item(kind, item, outcome)
                 elif kind == "turn.completed":
                     usage = line.get("usage") or {}
                     self._tokens += int(usage.get("input_tokens") or 0) + int(
