@@ -618,13 +618,13 @@ class Store:
             if row is None:
                 return None
             run = RunRow(**self._runs.read(row))
-            found = None
-            if run.event_id is not None:
-                found = cur.execute(
-                    self._events.statement("SELECT {columns} FROM events WHERE id = ?"),
-                    (run.event_id,),
-                ).fetchone()
-        return run, EventRow(**self._events.read(found)) if found is not None else None
+            event = self._event_sqlite(run.event_id) if run.event_id is not None else None
+        return run, event
+
+    def _event_sqlite(self, event_id: int) -> EventRow | None:
+        """An event read in plain SQL on the hot connection (inside its transaction, if open)."""
+        found = self._hot_read(self._events, "SELECT {columns} FROM events WHERE id = ?", event_id)
+        return EventRow(**found[0]) if found else None
 
     def end_run(self, run_id: int, status: str, summary: str, finished_at: datetime) -> RunRow:
         """Record how a run ended, its pending approvals expiring with it, in one transaction
@@ -763,12 +763,10 @@ class Store:
         values = (self._sqlite_time(at), type, json_text(data))
         if seq is None:  # the run's first event here: its number and its write, together
             with self._hot_transaction() as cur:
-                seq = self._next_seq(
-                    run_id,
-                    lambda: cur.execute(
-                        "SELECT coalesce(max(seq), 0) FROM run_events WHERE run_id = ?", (run_id,)
-                    ).fetchone()[0],
-                )
+                last = cur.execute(
+                    "SELECT coalesce(max(seq), 0) FROM run_events WHERE run_id = ?", (run_id,)
+                ).fetchone()[0]
+                seq = int(last) + 1
                 row_id = cur.execute(self._INSERT_RUN_EVENT, (run_id, seq, *values)).fetchone()[0]
         else:
             row_id = self._hot_write(self._INSERT_RUN_EVENT, (run_id, seq, *values))[0][0]
@@ -800,17 +798,15 @@ class Store:
     def get_event(self, event_id: int) -> tuple[EventRow, list[DecisionRow]] | None:
         """An event and what it meant for each automation."""
         if self.dialect == "sqlite":
-            found = self._hot_read(
-                self._events, "SELECT {columns} FROM events WHERE id = ?", event_id
-            )
-            if not found:
+            event = self._event_sqlite(event_id)
+            if event is None:
                 return None
             decisions = self._hot_read(
                 self._decisions,
                 "SELECT {columns} FROM event_decisions WHERE event_id = ? ORDER BY id",
                 event_id,
             )
-            return EventRow(**found[0]), [DecisionRow(**row) for row in decisions]
+            return event, [DecisionRow(**row) for row in decisions]
         with self._session() as s:
             event = s.get(EventRow, event_id)
             if event is None:
