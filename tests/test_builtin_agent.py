@@ -15,7 +15,7 @@ from daemon.store import RunRow
 from daemon.testing import Project, running_daemon, wait_for
 from daemon.testing.models import ChatCompletionsDouble, call, tool_results
 
-from .helpers import BUGGY, FIXED, events, git, wait_status
+from .helpers import BUGGY, FIXED, events, git, wait_event, wait_status
 
 
 def agent_project(project: Project, repo: Path, model: ChatCompletionsDouble, **agent: Any) -> None:
@@ -106,6 +106,73 @@ async def test_steering_mid_run_reaches_the_model_with_its_context(
     roles = [m["role"] for m in model.requests[1]["messages"]]
     assert roles == ["system", "user", "assistant", "tool", "user"]  # earlier context kept
     assert model.requests[1]["messages"][-1]["content"] == "[steering from ann] only patch versions"
+
+
+def two_calls(*commands: str) -> dict[str, Any]:
+    """An assistant message calling `run_command` once per command, in one turn."""
+    calls = [call("run_command", command=c)["tool_calls"][0] for c in commands]
+    return {"role": "assistant", "content": None, "tool_calls": calls}
+
+
+async def test_a_step_is_reported_while_the_model_thinks_and_none_is_lost(
+    project: Project, repo: Path
+) -> None:
+    # The turn's last report is held until the next request is sent, so that reporting it
+    # happens while the model thinks. It must still come at once (not with the answer), in
+    # order, and whatever ends the run: here a model that fails after a long think.
+    answer = asyncio.Event()
+
+    async def script(req: dict[str, Any], n: int) -> Any:
+        if n == 1:
+            return two_calls("echo first", "while [ ! -f go ]; do sleep 0.01; done; echo second")
+        await answer.wait()
+        return (500, {"error": "overloaded"})
+
+    async with ChatCompletionsDouble(script) as model:
+        agent_project(project, repo, model)
+        async with running_daemon(project.config()) as d:
+            run = await d.dispatcher.manual("fix", {}, "test")
+            assert run.id is not None
+            # The first call's report is not held while the turn's second call runs…
+            await wait_event(d, run.id, "command", command="echo first", timeout=20)
+            (project.root / ".nightshift" / "worktrees" / str(run.id) / "go").touch()
+            # … and the last one's comes while the model is still thinking.
+            second = await wait_event(d, run.id, "command", exit_code=0, output_tail="second\n")
+            assert len(model.requests) == 2 and not answer.is_set()
+            answer.set()
+            done = await wait_status(d, run.id, RunStatus.FAILED, timeout=30)
+            log = await events(d, run.id)
+    assert done.summary.startswith("model server error 500")
+    commands = [e for e in log if e["type"] == "command"]
+    assert [c["command"] for c in commands] == ["echo first", second["command"]]
+    assert log[-1]["type"] == "finished"
+
+
+async def test_a_step_held_for_a_request_that_cannot_be_sent_is_reported_at_once(
+    project: Project, repo: Path
+) -> None:
+    # The model server goes away while a command runs: the next request never leaves, and
+    # the step's report must not wait out the retry backoff (ten minutes here).
+    model = ChatCompletionsDouble(
+        lambda req, n: call(
+            "run_command", command="touch started; while [ ! -f go ]; do sleep 0.01; done"
+        )
+    )
+    await model.__aenter__()
+    agent_project(project, repo, model, retry_backoff="10m")
+    async with running_daemon(project.config()) as d:
+        run = await d.dispatcher.manual("fix", {}, "test")
+        assert run.id is not None
+        tree = project.root / ".nightshift" / "worktrees" / str(run.id)
+        await wait_for(lambda: (tree / "started").exists(), 20)
+        await model.__aexit__()
+        (tree / "go").touch()
+        await wait_event(d, run.id, "command", exit_code=0, timeout=20)
+        await d.executor.cancel(run.id, "ann")
+        await wait_status(d, run.id, RunStatus.CANCELLED, timeout=30)
+        log = await events(d, run.id)
+    assert [e["type"] for e in log].count("command") == 1
+    assert log[-1]["type"] == "finished"
 
 
 @pytest.mark.parametrize("approve", [True, False])

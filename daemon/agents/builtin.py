@@ -28,7 +28,15 @@ import httpx
 import structlog
 
 from ..errors import BackendError
-from ..runs.events import Command, FileChange, Finished, Message, Step
+from ..runs.events import (
+    ApprovalRequest,
+    Command,
+    FileChange,
+    Finished,
+    Message,
+    RunEvent,
+    Step,
+)
 from ..runs.status import RunStatus
 from ..spec import BuiltinAgent
 from ..workspace import WorkspaceError, sandbox
@@ -191,6 +199,8 @@ class BuiltinRun(QueuedRun):
         self._proc: asyncio.subprocess.Process | None = None
         self._tokens = 0
         self._cost = 0.0
+        self._held: list[RunEvent] | None = None  # see `emit`
+        self._ended = False
         headers = {"Authorization": f"Bearer {spec.api_key.resolve()}"} if spec.api_key else {}
         self._http = httpx.AsyncClient(
             base_url=spec.base_url.rstrip("/"), headers=headers, timeout=120, verify=_tls()
@@ -207,8 +217,8 @@ class BuiltinRun(QueuedRun):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        if self._events.empty():
-            self._events.put_nowait(Finished(status=RunStatus.FAILED, summary="stopped"))
+        if not self._ended:
+            self.emit(Finished(status=RunStatus.FAILED, summary="stopped"))
 
     async def pause(self) -> None:
         self._running.clear()
@@ -221,6 +231,31 @@ class BuiltinRun(QueuedRun):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._proc.pid, signal.SIGCONT)
         self._running.set()
+
+    def emit(self, event: RunEvent) -> None:
+        """Report `event`, or hold it until the next model request is on its way.
+
+        What the turn's last tool reported is held while the next request is built and sent:
+        reporting it (the store, Slack, the console) then happens while the model thinks,
+        instead of delaying the request by that much on every step. A request for approval
+        is never held back, nor is anything behind it.
+        """
+        if self._held is None or isinstance(event, ApprovalRequest | Finished):
+            self._release()
+            self._ended = self._ended or isinstance(event, Finished)
+            super().emit(event)
+        else:
+            self._held.append(event)
+
+    def _release(self) -> None:
+        held, self._held = self._held, None
+        for event in held or ():
+            super().emit(event)
+
+    async def _sent(self, name: str, info: dict[str, Any]) -> None:
+        # httpcore's trace hook: the request is written; the answer is awaited from here on.
+        if name.endswith("receive_response_headers.started"):
+            self._release()
 
     # -- the loop -------------------------------------------------------------------------
     async def _main(self) -> None:
@@ -243,7 +278,9 @@ class BuiltinRun(QueuedRun):
             {"role": "user", "content": task_prompt(self._ctx)},
         ]
         for _ in range(self._spec.max_steps):
-            await self._running.wait()
+            if not self._running.is_set():
+                self._release()  # paused: what is held is reported now
+                await self._running.wait()
             while self._steers:  # steering joins the conversation before the next call
                 messages.append({"role": "user", "content": self._steers.pop(0)})
             reply = await self._chat(messages)
@@ -261,7 +298,7 @@ class BuiltinRun(QueuedRun):
             calls = message.get("tool_calls") or []
             if not calls:
                 return RunStatus.SUCCEEDED, str(message.get("content") or "done")
-            for call in calls:
+            for i, call in enumerate(calls, 1):
                 name = call["function"]["name"]
                 try:
                     args = json.loads(call["function"].get("arguments") or "{}")
@@ -272,6 +309,8 @@ class BuiltinRun(QueuedRun):
                         RunStatus.FAILED if args.get("status") == "failed" else RunStatus.SUCCEEDED
                     )
                     return status, str(args.get("summary", ""))
+                # Only the turn's last tool is followed by the next request: its report is held.
+                self._held = [] if i == len(calls) else None
                 result = await self._tool(name, args)
                 messages.append(
                     {"role": "tool", "tool_call_id": call["id"], "content": _clip(result)}
@@ -289,7 +328,9 @@ class BuiltinRun(QueuedRun):
         last = ""
         for attempt in range(_RETRIES):
             try:
-                resp = await self._http.post("/chat/completions", json=body)
+                resp = await self._http.post(
+                    "/chat/completions", json=body, extensions={"trace": self._sent}
+                )
             except httpx.TransportError as exc:
                 last = (
                     f"model server unreachable at {self._spec.base_url}: {exc.__class__.__name__}"
@@ -315,6 +356,8 @@ class BuiltinRun(QueuedRun):
                         int(usage.get("completion_tokens") or 0),
                     )
                     return data
+            finally:
+                self._release()  # not sent (refused, unreachable): reported all the same
             if attempt < _RETRIES - 1:
                 await asyncio.sleep(delay)
                 delay *= 2
