@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from daemon.runs import RunStatus
+from daemon.agents import BuiltinBackend, RunContext
+from daemon.loader import Loader
+from daemon.runs import Command, Finished, RunStatus
 from daemon.store import RunRow
 from daemon.testing import Project, running_daemon, wait_for
 from daemon.testing.models import ChatCompletionsDouble, call, tool_results
@@ -173,6 +175,43 @@ async def test_a_step_held_for_a_request_that_cannot_be_sent_is_reported_at_once
         log = await events(d, run.id)
     assert [e["type"] for e in log].count("command") == 1
     assert log[-1]["type"] == "finished"
+
+
+async def test_a_cancelled_run_ends_its_stream_even_with_reports_unread(
+    project: Project, repo: Path, tmp_path: Path
+) -> None:
+    # Driven directly, as the daemon's executor does: the report of the first command is
+    # still unread when the run is cancelled, and the stream must still end with `finished`.
+    never = asyncio.Event()
+
+    async def script(req: dict[str, Any], n: int) -> Any:
+        if n == 1:
+            return call("run_command", command="true")
+        await never.wait()
+        return call("finish", summary="unreachable")
+
+    async with ChatCompletionsDouble(script) as model:
+        agent_project(project, repo, model)
+        catalog = Loader(project.automations, project.skills).load()
+        ctx = RunContext(
+            run_id=1,
+            attempt=1,
+            automation=catalog.automations["fix"],
+            skill=catalog.skills["fix"],
+            inputs={},
+            event={},
+            workdir=tmp_path,
+        )
+        run = await BuiltinBackend().start(ctx)
+        await wait_for(lambda: len(model.requests) == 2, 20)
+        await run.cancel()
+
+        async def drained() -> list[Any]:
+            return [event async for event in run.events()]
+
+        seen = await asyncio.wait_for(drained(), 10)
+    assert [type(e) for e in seen] == [Command, Finished]
+    assert seen[-1].status == RunStatus.FAILED and seen[-1].summary == "stopped"
 
 
 @pytest.mark.parametrize("approve", [True, False])
