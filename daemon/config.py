@@ -12,7 +12,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .durations import Duration
@@ -196,24 +195,25 @@ def find_config(explicit: Path | None = None) -> Path | None:
 
 
 def load_config(path: Path | None = None) -> DaemonConfig:
-    """Read and validate the daemon config; raises `ConfigError` with file and field."""
+    """Read and validate the daemon config; raises `ConfigError` listing every problem as
+    `file:line: field: message`."""
+    from .spec._positions import NotText, read_text
+    from .spec.documents import validate_document
+
     found = find_config(path)
     if found is None:
         return DaemonConfig(base_dir=Path.cwd())
     try:
-        raw = yaml.safe_load(found.read_text()) or {}
+        text = read_text(found)
     except OSError as exc:
         raise ConfigError(f"{found}: cannot read: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{found}: invalid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{found}: expected a mapping at the top level")
-    from pydantic import ValidationError as PydanticValidationError
-
-    try:
-        return DaemonConfig.model_validate({**raw, "base_dir": found.resolve().parent})
-    except PydanticValidationError as exc:
-        lines = [
-            f"{found}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        ]
-        raise ConfigError("\n".join(lines)) from None
+    except NotText as exc:
+        raise ConfigError(f"{found}:{exc.line}: {exc}") from None
+    config, _, problems = validate_document(
+        DaemonConfig, found, text, extra={"base_dir": found.resolve().parent}
+    )
+    if problems:
+        ordered = sorted(problems, key=lambda p: p.line or 0)
+        raise ConfigError("\n".join(str(p) for p in ordered))
+    assert isinstance(config, DaemonConfig)
+    return config

@@ -67,6 +67,10 @@ def decide(
             key = str(templates.render(policies.dedup_key, ctx))
     except TemplateError as exc:
         return Decision(automation.name, "error", str(exc))
+    except Exception as exc:
+        # A template over a payload of unexpected shape (`payload.count > 3` with a string
+        # count) fails in Python, not in Jinja: still this event's fault, never the intake's.
+        return _error_decision(automation, "template", exc)
     inputs.update(overrides or {})
     guard = None
     if apply_when:  # a person's explicit trigger is never deduplicated or throttled
@@ -78,6 +82,13 @@ def decide(
         )
     run = NewRun(automation.name, trigger, inputs, key=key, guard=guard)
     return Decision(automation.name, "matched", "", run)
+
+
+def _error_decision(automation: Automation, stage: str, exc: Exception) -> Decision:
+    log.warning(
+        "event could not be evaluated", automation=automation.name, stage=stage, exc_info=exc
+    )
+    return Decision(automation.name, "error", f"{stage}: {type(exc).__name__}: {exc}"[:500])
 
 
 def match_trigger(trigger: EventTrigger, incoming: Incoming, sources: SourcesConfig) -> str | None:
@@ -109,7 +120,12 @@ def evaluate(automation: Automation, incoming: Incoming, sources: SourcesConfig)
         return Decision(automation.name, "disabled")
     reasons: list[str] = []
     for key, trigger in triggers:
-        why = match_trigger(trigger, incoming, sources)
+        try:
+            why = match_trigger(trigger, incoming, sources)
+        except Exception as exc:
+            # A payload with a field of the wrong type: decided as an error for this
+            # automation and stored, so the sender is not told to retry what always fails.
+            return _error_decision(automation, "trigger", exc)
         if why is None:
             return decide(automation, incoming.template_view(), f"{incoming.source}:{key}")
         reasons.append(why)
@@ -174,9 +190,11 @@ class Dispatcher:
             raise TemplateError(decision.detail)
         if skill is not None:
             try:
-                skill.resolve_inputs(decision.run.inputs)
+                resolved = skill.resolve_inputs(decision.run.inputs)
             except ValueError as exc:
                 raise NightshiftError(f"{name}: {exc}") from None
+            # Stored typed, as the skill reads them (`-i n=3` is the integer 3).
+            decision.run.inputs.update({k: resolved[k] for k in decision.run.inputs})
         result = await self._store.submit(
             DispatchRequest(source="manual", type="trigger", payload=payload, decisions=[decision])
         )

@@ -10,6 +10,17 @@ from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# Far beyond any timeout or interval anyone means, and far inside what timedelta, APScheduler
+# and the databases can hold (timedelta alone stops at 999,999,999 days).
+MAX_SECONDS = 100 * 366 * 86400
+
+
+def _bounded(seconds: float, value: Any) -> timedelta:
+    if not seconds <= MAX_SECONDS:  # also refuses NaN
+        raise ValueError(f"duration {value!r} is too long (at most 100 years)")
+    if seconds < 0:
+        raise ValueError(f"duration {value!r} is negative")
+    return timedelta(seconds=seconds)
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -19,11 +30,11 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, bool):
         raise ValueError("expected a duration like 30s, 15m or 2h")
     if isinstance(value, int | float):
-        return timedelta(seconds=value)
+        return _bounded(value, value)
     if isinstance(value, str):
         text = value.strip().replace(" ", "")
         if re.fullmatch(r"\d+(\.\d+)?", text):
-            return timedelta(seconds=float(text))
+            return _bounded(float(text), value)
         pos, total = 0, 0.0
         for m in _PART.finditer(text):
             if m.start() != pos:
@@ -31,7 +42,7 @@ def parse_duration(value: Any) -> timedelta:
             total += float(m.group(1)) * _UNITS[m.group(2)]
             pos = m.end()
         if pos == len(text) and text:
-            return timedelta(seconds=total)
+            return _bounded(total, value)
     raise ValueError(f"invalid duration {value!r}: expected e.g. 30s, 15m, 1h30m or seconds")
 
 

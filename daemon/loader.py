@@ -16,16 +16,34 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-from pydantic import BaseModel
-from pydantic import ValidationError as PydanticValidationError
+import structlog
 
 from .errors import Problem
 from .spec import Automation, Skill, SkillFrontMatter, SkillManifest
-from .spec._positions import compose, key_line, locate
+from .spec._positions import NotText, compose, key_line, read_text
+from .spec.documents import validate_document
 from .spec.skill import MANIFEST_NAME
 
 YAML_SUFFIXES = (".yaml", ".yml")
+
+log = structlog.get_logger(__name__)
+
+
+def _read(path: Path) -> str | Problem:
+    """A file's text, or the problem that stops it being read."""
+    try:
+        return read_text(path)
+    except NotText as exc:
+        return Problem(path, exc.line, "", str(exc))
+    except OSError as exc:
+        return Problem(path, None, "", f"cannot read: {exc.strerror}")
+
+
+def _unexpected(path: Path, exc: BaseException) -> Problem:
+    """A fault no rule foresaw while reading one file: that file's problem, never the
+    daemon's end (the detail goes to the log)."""
+    log.error("file could not be checked", path=str(path), exc_info=exc)
+    return Problem(path, None, "", f"could not be checked ({type(exc).__name__}: {exc})"[:300])
 
 
 @dataclass(frozen=True)
@@ -61,39 +79,6 @@ class _SkillDir:
     last_good: Skill | None = None
 
 
-def _validation_problems(
-    path: Path, root: yaml.Node | None, exc: PydanticValidationError, line_offset: int = 0
-) -> list[Problem]:
-    out = []
-    for err in exc.errors():
-        line, dotted = locate(root, tuple(err["loc"]), line_offset)
-        msg = err["msg"].removeprefix("Value error, ")
-        out.append(Problem(path, line, dotted, msg))
-    return out
-
-
-def _yaml_problem(path: Path, exc: yaml.YAMLError, line_offset: int = 0) -> Problem:
-    mark = getattr(exc, "problem_mark", None)
-    line = mark.line + 1 + line_offset if mark is not None else None
-    problem = getattr(exc, "problem", None) or str(exc)
-    return Problem(path, line, "", f"invalid YAML: {problem}")
-
-
-def _validate_model(
-    model: type[BaseModel], path: Path, text: str, line_offset: int = 0
-) -> tuple[Any, yaml.Node | None, list[Problem]]:
-    try:
-        root, data = compose(text)
-    except yaml.YAMLError as exc:
-        return None, None, [_yaml_problem(path, exc, line_offset)]
-    if not isinstance(data, dict):
-        return None, root, [Problem(path, 1 + line_offset, "", "expected a mapping of fields")]
-    try:
-        return model.model_validate(data), root, []
-    except PydanticValidationError as exc:
-        return None, root, _validation_problems(path, root, exc, line_offset)
-
-
 @dataclass
 class ParsedAutomation:
     """One automation file read: the model (when valid), its problems and where fields are."""
@@ -105,12 +90,18 @@ class ParsedAutomation:
 
 
 def parse_automation(path: Path) -> ParsedAutomation:
-    """Parse and schema-validate one automation file."""
+    """Parse and schema-validate one automation file; never raises."""
     try:
-        text = path.read_text()
-    except OSError as exc:
-        return ParsedAutomation(None, [Problem(path, None, "", f"cannot read: {exc.strerror}")], {})
-    model, root, problems = _validate_model(Automation, path, text)
+        return _parse_automation(path)
+    except Exception as exc:
+        return ParsedAutomation(None, [_unexpected(path, exc)], {})
+
+
+def _parse_automation(path: Path) -> ParsedAutomation:
+    text = _read(path)
+    if isinstance(text, Problem):
+        return ParsedAutomation(None, [text], {})
+    model, root, problems = validate_document(Automation, path, text)
     lines: dict[str, int] = {"skill": key_line(root, "skill") or 1}
     lines["inputs"] = key_line(root, "inputs") or lines["skill"]
     raw_refs = None
@@ -130,18 +121,24 @@ def parse_automation(path: Path) -> ParsedAutomation:
 
 
 def parse_skill(folder: Path) -> tuple[Skill | None, list[Problem]]:
-    """Parse `folder/SKILL.md` and its optional `nightshift.yaml`."""
-    skill_md = folder / "SKILL.md"
+    """Parse `folder/SKILL.md` and its optional `nightshift.yaml`; never raises."""
     try:
-        text = skill_md.read_text()
-    except OSError as exc:
-        return None, [Problem(skill_md, None, "", f"cannot read: {exc.strerror}")]
+        return _parse_skill(folder)
+    except Exception as exc:
+        return None, [_unexpected(folder / "SKILL.md", exc)]
+
+
+def _parse_skill(folder: Path) -> tuple[Skill | None, list[Problem]]:
+    skill_md = folder / "SKILL.md"
+    text = _read(skill_md)
+    if isinstance(text, Problem):
+        return None, [text]
     if not text.startswith("---"):
         return None, [Problem(skill_md, 1, "", "missing YAML front matter (--- ... ---)")]
     head, sep, body = text[3:].partition("\n---")
     if not sep:
         return None, [Problem(skill_md, 1, "", "front matter is not closed with ---")]
-    front, _, problems = _validate_model(SkillFrontMatter, skill_md, head.lstrip("\n"), 1)
+    front, _, problems = validate_document(SkillFrontMatter, skill_md, head.lstrip("\n"), 1)
     if front is not None and front.name != folder.name:
         problems.append(
             Problem(skill_md, 2, "name", f"{front.name!r} must match the folder {folder.name!r}")
@@ -149,12 +146,11 @@ def parse_skill(folder: Path) -> tuple[Skill | None, list[Problem]]:
     manifest = SkillManifest()
     manifest_path = folder / MANIFEST_NAME
     if manifest_path.exists():
-        try:
-            mtext = manifest_path.read_text()
-        except OSError as exc:
-            problems.append(Problem(manifest_path, None, "", f"cannot read: {exc.strerror}"))
+        mtext = _read(manifest_path)
+        if isinstance(mtext, Problem):
+            problems.append(mtext)
         else:
-            parsed, root, mproblems = _validate_model(SkillManifest, manifest_path, mtext)
+            parsed, root, mproblems = validate_document(SkillManifest, manifest_path, mtext)
             problems += mproblems
             if parsed is not None:
                 manifest = parsed
@@ -307,7 +303,10 @@ class Loader:
             problems += state.problems
             chosen: Automation | None = None
             if state.parsed is None and state.raw_refs is not None:
-                problems += self._check_refs(path, *state.raw_refs, None, state.lines, skills)
+                try:
+                    problems += self._check_refs(path, *state.raw_refs, None, state.lines, skills)
+                except Exception as exc:
+                    problems.append(_unexpected(path, exc))
             if state.parsed is not None:
                 fresh = self._cross_check(path, state.parsed, state.lines, skills, owners)
                 if fresh:
@@ -339,6 +338,21 @@ class Loader:
 
     @classmethod
     def _cross_check(
+        cls,
+        path: Path,
+        automation: Automation,
+        lines: dict[str, int],
+        skills: Mapping[str, Skill],
+        owners: Mapping[str, Path],
+    ) -> list[Problem]:
+        """Problems between files (names, skills, inputs); never raises."""
+        try:
+            return cls._cross_check_files(path, automation, lines, skills, owners)
+        except Exception as exc:
+            return [_unexpected(path, exc)]
+
+    @classmethod
+    def _cross_check_files(
         cls,
         path: Path,
         automation: Automation,

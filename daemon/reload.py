@@ -40,5 +40,10 @@ async def watch(
         poll_delay_ms=100,
     ):
         paths = {Path(p) for _, p in changes}
-        catalog = await asyncio.to_thread(loader.refresh, paths)
-        await on_change(catalog, paths)
+        try:
+            catalog = await asyncio.to_thread(loader.refresh, paths)
+            await on_change(catalog, paths)
+        except Exception:
+            # One bad batch must not end hot reload (and with it the daemon): the catalog
+            # keeps what it had, and the next change is read again.
+            log.exception("reload failed; keeping the current automations", changed=len(paths))

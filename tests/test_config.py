@@ -57,7 +57,7 @@ def test_config_errors_name_file_and_field(tmp_path: Path) -> None:
         load_config(cfg)
     lines = str(err.value).splitlines()
     assert lines == [
-        f"{cfg}: concurrency.max_runs: Input should be greater than or equal to 1",
-        f"{cfg}: logging.format: Input should be 'human' or 'json'",
-        f"{cfg}: surprise: Extra inputs are not permitted",
+        f"{cfg}:1: concurrency.max_runs: Input should be greater than or equal to 1",
+        f"{cfg}:2: logging.format: Input should be 'human' or 'json'",
+        f"{cfg}:3: surprise: unknown field 'surprise'",
     ]

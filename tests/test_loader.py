@@ -85,7 +85,7 @@ def test_every_kind_of_mistake_is_reported_with_its_line_at_once(project: Projec
         "bad.yaml:11: when:",
         "bad.yaml:17: policies.timeout: invalid duration 'soon'",
         "bad.yaml:18: policies.misfire.policy:",
-        "bad.yaml:19: surprise: Extra inputs are not permitted",
+        "bad.yaml:19: surprise: unknown field 'surprise'",
         "bad.yaml:14: inputs.times: Input should be a valid integer",
         "bad.yaml:15: inputs.color: skill 'hello' has no input 'color'",
         "bad.yaml:14: inputs.who: required input of skill 'hello' is missing",
@@ -151,7 +151,7 @@ def test_skill_front_matter_follows_the_agent_skills_spec(project: Project) -> N
     found = problems(project)
     assert any(f.startswith("SKILL.md:2: name: String should match pattern") for f in found)
     assert any(f.startswith("SKILL.md:2: description: Field required") for f in found)
-    assert any(f.startswith("SKILL.md:3: version: Extra inputs are not permitted") for f in found)
+    assert any(f.startswith("SKILL.md:3: version: unknown field 'version'") for f in found)
     assert any(
         f.startswith("SKILL.md:2: name: 'other' must match the folder 'mismatch'") for f in found
     )

@@ -125,7 +125,19 @@ class Scheduler:
                     entry.automation = automation  # policies or inputs may have changed
                     entries[ident] = entry
                     continue
-                trigger = spec.build()
+                try:
+                    trigger = spec.build()
+                    next_after(trigger, now)
+                except Exception as exc:
+                    # The file validated but its schedule cannot be computed: that
+                    # schedule waits for a fixed file; every other one keeps running.
+                    log.error(
+                        "schedule cannot be computed",
+                        automation=ident[0],
+                        trigger=ident[1],
+                        exc_info=exc,
+                    )
+                    continue
                 last = await self._store.call(self._store.last_fire, *ident) if catch_up else None
                 if last is None:
                     # From now on: remember it, so downtime from here is noticed.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -14,15 +15,47 @@ except AttributeError:  # pragma: no cover - pure-Python fallback
 _DISCRIMINATORS = ("type", "backend")
 
 
+class TooDeep(yaml.YAMLError):
+    """A document nested deeper than the constructor can follow."""
+
+    problem = "nested too deeply"
+
+
 def compose(text: str) -> tuple[yaml.Node | None, Any]:
-    """Parse YAML text into (node tree, plain data); raises yaml.YAMLError."""
+    """Parse YAML text into (node tree, plain data); raises yaml.YAMLError.
+
+    PyYAML builds Python objects recursively: a document of a few thousand nested brackets
+    exhausts the interpreter's stack, which is the file's fault, so it is reported as one.
+    """
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
+    except RecursionError:
+        raise TooDeep() from None
     finally:
         loader.dispose()
     return node, data
+
+
+def read_text(path: Path) -> str:
+    """A file's text as UTF-8; raises `NotText` saying where the first bad byte is."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        bad = raw[exc.start : exc.start + 1].hex()
+        raise NotText(line, f"not UTF-8 text: byte 0x{bad} at column {column}") from None
+
+
+class NotText(ValueError):
+    """A file that is not UTF-8 text; carries the line of the first bad byte."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
 
 
 def _child(node: yaml.Node, part: str | int) -> yaml.Node | None:

@@ -33,12 +33,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _check_timezone(value: str) -> str:
+def _check_timezone(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value  # pydantic says what type it wants
+    shown = value if len(value) <= 60 else value[:60] + "…"
+    # ZoneInfo opens a file named after the value: a long one fails in the OS (ENAMETOOLONG).
     try:
+        if len(value) > 255:
+            raise ValueError(value)
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError(
-            f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)"
+            f"unknown time zone {shown!r} (use an IANA name like Europe/Berlin)"
         ) from None
     return value
 

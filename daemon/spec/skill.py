@@ -7,10 +7,12 @@ nightshift's typed inputs, permissions and script entry point live beside it in
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
@@ -54,7 +56,15 @@ class InputSpec(BaseModel):
     enum: list[Any] | None = None
 
     def coerce(self, value: Any) -> Any:
-        """Validate (and coerce, e.g. "3" → 3 for integers) a value; raises ValueError."""
+        """Validate (and coerce, e.g. "3" → 3 for integers) a value; raises ValueError.
+
+        Text given for a typed input (`-i n=3`, `-i tags=[a, b]`) is read as a YAML scalar or
+        collection; text given for a string input stays exactly as typed (`3.10` is not 3.1).
+        """
+        if self.type != "string" and isinstance(value, str):
+            # unreadable text stays text: the adapter below says what it expected
+            with contextlib.suppress(yaml.YAMLError):
+                value = yaml.safe_load(value) if value.strip() else value
         try:
             out = _ADAPTERS[self.type].validate_python(value)
         except PydanticValidationError as exc:

@@ -18,6 +18,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from ..errors import TemplateError
 
 _env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+# Jinja parses and compiles recursively: thousands of nested parentheses exhaust the stack.
+_TOO_DEEP = "expression is nested too deeply"
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.S)
 
 
@@ -46,6 +48,8 @@ def check_syntax(value: str) -> str | None:
             _compile_template(value)
     except JinjaTemplateError as exc:
         return f"template error: {exc}"
+    except RecursionError:
+        return _TOO_DEEP
     return None
 
 
@@ -55,6 +59,8 @@ def check_condition(expr: str) -> str | None:
         _compile_expression(expr)
     except JinjaTemplateError as exc:
         return f"expression error: {exc}"
+    except RecursionError:
+        return _TOO_DEEP
     return None
 
 
@@ -74,6 +80,8 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
             return _compile_template(value).render(**context)
         except JinjaTemplateError as exc:
             raise TemplateError(f"{value!r}: {exc}") from exc
+        except RecursionError:
+            raise TemplateError(f"{value[:60]!r}: {_TOO_DEEP}") from None
     if isinstance(value, dict):
         return {k: render(v, context) for k, v in value.items()}
     if isinstance(value, list):
@@ -87,3 +95,5 @@ def evaluate(expr: str, context: Mapping[str, Any]) -> bool:
         return bool(_compile_expression(expr)(**context))
     except JinjaTemplateError as exc:
         raise TemplateError(f"when {expr!r}: {exc}") from exc
+    except RecursionError:
+        raise TemplateError(f"when {expr[:60]!r}: {_TOO_DEEP}") from None
