@@ -202,6 +202,8 @@ class Daemon:
                         host=self.config.http.host,
                         port=self.config.http.port,
                         bound=bound,
+                        header_timeout=self.config.http.header_timeout.total_seconds(),
+                        max_connections=self.config.http.max_connections,
                     ),
                     "http",
                 )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 
 def free_port() -> int:
@@ -40,6 +41,47 @@ async def stop(task: asyncio.Task[None] | None) -> None:
             await task
 
 
+class _DeadlineProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline for each request's headers.
+
+    uvicorn waits for headers as long as a client cares to send them, so a client that sends
+    half a request holds its connection for ever; a few hundred of them exhaust the server.
+    Here a connection whose next request has not started `header_timeout` seconds after the
+    connection opened (or the last response ended) is closed. The body has its own deadline
+    in the app (`web.read_body`).
+    """
+
+    header_timeout = 10.0
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._arm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = self.loop.call_later(self.header_timeout, self._expire, self.scope)
+
+    def _expire(self, armed_scope: object) -> None:
+        idle = self.cycle is None or self.cycle.response_complete
+        if self.scope is armed_scope and idle and not self.transport.is_closing():
+            self.transport.close()  # no request began in time: headers never completed
+
+
+def _protocol(header_timeout: float) -> type[asyncio.Protocol]:
+    return type("DeadlineProtocol", (_DeadlineProtocol,), {"header_timeout": header_timeout})
+
+
 class _QuietServer(uvicorn.Server):
     """uvicorn without its own signal handlers: the daemon owns SIGTERM and SIGINT."""
 
@@ -56,14 +98,20 @@ async def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     bound: list[int] | None = None,
+    header_timeout: float = 10.0,
+    max_connections: int | None = None,
 ) -> None:
     """Serve `app` until cancelled; set `started` once listening.
 
     On a Unix socket (`uds`) the socket is created owner-only (umask 077, then mode 0600).
     With TCP, the port actually bound is appended to `bound` (useful with port 0).
+    A connection whose request headers take longer than `header_timeout` seconds is closed;
+    beyond `max_connections` open connections, requests get 503.
     """
     config = uvicorn.Config(
         app,
+        http=_protocol(header_timeout),
+        limit_concurrency=max_connections,
         uds=str(uds) if uds else None,
         host=host,
         port=port,

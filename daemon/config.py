@@ -53,6 +53,16 @@ class HttpConfig(_Strict):
     )
     port: int = Field(8480, ge=0, le=65535, description="0 picks a free port")
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="larger bodies get 413")
+    header_timeout: Duration = Field(
+        timedelta(seconds=10),
+        description="a connection whose request headers are not complete by then is closed",
+    )
+    body_timeout: Duration = Field(
+        timedelta(seconds=30), description="a request body not complete by then gets 408"
+    )
+    max_connections: int = Field(
+        1000, ge=1, description="open connections at once; beyond it requests get 503"
+    )
 
 
 class GitHubSource(_Strict):

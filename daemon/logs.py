@@ -61,5 +61,24 @@ def configure(fmt: str = "human", level: str = "info", stream: TextIO | None = N
         logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
         cache_logger_on_first_use=False,
     )
-    # Libraries that log through stdlib logging (uvicorn, sqlalchemy) go to stderr too.
-    logging.basicConfig(level=max(_LEVELS[level], logging.WARNING), stream=sys.stderr)
+    # Libraries that log through stdlib logging (uvicorn, sqlalchemy, slack-sdk) go through
+    # the same renderer and redaction, so a JSON log stays one JSON object per line.
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                redact_processor,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(max(_LEVELS[level], logging.WARNING))

@@ -7,6 +7,7 @@ and logged without their payload.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .errors import SecretError
+from .secrets import SecretRef
 from .sources import alertmanager, github, webhooks
 from .sources.github import WebhookRefused
 from .sources.incoming import Incoming, stored_text
@@ -46,15 +49,23 @@ def header_map(scope: Scope) -> dict[bytes, bytes]:
     return out
 
 
-async def read_body(declared: str | None, receive: Receive, limit: int) -> bytes:
+async def read_body(
+    declared: str | None, receive: Receive, limit: int, timeout: float = 30.0
+) -> bytes:
     """The raw body, refusing (413) anything over `limit` bytes without reading it all
-    (`declared`: the Content-Length header, if any)."""
+    (`declared`: the Content-Length header, if any), and (408) a body still incomplete after
+    `timeout` seconds: a sender that stops mid-body must not hold its connection for ever."""
     if declared and declared.isdigit() and int(declared) > limit:
         raise WebhookRefused(413, f"body over {limit} bytes")
     chunks: list[bytes] = []
     size = 0
+    deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        message = await receive()
+        try:
+            async with asyncio.timeout_at(deadline):
+                message = await receive()
+        except TimeoutError:
+            raise WebhookRefused(408, f"body not received within {timeout:g}s") from None
         if message["type"] == "http.disconnect":
             raise WebhookRefused(400, "client disconnected before the body was sent")
         chunk = message.get("body", b"")
@@ -76,18 +87,76 @@ async def respond(send: Send, status: int, content: Any, extra: Headers | None =
     await send({"type": "http.response.body", "body": body})
 
 
+def _secret(name: str, ref: SecretRef) -> str:
+    """A source's secret, or 503 with the one line that says why the source is unusable:
+    a retry may well succeed once its operator sets the variable or writes the file."""
+    try:
+        return ref.resolve()
+    except SecretError as exc:
+        raise WebhookRefused(503, f"the {name} source is not usable: {exc}") from None
+
+
+def source_problems(daemon: Daemon) -> dict[str, str]:
+    """Webhook sources whose secret cannot be resolved now, with why (checked at start-up
+    and by /readyz; a delivery to one of them answers 503)."""
+    sources = daemon.config.sources
+    refs: dict[str, SecretRef] = {}
+    if sources.github is not None:
+        refs["github"] = sources.github.secret
+    if sources.alertmanager is not None:
+        refs["alertmanager"] = sources.alertmanager.token
+    for name, hook in sources.webhooks.items():
+        refs[name] = hook.secret
+    out: dict[str, str] = {}
+    for name, ref in refs.items():
+        try:
+            ref.resolve()
+        except SecretError as exc:
+            out[name] = str(exc)
+    return out
+
+
+def _guarded(app: ASGIApp) -> ASGIApp:
+    """A fault no rule foresaw answers 500 and is logged through the daemon's own logging
+    (JSON when configured), never as the server's bare traceback."""
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("request failed", path=scope.get("path"), method=scope.get("method"))
+            if scope["type"] == "http" and not started:
+                await respond(send, 500, {"error": "internal error; see the daemon's log"})
+
+    return guarded
+
+
 def build_web_app(daemon: Daemon) -> ASGIApp:
     """The ASGI app of the HTTP server."""
     metrics = daemon.metrics
     limit = daemon.config.http.max_body_bytes
+    body_timeout = daemon.config.http.body_timeout.total_seconds()
     sources = daemon.config.sources
+    for name, why in source_problems(daemon).items():
+        log.error("webhook source unusable: its deliveries will get 503", source=name, why=why)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
         ready = daemon.ready.is_set() and not daemon.stopping
-        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+        unusable = source_problems(daemon)
+        body: dict[str, Any] = {"ready": ready and not unusable}
+        if unusable:
+            body["unusable_sources"] = unusable
+        return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
     async def metrics_endpoint(request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
@@ -111,7 +180,9 @@ def build_web_app(daemon: Daemon) -> ASGIApp:
         raw = header_map(scope)
         try:
             length = raw.get(b"content-length")
-            body = await read_body(length.decode("latin-1") if length else None, receive, limit)
+            body = await read_body(
+                length.decode("latin-1") if length else None, receive, limit, body_timeout
+            )
             if source == "github":
                 events = parse_github(raw, body)
             elif source == "alertmanager":
@@ -129,6 +200,13 @@ def build_web_app(daemon: Daemon) -> ASGIApp:
                 client=client[0] if client else None,
             )
             await respond(send, exc.status, {"error": str(exc)})
+            return
+        except Exception as exc:
+            # Parsing depends on the request alone: whatever it raised, the request is at
+            # fault, and a 5xx would tell the sender to retry what will always fail.
+            counter(source, "refused").inc()
+            log.warning("webhook refused: unreadable", source=source, exc_info=exc)
+            await respond(send, 400, {"error": f"cannot read the delivery ({type(exc).__name__})"})
             return
         if not events:
             await respond(send, 200, {"ok": True, "events": []})
@@ -163,7 +241,7 @@ def build_web_app(daemon: Daemon) -> ASGIApp:
         def header(name: bytes) -> str:
             return raw.get(name, b"").decode("latin-1")
 
-        github.verify_signature(cfg.secret.resolve(), body, header(b"x-hub-signature-256"))
+        github.verify_signature(_secret("github", cfg.secret), body, header(b"x-hub-signature-256"))
         event = header(b"x-github-event")
         if not event:
             raise WebhookRefused(400, "missing X-GitHub-Event")
@@ -174,6 +252,7 @@ def build_web_app(daemon: Daemon) -> ASGIApp:
             raise WebhookRefused(400, "missing X-GitHub-Delivery")
         content_type = header(b"content-type")
         payload = github.parse_body(body, content_type)
+        github.check_shape(payload)
         form = content_type.startswith("application/x-www-form-urlencoded")
         return [github.normalise(event, delivery, payload, None if form else stored_text(body))]
 
@@ -181,14 +260,14 @@ def build_web_app(daemon: Daemon) -> ASGIApp:
         cfg = sources.alertmanager
         if cfg is None:
             raise WebhookRefused(404, "the alertmanager source is not configured")
-        webhooks.check_bearer(headers, cfg.token.resolve())
+        webhooks.check_bearer(headers, _secret("alertmanager", cfg.token))
         return alertmanager.split(github.parse_body(body, "application/json"))
 
     def parse_generic(name: str, headers: Headers, body: bytes) -> list[Incoming]:
         cfg = sources.webhooks.get(name)
         if cfg is None:
             raise WebhookRefused(404, f"no webhook source named {name!r}")
-        webhooks.authenticate(cfg, cfg.secret.resolve(), body, headers)
+        webhooks.authenticate(cfg, _secret(name, cfg.secret), body, headers)
         payload = github.parse_body(body, "application/json")
         return [webhooks.normalise(name, cfg, payload, headers)]
 
@@ -199,19 +278,32 @@ def build_web_app(daemon: Daemon) -> ASGIApp:
             return JSONResponse({"error": "slack events are not configured"}, status_code=404)
         metrics.events.labels("slack", "received").inc()
         try:
-            body = await read_body(request.headers.get("content-length"), request.receive, limit)
+            body = await read_body(
+                request.headers.get("content-length"), request.receive, limit, body_timeout
+            )
+            verifier = SignatureVerifier(_secret("slack", cfg.signing_secret))
         except WebhookRefused as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
-        verifier = SignatureVerifier(cfg.signing_secret.resolve())
         # HMAC over "v0:{timestamp}:{raw body}"; timestamps over 5 minutes old are refused.
-        if not verifier.is_valid_request(body, dict(request.headers)):
+        try:
+            valid = verifier.is_valid_request(body, dict(request.headers))
+        except (TypeError, ValueError):  # non-ASCII signature, a timestamp that is no number
+            valid = False
+        if not valid:
             metrics.events.labels("slack", "refused").inc()
             log.warning("slack request refused: bad or stale signature")
             return JSONResponse({"error": "invalid signature"}, status_code=401)
-        if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-            payload = orjson.loads(dict(parse_qsl(body.decode())).get("payload", "{}"))
-        else:
-            payload = orjson.loads(body)
+        try:
+            if request.headers.get("content-type", "").startswith(
+                "application/x-www-form-urlencoded"
+            ):
+                payload = orjson.loads(dict(parse_qsl(body.decode())).get("payload", "{}"))
+            else:
+                payload = orjson.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            payload = None
+        if not isinstance(payload, dict):
+            return JSONResponse({"error": "body is not a JSON object"}, status_code=400)
         if payload.get("type") == "url_verification":
             return JSONResponse({"challenge": payload.get("challenge")})
         await daemon.slack_source.handle_http(payload)
@@ -237,4 +329,4 @@ def build_web_app(daemon: Daemon) -> ASGIApp:
         else:
             await rest(scope, receive, send)
 
-    return app
+    return _guarded(app)

@@ -61,3 +61,15 @@ def test_config_errors_name_file_and_field(tmp_path: Path) -> None:
         f"{cfg}:2: logging.format: Input should be 'human' or 'json'",
         f"{cfg}:3: surprise: unknown field 'surprise'",
     ]
+
+
+def test_the_example_config_loads_and_references_no_unset_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The README says to copy it: a copy must start a daemon whose every source is usable.
+    example = Path(__file__).parent.parent / "config.example.yaml"
+    for name in ("GITHUB_WEBHOOK_SECRET", "ALERTMANAGER_TOKEN", "DEPLOY_HOOK_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    config = load_config(example)
+    assert config.sources.github is None and config.sources.alertmanager is None
+    assert config.sources.webhooks == {}

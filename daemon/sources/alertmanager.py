@@ -6,6 +6,7 @@ from typing import Any
 
 from ..spec.automation import AlertmanagerTrigger
 from ..spec.matchers import parse_matcher
+from .envelopes import AlertmanagerEnvelope, first_problem
 from .github import WebhookRefused
 from .incoming import Incoming
 
@@ -23,6 +24,9 @@ def split(payload: dict[str, Any]) -> list[Incoming]:
     """The notification's alerts as separate events."""
     if str(payload.get("version")) != "4" or not isinstance(payload.get("alerts"), list):
         raise WebhookRefused(400, "not an Alertmanager v4 notification")
+    problem = first_problem(AlertmanagerEnvelope, payload)
+    if problem is not None:
+        raise WebhookRefused(400, f"malformed Alertmanager notification: {problem}")
     group_key = str(payload.get("groupKey", ""))
     shared = {
         k: payload.get(k)

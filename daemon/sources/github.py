@@ -11,6 +11,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from ..spec.automation import GitHubTrigger
+from .envelopes import GitHubEnvelope, first_problem
 from .incoming import GUARD, Incoming
 
 
@@ -29,9 +30,17 @@ def verify_signature(secret: str, body: bytes, header: str | None) -> None:
     scheme, _, given = header.partition("=")
     if scheme != "sha256" or not given:
         raise WebhookRefused(401, "malformed X-Hub-Signature-256")
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, given.strip()):
+    if not same_digest(hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(), given):
         raise WebhookRefused(401, "signature does not match")
+
+
+def same_digest(expected: str, given: str) -> bool:
+    """Compare a hex digest with what a header carried, in constant time.
+
+    Headers arrive as Latin-1 text, so a forged one can hold any byte; `compare_digest` on
+    `str` refuses non-ASCII with a TypeError, so both sides are compared as bytes.
+    """
+    return hmac.compare_digest(expected.encode(), given.strip().encode("utf-8", "replace"))
 
 
 def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
@@ -47,6 +56,13 @@ def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise WebhookRefused(400, "payload must be a JSON object")
     return data
+
+
+def check_shape(payload: dict[str, Any]) -> None:
+    """Refuse (400) a payload whose fields that matching reads have the wrong JSON type."""
+    problem = first_problem(GitHubEnvelope, payload)
+    if problem is not None:
+        raise WebhookRefused(400, f"malformed GitHub payload: {problem}")
 
 
 def normalise(

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..config import WebhookSource
 from ..spec.automation import WebhookTrigger
-from .github import WebhookRefused
+from .github import WebhookRefused, same_digest
 from .incoming import Incoming
 
 
@@ -16,7 +16,7 @@ def check_bearer(headers: Any, token: str) -> None:
     """Refuse (401) unless `Authorization: Bearer <token>` matches, compared in constant time."""
     scheme, _, given = headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), token.encode()
+        given.strip().encode("utf-8", "replace"), token.encode()
     ):
         raise WebhookRefused(401, "missing or wrong bearer token")
 
@@ -30,8 +30,7 @@ def authenticate(source: WebhookSource, secret: str, body: bytes, headers: Any) 
     if not header:
         raise WebhookRefused(401, f"missing {source.signature_header}")
     given = header.split("=", 1)[1] if header.startswith("sha256=") else header
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, given.strip()):
+    if not same_digest(hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(), given):
         raise WebhookRefused(401, "signature does not match")
 
 
