@@ -25,6 +25,7 @@ from ..errors import NightshiftError, RunStateError
 from ..loader import Catalog
 from ..spec import Automation, Skill
 from ..store import EventRow, NewRun, RunRow, Store, utcnow
+from .budget import LogBudget
 from .bus import EventBus
 from .events import (
     ApprovalDecision,
@@ -68,6 +69,7 @@ class _Active:
     started: asyncio.Event = field(default_factory=asyncio.Event)  # `started` is in the log
     # (repository, base) of the worktree: a spare of it is made for the next run.
     spare_of: tuple[Path, str | None] | None = None
+    budget: LogBudget = field(default_factory=LogBudget)  # what of its progress is stored
 
 
 async def _ready_now() -> None:
@@ -605,6 +607,9 @@ class Executor:
                 log.warning(
                     "run inbox failed", run_id=active.run_id, error=str(inbox_task.exception())
                 )
+        summary = active.budget.summary()
+        if summary is not None:
+            await self._emit(active.run_id, summary)
         if timed_out:
             return (
                 RunStatus.TIMED_OUT,
@@ -647,7 +652,9 @@ class Executor:
                 await self._set_status(active, RunStatus.WAITING)
                 self._expire_later(active, event.id, event.expires_at)
                 continue
-            await self._emit(active.run_id, event)
+            kept = active.budget.admit(event)
+            if kept is not None:
+                await self._emit(active.run_id, kept)
         return None
 
     def _expire_later(self, active: _Active, approval_id: str, at: datetime) -> None:
