@@ -6,6 +6,8 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
+import structlog
+
 from ..loader import Catalog
 from ..runs import (
     ApprovalDecision,
@@ -22,6 +24,8 @@ from ..runs import (
     SteerReceived,
     Step,
 )
+
+log = structlog.get_logger(__name__)
 
 _MARKS = {"succeeded": "✔", "failed": "✘", "cancelled": "■", "interrupted": "⚡", "timed_out": "⌛"}
 
@@ -83,6 +87,12 @@ class ConsoleReporter:
                 automation = self._catalog().automations.get(name) if name else None
                 if automation is not None and not automation.report.console:
                     continue
-                print(format_event(env), file=self._out, flush=True)
+                try:
+                    print(format_event(env), file=self._out, flush=True)
+                except (BrokenPipeError, ValueError, OSError) as exc:
+                    # stdout went away (a pipe's reader exited, a closed terminal): the
+                    # console is a view, and the runs it shows must go on without it.
+                    log.warning("console output closed; no longer printing runs", error=str(exc))
+                    return
                 if isinstance(env.event, Finished):
                     self._automation_of.pop(env.run_id, None)

@@ -256,7 +256,11 @@ class Executor:
         or click meant for an attempt cut short by a restart reaches the attempt that runs."""
         if run_id in self._active or any(q.run_id == run_id for q in self._queue):
             return run_id
-        return await self._store.call(self._store.current_attempt, run_id)
+        current = await self._store.call(self._store.current_attempt, run_id)
+        if current not in self._active and not any(q.run_id == current for q in self._queue):
+            await self._store.call(self._store.get_run, current)  # no such run: RunNotFound
+            raise RunStateError(f"run {current} is not running")
+        return current
 
     def _require_active(self, run_id: int) -> _Active:
         active = self._active.get(run_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,18 @@ _BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for the lock before "datab
 _TRUNCATE_WAIT_MS = 200  # … and a truncating checkpoint only this long for the others
 
 
+def _owner_only(path: Path) -> None:
+    """Create the database file (and its folder) readable by its owner only, wherever the
+    URL points: it holds payloads, prompts and run logs. SQLite gives the -wal and -shm files
+    the database file's own mode, so one file's mode covers all three."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if name.stat().st_mode & 0o077:
+                name.chmod(0o600)  # a file made by an older build, or by hand
+
+
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL and `BEGIN IMMEDIATE` transactions.
 
@@ -24,8 +37,12 @@ def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if (
+        parsed.database
+        and parsed.database != ":memory:"
+        and not parsed.database.startswith("file:")
+    ):
+        _owner_only(Path(parsed.database))
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
     @event.listens_for(engine, "connect")

@@ -1,0 +1,102 @@
+"""What a new user tripped on, through the real `nightshift` command and daemon process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from daemon.testing import Project, wait_for_sync
+
+from .test_daemon_process import DaemonProcess
+
+CHATTY = """\
+import json, sys
+ctx = json.loads(sys.stdin.readline())
+for i in range(int(ctx["inputs"].get("steps", "1"))):
+    print(json.dumps({"type": "step", "title": f"step {i} " + "x" * 60}), flush=True)
+print(json.dumps({"type": "finished", "status": "succeeded",
+                  "summary": "version " + ctx["inputs"]["version"]}), flush=True)
+"""
+
+
+@pytest.fixture
+def chatty(project: Project) -> Iterator[DaemonProcess]:
+    project.skill(
+        "chatty",
+        CHATTY,
+        inputs={"version": {"type": "string", "default": "1"}, "steps": {"type": "integer"}},
+    )
+    project.automation("chatty", skill="chatty")
+    config = project.write_config(
+        shutdown_grace="1s", database_url=f"sqlite:///{project.root}/db/custom.db"
+    )
+    proc = DaemonProcess(project, config)
+    yield proc
+    if proc.proc is not None and proc.proc.poll() is None:
+        proc.stop(signal.SIGKILL)
+
+
+def test_string_inputs_keep_their_text_and_the_database_is_owner_only(
+    chatty: DaemonProcess, project: Project
+) -> None:
+    chatty.start()
+    out = chatty.cli("trigger", "chatty", "-i", "version=3.10", "-i", "steps=2", "--wait")
+    assert out.returncode == 0, out.stderr
+    assert "succeeded: version 3.10" in out.stdout
+    db = project.root / "db" / "custom.db"
+    for path in (db, db.with_name("custom.db-wal")):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_steering_a_run_that_does_not_exist_says_so(chatty: DaemonProcess) -> None:
+    chatty.start()
+    out = chatty.cli("steer", "99", "hello")
+    assert out.returncode == 1 and out.stderr.strip() == "nightshift: run 99 not found"
+
+
+def test_output_piped_into_head_ends_quietly(chatty: DaemonProcess, project: Project) -> None:
+    chatty.start()
+    out = chatty.cli("trigger", "chatty", "-i", "steps=3000", "--wait")
+    assert out.returncode == 0, out.stderr
+    shown = subprocess.run(  # noqa: S602 - the shell's pipe is the point
+        f"{sys.executable} -m daemon --config {chatty.config} show 1 | head -2",
+        shell=True,
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert len(shown.stdout.splitlines()) == 2
+    assert "Traceback" not in shown.stderr and "BrokenPipe" not in shown.stderr, shown.stderr
+
+
+def test_a_daemon_whose_stdout_closes_keeps_running_runs_and_stops_cleanly(
+    chatty: DaemonProcess, project: Project
+) -> None:
+    log = project.root / "stderr.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "daemon", "--config", str(chatty.config), "run"],
+            cwd=project.root,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            start_new_session=True,
+        )
+    assert proc.stdout is not None
+    proc.stdout.close()  # like `nightshift run | tee x` with tee gone
+    chatty.proc = proc
+    socket = project.root / ".nightshift" / "control.sock"
+    wait_for_sync(socket.exists, 20)
+    wait_for_sync(lambda: chatty.cli("runs").returncode == 0, 20)
+    out = chatty.cli("trigger", "chatty", "-i", "steps=5", "--wait")
+    assert out.returncode == 0 and "succeeded" in out.stdout, (out, log.read_text())
+    os.kill(proc.pid, signal.SIGINT)
+    assert proc.wait(30) == 0, log.read_text()
+    assert all(r["status"] == "succeeded" for r in chatty.runs())
+    assert "console output closed" in log.read_text()
