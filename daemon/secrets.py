@@ -7,12 +7,14 @@ registered with the process-wide `Redactor` so it cannot leak into logs, the sto
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import orjson
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
@@ -50,6 +52,27 @@ def json_text(obj: Any) -> str:
     return orjson.dumps(obj, default=str, option=_JSON_OPTIONS).decode()
 
 
+_MIN_ENCODED = 8  # shorter encoded fragments would mask ordinary text
+
+
+def encoded_forms(value: str) -> set[str]:
+    """The forms a secret takes when a program encodes it: base64 (standard and URL-safe,
+    at each of the three alignments it can have inside a longer encoded text, as CI runners
+    mask it), hex, and URL-encoding."""
+    raw = value.encode()
+    forms = {raw.hex(), raw.hex().upper(), quote(value, safe=""), quote_plus(value)}
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + raw).decode().rstrip("=")
+        # Characters carrying bits of the padding before or of whatever follows the secret
+        # differ from one text to the next: keep the ones the secret alone decides.
+        start = (0, 2, 3)[offset]
+        end = len(encoded) - (1 if (offset + len(raw)) % 3 else 0)
+        stable = encoded[start:end]
+        forms.update({stable, stable.replace("+", "-").replace("/", "_")})
+    forms.discard(value)
+    return {f for f in forms if len(f) >= _MIN_ENCODED}
+
+
 class Redactor:
     """Replaces every registered secret value (and known token shapes) with `***`."""
 
@@ -67,8 +90,10 @@ class Redactor:
         with self._lock:
             self._registered.append(value)
             self._values.add(value)
-            # Also its form inside JSON text, so `redact_json` finds it after escaping.
+            # Also its form inside JSON text, so `redact_json` finds it after escaping,
+            # and the encodings a secret is commonly passed on in.
             self._values.add(json.dumps(value)[1:-1])
+            self._values.update(encoded_forms(value))
             alternatives = sorted(self._values, key=len, reverse=True)
             self._pattern = re.compile("|".join(re.escape(v) for v in alternatives))
             self._literals = tuple(alternatives)
@@ -89,7 +114,23 @@ class Redactor:
 
     def redact_json(self, obj: Any) -> str:
         """`obj` serialised as JSON with every secret masked: one pass over the text."""
-        return self.redact(json_text(obj))
+        return self.redact_json_text(json_text(obj))
+
+    def redact_json_text(self, text: str) -> str:
+        """JSON text with every secret masked, still valid JSON.
+
+        One pass over the text is the fast way; a secret whose spelling spans JSON syntax
+        (a quote, a key and its value) could leave it unparseable, so then each string
+        value is masked on its own instead.
+        """
+        out = self.redact(text)
+        if out is text or out == text:
+            return text
+        try:
+            orjson.loads(out)
+        except orjson.JSONDecodeError:
+            return json_text(self.redact_obj(orjson.loads(text)))
+        return out
 
     def redact_obj(self, obj: Any) -> Any:
         """Redact every string inside a JSON-like structure (dicts, lists, scalars)."""

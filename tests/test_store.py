@@ -344,3 +344,27 @@ def test_the_wal_is_emptied_once_it_grows_past_its_bound_and_never_waits_long(
     finally:
         checkpointer.stop()
         store.close()
+
+
+def test_secrets_are_masked_in_their_encodings_and_stored_json_stays_valid() -> None:
+    import base64
+    import json
+
+    from daemon.secrets import Redactor
+
+    r = Redactor()
+    secret = "hunter2-Very-Secret"
+    r.register(secret)
+    r.register('1", "url')  # a value whose spelling spans JSON syntax in the text below
+    for prefix in (b"", b"a", b"ab"):
+        for suffix in (b"", b"!", b"!!"):
+            blob = base64.b64encode(prefix + secret.encode() + suffix).decode()
+            assert r.redact(f"Authorization: Basic {blob}") != f"Authorization: Basic {blob}"
+    assert r.redact(secret.encode().hex()) == "***"
+    assert r.redact("u=hunter2-Very-Secret%21"[:-3]) == "u=***"
+    assert r.redact("pw=hunter2-Very-Secret&x=1") == "pw=***&x=1"
+    assert r.redact("ordinary words stay as they are") == "ordinary words stay as they are"
+    text = json.dumps({"a": "1", "url": "https://s3/?AKIAABCDEFGHIJKLMNOP=1"})
+    assert '1", "url' in text
+    stored = json.loads(r.redact_json_text(text))  # valid JSON
+    assert stored == {"a": "1", "url": "https://s3/?***=1"}

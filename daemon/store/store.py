@@ -406,7 +406,7 @@ class Store:
             "type": req.type,
             "key": req.key,
             "received_at": req.received_at or utcnow(),
-            "payload": redactor.redact(req.payload_json)
+            "payload": redactor.redact_json_text(req.payload_json)
             if req.payload_json is not None
             else redactor.redact_json(req.payload),
         }
