@@ -190,11 +190,9 @@ class Dispatcher:
             raise TemplateError(decision.detail)
         if skill is not None:
             try:
-                resolved = skill.resolve_inputs(decision.run.inputs)
+                skill.resolve_inputs(decision.run.inputs)
             except ValueError as exc:
                 raise NightshiftError(f"{name}: {exc}") from None
-            # Stored typed, as the skill reads them (`-i n=3` is the integer 3).
-            decision.run.inputs.update({k: resolved[k] for k in decision.run.inputs})
         result = await self._store.submit(
             DispatchRequest(source="manual", type="trigger", payload=payload, decisions=[decision])
         )

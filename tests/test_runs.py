@@ -405,3 +405,36 @@ async def test_a_steer_the_agent_took_just_before_it_finished_is_still_recorded(
             e["type"] == "steer_received" and e["text"] == "finish now"
             for e in await events(d, run_id)
         )
+
+
+ESCAPER = """\
+import json, pathlib, subprocess, sys, threading
+ctx = json.loads(sys.stdin.readline())
+child = subprocess.Popen(  # leaves the run's process group, as a daemon would
+    ["setsid", "sleep", "300"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+)
+pathlib.Path(ctx["inputs"]["pidfile"]).write_text(str(child.pid))
+if ctx["inputs"]["hang"]:
+    threading.Event().wait()
+print(json.dumps({"type": "finished", "status": "succeeded", "summary": "left a child"}))
+"""
+
+
+@pytest.mark.parametrize("hang", [True, False], ids=["cancelled", "finished"])
+async def test_a_setsid_grandchild_ends_with_its_run(project: Project, hang: bool) -> None:
+    project.skill(
+        "escaper",
+        ESCAPER,
+        inputs={"pidfile": {"type": "string"}, "hang": {"type": "boolean"}},
+    )
+    pidfile = project.root / "child.pid"
+    project.automation("escaper", skill="escaper", inputs={"pidfile": str(pidfile), "hang": hang})
+    async with running_daemon(project.config()) as d:
+        run = await d.dispatcher.manual("escaper", {}, "test")
+        assert run.id is not None
+        pid = int(await wait_for(lambda: pidfile.exists() and pidfile.read_text()))
+        assert alive(pid)
+        if hang:
+            await d.executor.cancel(run.id, "test")
+        await wait_status(d, run.id, RunStatus.CANCELLED if hang else RunStatus.SUCCEEDED)
+        await wait_for(lambda: not alive(pid), timeout=10)

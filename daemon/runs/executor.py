@@ -283,11 +283,7 @@ class Executor:
         for run in stale:
             assert run.id is not None
             # Its processes carry the folder they worked in: a worktree, or a plain folder.
-            killed = await asyncio.to_thread(
-                kill_orphans,
-                self._work_root / str(run.id),
-                self._work_root.parent / "worktrees" / str(run.id),
-            )
+            killed = await asyncio.to_thread(kill_orphans, *self._run_dirs(run.id))
             log.warning("run was left running by a previous daemon", run_id=run.id, killed=killed)
             await self._emit(
                 run.id,
@@ -362,12 +358,21 @@ class Executor:
         finally:
             self._active.pop(run_id, None)
             self._wake.set()
-            if active.leftover is not None or active.spare_of is not None:
-                cleanup = asyncio.create_task(self._after_run(active))
-                self._cleanups.add(cleanup)
-                cleanup.add_done_callback(self._cleanups.discard)
+            cleanup = asyncio.create_task(self._after_run(active))
+            self._cleanups.add(cleanup)
+            cleanup.add_done_callback(self._cleanups.discard)
+
+    def _run_dirs(self, run_id: int) -> tuple[Path, Path]:
+        """The folders a run's processes may work in (its marker names one of them)."""
+        return self._work_root / str(run_id), self._work_root.parent / "worktrees" / str(run_id)
 
     async def _after_run(self, active: _Active) -> None:
+        # What the run started and left behind — a `setsid` grandchild outside its process
+        # group, a daemonised server — still carries the run's marker: it ends with the run.
+        # After the run is reported finished: the /proc pass costs a few ms nobody waits on.
+        killed = await asyncio.to_thread(kill_orphans, *self._run_dirs(active.run_id))
+        if killed:
+            log.warning("killed processes the run left behind", run_id=active.run_id, pids=killed)
         if active.leftover is not None:
             await workspace.remove(*active.leftover)
         if active.spare_of is not None and not self._stopping:
