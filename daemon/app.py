@@ -29,6 +29,7 @@ from .runs import EventBus, Executor
 from .sources import Scheduler
 from .sources.files import FileSource
 from .spec import Skill
+from .spec.automation import describe_trigger
 from .store import Store, utcnow
 from .web import build_web_app
 
@@ -119,6 +120,8 @@ class Daemon:
             "automations": {
                 name: {
                     "enabled": a.enabled,
+                    "skill": a.skill,
+                    "triggers": [describe_trigger(t) for t in a.triggers],
                     "source": str(catalog.sources.get(name)),
                     "next_fire": (nxt := nexts.get(name)) and nxt.isoformat(),
                 }

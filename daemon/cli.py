@@ -129,6 +129,14 @@ def cmd_list(config: DaemonConfig, args: argparse.Namespace) -> int:
             fires = [f for _, t in a.schedule_triggers() if (f := next_after(t.build(), now))]
             nxt = _fmt_time(min(fires)) if fires else "-"
         rows.append((name, "yes" if a.enabled else "no", triggers, nxt, a.skill))
+    # An automation whose file broke keeps running in the daemon as its last good version:
+    # listed too, and marked, rather than missing.
+    for name, info in sorted((daemon_nexts or {}).items()):
+        if name not in catalog.automations:
+            nxt = _fmt_time(datetime.fromisoformat(info["next_fire"])) if info["next_fire"] else "-"
+            enabled = ("yes" if info["enabled"] else "no") + " (last good; file has problems)"
+            shown = ", ".join(info.get("triggers", [])) or "manual"
+            rows.append((name, enabled, shown, nxt, info.get("skill", "?")))
     _print_table(rows)
     if daemon_nexts is None:
         print("(daemon not running: next fires computed from now)", file=sys.stderr)
@@ -398,8 +406,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--id", help="approval id (default: the oldest pending one)")
         if verb == "deny":
             p.add_argument("--reason")
-    for verb in ("pause", "resume"):
-        p = add(verb, cmd_pause, f"{verb} a running run (its processes stop and continue)")
+    for verb, text in (
+        ("pause", "pause a running run: its processes stop where they are until `resume`"),
+        ("resume", "resume a paused run: its processes continue where they stopped"),
+    ):
+        p = add(verb, cmd_pause, text)
         p.add_argument("run", type=int)
     p = add("cancel", cmd_cancel, "cancel a queued or running run")
     p.add_argument("run", type=int)

@@ -126,7 +126,7 @@ def test_kill_9_mid_run_then_restart_reconciles_the_run(
     assert shown.returncode == 0
     lines = shown.stdout.splitlines()
     assert any("→ working on attempt 1" in line for line in lines)  # the step log survived
-    assert "⚡ interrupted: interrupted: the daemon stopped during the run" in lines[-2]
+    assert "⚡ interrupted: the daemon stopped during the run" in lines[-2]
     assert "retrying as run 2 (now)" in lines[-1]
     assert daemon_proc.stop() == 0
 
@@ -168,7 +168,7 @@ def test_sigterm_gives_runs_grace_then_records_them_interrupted(
     assert daemon_proc.stop(signal.SIGTERM) == 0
     runs = daemon_proc.runs()
     assert [(r["status"], r["summary"]) for r in runs] == [
-        ("interrupted", "interrupted: the daemon was stopped"),
+        ("interrupted", "the daemon was stopped"),
         ("queued", ""),  # the retry waits for the next start
     ]
     assert not alive(orphan)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -100,3 +101,34 @@ def test_a_daemon_whose_stdout_closes_keeps_running_runs_and_stops_cleanly(
     assert proc.wait(30) == 0, log.read_text()
     assert all(r["status"] == "succeeded" for r in chatty.runs())
     assert "console output closed" in log.read_text()
+
+
+def test_list_shows_an_automation_whose_file_broke_as_its_last_good_version(
+    chatty: DaemonProcess, project: Project
+) -> None:
+    chatty.start()
+    path = project.automations / "chatty.yaml"
+    path.write_text(path.read_text() + "surprise: true\n")
+    wait_for_sync(lambda: "surprise" in json.dumps(chatty_status(chatty)), 20)
+    out = chatty.cli("list")
+    assert out.returncode == 0, out.stderr
+    (row,) = [line for line in out.stdout.splitlines() if line.startswith("chatty")]
+    assert "yes (last good; file has problems)" in row and row.split()[-1] == "chatty"
+    assert "unknown field 'surprise'" in out.stderr
+
+
+def chatty_status(chatty: DaemonProcess) -> dict[str, object]:
+    from daemon.control import ControlClient
+
+    with ControlClient(chatty.project.root / ".nightshift" / "control.sock") as client:
+        return client.status()  # type: ignore[no-any-return]
+
+
+def test_pause_and_resume_each_say_what_they_do() -> None:
+    texts = {
+        verb: subprocess.run(
+            [sys.executable, "-m", "daemon", verb, "--help"], capture_output=True, text=True
+        ).stdout
+        for verb in ("pause", "resume")
+    }
+    assert "until `resume`" in texts["pause"] and "continue where they stopped" in texts["resume"]

@@ -354,7 +354,7 @@ async def test_runs_a_dead_daemon_left_running_are_interrupted_then_handled_by_p
     store.close()
     async with running_daemon(config) as d:
         interrupted = await wait_status(d, run_id, RunStatus.INTERRUPTED)
-        assert interrupted.summary == "interrupted: the daemon stopped during the run"
+        assert interrupted.summary == "the daemon stopped during the run"
         log = await events(d, run_id)
         assert [e["type"] for e in log] == ["step", "message", "finished"] + (
             ["message"] if retried else []

@@ -292,7 +292,7 @@ class Executor:
             await self._finish(
                 run.id,
                 RunStatus.INTERRUPTED,
-                "interrupted: the daemon stopped during the run",
+                "the daemon stopped during the run",
                 None,
             )
         salvaged = await workspace.salvage_all(self._work_root.parent / "worktrees")
@@ -625,7 +625,7 @@ class Executor:
                 f"timed out after {format_duration(automation.policies.timeout)}",
             )
         if active.interrupted:
-            return RunStatus.INTERRUPTED, "interrupted: the daemon was stopped"
+            return RunStatus.INTERRUPTED, "the daemon was stopped"
         if active.cancelled_by is not None:
             return RunStatus.CANCELLED, f"cancelled by {active.cancelled_by}"
         if finished is None:
