@@ -153,7 +153,7 @@ def _print_env(env: Envelope) -> None:
 
 def cmd_trigger(config: DaemonConfig, args: argparse.Namespace) -> int:
     with ControlClient(config.socket_path) as client:
-        run_id = client.trigger(args.name, parse_key_values(args.input))
+        run_id = client.trigger(args.name, parse_key_values(args.input), force=args.force)
         print(f"run {run_id} queued for {args.name}")
         if not args.wait:
             return 0
@@ -374,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--input", "-i", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--wait", "-w", action="store_true", help="follow the run until it ends")
+    p.add_argument(
+        "--force", action="store_true", help="run it even if disabled or still a placeholder"
+    )
     p = add("runs", cmd_runs, "list runs, newest first")
     p.add_argument("--automation", "-a")
     p.add_argument("--status", "-s", choices=[s.value for s in RunStatus])

@@ -8,6 +8,7 @@ transaction before anything executes, so a crash never loses an accepted event.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -134,6 +135,19 @@ def evaluate(automation: Automation, incoming: Incoming, sources: SourcesConfig)
     return Decision(automation.name, "guard" if guard else "filtered", detail)
 
 
+_PLACEHOLDER = re.compile(r"\byour-(?:org|repo|service)\b")
+
+
+def _placeholder(automation: Automation, inputs: dict[str, Any]) -> str | None:
+    """Where `automation` still has a bundled example's placeholder (`your-org/your-repo`)."""
+    places: dict[str, Any] = {"workspace.repository": automation.workspace.repository}
+    places.update({f"inputs.{k}": v for k, v in {**automation.inputs, **inputs}.items()})
+    for where, value in places.items():
+        if isinstance(value, str) and _PLACEHOLDER.search(value):
+            return f"{value!r} ({where})"
+    return None
+
+
 @dataclass
 class Routed:
     """What `Dispatcher.route` did with an event."""
@@ -172,16 +186,36 @@ class Dispatcher:
         return result.runs
 
     async def manual(
-        self, name: str, inputs: dict[str, Any], by: str, origin: dict[str, Any] | None = None
+        self,
+        name: str,
+        inputs: dict[str, Any],
+        by: str,
+        origin: dict[str, Any] | None = None,
+        *,
+        force: bool = False,
     ) -> RunRow:
         """Start an automation by hand; bad inputs are refused and nothing is stored.
 
         `origin` says where a chat command came from (`{"slack": {"channel", "thread_ts"}}`),
-        so the run reports back there.
+        so the run reports back there. A disabled automation, or one still naming the bundled
+        examples' placeholder repository, is refused unless `force`d: it would only fail.
         """
         automation = self._catalog().automations.get(name)
         if automation is None:
             raise AutomationNotFound(name)
+        if not force:
+            if not automation.enabled:
+                raise NightshiftError(
+                    f"automation {name!r} is disabled (enabled: false); "
+                    "trigger it anyway with --force"
+                )
+            placeholder = _placeholder(automation, inputs)
+            if placeholder is not None:
+                raise NightshiftError(
+                    f"automation {name!r} still names the placeholder {placeholder}: "
+                    "set your own repository in its file (or pass it with -i), "
+                    "or trigger it anyway with --force"
+                )
         skill = self._catalog().skills.get(automation.skill)
         payload = {"inputs": inputs, "by": by, **(origin or {})}
         event = {"source": "manual", "type": "trigger", "payload": payload}

@@ -132,3 +132,22 @@ def test_pause_and_resume_each_say_what_they_do() -> None:
         for verb in ("pause", "resume")
     }
     assert "until `resume`" in texts["pause"] and "continue where they stopped" in texts["resume"]
+
+
+def test_a_disabled_or_placeholder_automation_is_refused_unless_forced(
+    chatty: DaemonProcess, project: Project
+) -> None:
+    project.automation("off", skill="chatty", enabled=False)
+    project.automation("example", skill="chatty", workspace={"repository": "your-org/your-repo"})
+    chatty.start()
+    off = chatty.cli("trigger", "off")
+    assert off.returncode == 1
+    assert off.stderr.strip() == (
+        "nightshift: automation 'off' is disabled (enabled: false); trigger it anyway with --force"
+    )
+    example = chatty.cli("trigger", "example")
+    assert example.returncode == 1
+    assert "placeholder 'your-org/your-repo' (workspace.repository)" in example.stderr
+    assert chatty.runs() == []
+    forced = chatty.cli("trigger", "off", "--force", "-i", "steps=1", "--wait")
+    assert forced.returncode == 0 and "succeeded" in forced.stdout, forced

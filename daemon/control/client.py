@@ -57,9 +57,11 @@ class ControlClient:
     def status(self) -> dict[str, Any]:
         return self._request("GET", "/v1/status")  # type: ignore[no-any-return]
 
-    def trigger(self, name: str, inputs: dict[str, Any]) -> int:
+    def trigger(self, name: str, inputs: dict[str, Any], *, force: bool = False) -> int:
         data = self._request(
-            "POST", f"/v1/automations/{name}/trigger", {"inputs": inputs, "by": local_user()}
+            "POST",
+            f"/v1/automations/{name}/trigger",
+            {"inputs": inputs, "by": local_user(), "force": force},
         )
         return int(data["run_id"])
 

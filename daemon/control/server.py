@@ -30,6 +30,7 @@ class TriggerBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     inputs: dict[str, Any] = Field(default_factory=dict)
     by: str = "cli"
+    force: bool = False
 
 
 class SteerBody(BaseModel):
@@ -80,7 +81,9 @@ def build_app(daemon: Daemon) -> Starlette:
     async def trigger(request: Request) -> Response:
         async def go() -> Response:
             b = await body(request, TriggerBody)
-            run = await daemon.dispatcher.manual(request.path_params["name"], b.inputs, b.by)
+            run = await daemon.dispatcher.manual(
+                request.path_params["name"], b.inputs, b.by, force=b.force
+            )
             return JSONResponse({"run_id": run.id, "status": run.status}, status_code=201)
 
         return await guarded(go())
