@@ -82,8 +82,15 @@ class AlertmanagerSource(_Strict):
 class WebhookSource(_Strict):
     """A generic JSON webhook at `/hooks/<name>`."""
 
-    auth: Literal["hmac", "bearer"]
+    auth: Literal["hmac", "bearer", "standard"] = Field(
+        description="hmac: a signature of the body; bearer: a token; standard: Standard "
+        "Webhooks (webhook-id, webhook-timestamp, webhook-signature), which also refuses a "
+        "replay outside `tolerance` and keys each delivery by its webhook-id"
+    )
     secret: SecretRef
+    tolerance: Duration = Field(
+        timedelta(minutes=5), description="standard: how far webhook-timestamp may be from now"
+    )
     signature_header: str = Field("X-Signature-256", description="hmac: sha256=<hex> or <hex>")
     id_header: str | None = Field(None, description="header with a delivery id (idempotency)")
     type_field: str | None = Field(None, description="dotted JSON field naming the event type")

@@ -267,3 +267,74 @@ async def test_fuzzed_signed_github_bodies_never_get_a_5xx(
     resp = await deliver(client, event, {}, body=raw, delivery=str(uuid.uuid4()))
     assert resp.status_code < 500, (resp.status_code, resp.text)
     assert not d.stopping
+
+
+def test_standard_webhooks_published_vector_verifies_and_a_stale_one_is_refused() -> None:
+    from datetime import timedelta
+
+    from daemon.sources.github import WebhookRefused
+    from daemon.sources.webhooks import check_standard
+
+    headers = {
+        "webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek",
+        "webhook-timestamp": "1614265330",
+        "webhook-signature": "v1,bogus v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+    }
+    body, secret = b'{"test": 2432232314}', "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    check_standard(secret, body, headers, timedelta(minutes=5), now=1614265330 + 299)
+    with pytest.raises(WebhookRefused, match="a replay"):
+        check_standard(secret, body, headers, timedelta(minutes=5), now=1614265330 + 301)
+    with pytest.raises(WebhookRefused, match="does not match"):
+        check_standard(secret, body + b" ", headers, timedelta(minutes=5), now=1614265330)
+
+
+def _standard_headers(secret_key: bytes, msg_id: str, stamp: int, body: bytes) -> dict[str, str]:
+    import base64
+    import hashlib
+    import hmac
+
+    signed = f"{msg_id}.{stamp}.".encode() + body
+    sig = base64.b64encode(hmac.new(secret_key, signed, hashlib.sha256).digest()).decode()
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": f"v1,{sig}",
+    }
+
+
+async def test_a_standard_webhook_is_keyed_by_its_id_and_a_late_replay_is_refused(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+    import time
+
+    key = b"0123456789abcdef0123456789abcdef"
+    monkeypatch.setenv("DEPLOY_SECRET", "whsec_" + base64.b64encode(key).decode())
+    project.skill("noop", "print()")
+    project.automation(
+        "on-deploy", skill="noop", triggers=[{"type": "webhook", "source": "deploys"}]
+    )
+    config = project.config(
+        sources={"webhooks": {"deploys": {"auth": "standard", "secret": "${DEPLOY_SECRET}"}}},
+        http={"port": 0},
+    )
+    async with running_daemon(config) as d:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{d.http_port}") as client:
+            body = b'{"phase": "finished"}'
+            now = int(time.time())
+            first = await client.post(
+                "/hooks/deploys", content=body, headers=_standard_headers(key, "msg_1", now, body)
+            )
+            assert first.status_code == 202, first.text
+            again = await client.post(
+                "/hooks/deploys", content=body, headers=_standard_headers(key, "msg_1", now, body)
+            )
+            assert again.json()["events"][0]["duplicate"] is True
+            # The same capture re-sent under a new id, too late to be fresh.
+            late = await client.post(
+                "/hooks/deploys",
+                content=body,
+                headers=_standard_headers(key, "msg_2", now - 3600, body),
+            )
+            assert late.status_code == 401 and "a replay" in late.json()["error"]
+            assert len(d.store.list_runs()) == 1
