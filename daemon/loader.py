@@ -347,33 +347,27 @@ class Loader:
     ) -> list[Problem]:
         """Problems between files (names, skills, inputs); never raises."""
         try:
-            return cls._cross_check_files(path, automation, lines, skills, owners)
+            out: list[Problem] = []
+            other = owners.get(automation.name)
+            if other is not None and other != path:
+                out.append(
+                    Problem(
+                        path,
+                        1,
+                        "name",
+                        f"automation {automation.name!r} is already defined in {other}",
+                    )
+                )
+            entry = (
+                (automation.agent.entrypoint or "-")
+                if automation.agent.backend == "script"
+                else None
+            )
+            return out + cls._check_refs(
+                path, automation.skill, automation.inputs, entry, lines, skills
+            )
         except Exception as exc:
             return [_unexpected(path, exc)]
-
-    @classmethod
-    def _cross_check_files(
-        cls,
-        path: Path,
-        automation: Automation,
-        lines: dict[str, int],
-        skills: Mapping[str, Skill],
-        owners: Mapping[str, Path],
-    ) -> list[Problem]:
-        out: list[Problem] = []
-        other = owners.get(automation.name)
-        if other is not None and other != path:
-            out.append(
-                Problem(
-                    path, 1, "name", f"automation {automation.name!r} is already defined in {other}"
-                )
-            )
-        entry = (
-            (automation.agent.entrypoint or "-") if automation.agent.backend == "script" else None
-        )
-        return out + cls._check_refs(
-            path, automation.skill, automation.inputs, entry, lines, skills
-        )
 
     @staticmethod
     def _check_refs(
