@@ -72,8 +72,11 @@ class Daemon:
         )
         self.metrics = Metrics()
         self.metrics.track_executor(
-            lambda: len(self.executor.active_ids), lambda: len(self.executor.queued_ids)
+            lambda: len(self.executor.active_ids),
+            lambda: len(self.executor.queued_ids),
+            lambda: len(self.executor.waiting_ids),
         )
+        self.metrics.track_problems(lambda: len(self.loader.catalog.problems))
         self.executor.on_started(self._count_started)
         self.executor.on_finished(self._count_finished)
         self.http_port: int | None = None

@@ -51,10 +51,24 @@ class Metrics:
             registry=self.registry,
         )
 
-    def track_executor(self, active: Callable[[], int], queued: Callable[[], int]) -> None:
-        """Report the executor's running and queued counts on every scrape."""
+        self._problems = Gauge(
+            "nightshift_config_problems",
+            "Problems in automation and skill files now (each file keeps its last good version).",
+            registry=self.registry,
+        )
+
+    def track_executor(
+        self, active: Callable[[], int], queued: Callable[[], int], waiting: Callable[[], int]
+    ) -> None:
+        """Report the executor's counts on every scrape: running (all executing, waiting
+        included), waiting (for an approval or a resume) and queued."""
         self._gauges.labels("running").set_function(active)
+        self._gauges.labels("waiting").set_function(waiting)
         self._gauges.labels("queued").set_function(queued)
+
+    def track_problems(self, count: Callable[[], int]) -> None:
+        """Report how many file problems the loaded catalog has, on every scrape."""
+        self._problems.set_function(count)
 
     def render(self) -> bytes:
         """The text exposition format."""

@@ -76,6 +76,7 @@ async def test_a_running_daemon_survives_hostile_files_and_starts_with_them(
         for name, (text, _) in sorted(HOSTILE.items()):
             (project.automations / f"{name}.yaml").write_bytes(text)
         await wait_for(lambda: len(d.catalog().problems) == len(HOSTILE), timeout=20)
+        assert f"nightshift_config_problems {len(HOSTILE)}.0".encode() in d.metrics.render()
         good.write_text(GOOD.replace("0 2", "0 3"))
         await wait_for(
             lambda: d.catalog().automations["nightly"].triggers[0].expr == "0 3 * * *"  # type: ignore[union-attr]

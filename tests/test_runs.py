@@ -114,6 +114,8 @@ async def test_approval_waits_then_is_decided_once(project: Project, approve: bo
         await wait_status(d, run_id, RunStatus.WAITING)
         approvals = await d.store.call(d.store.approvals, run_id)
         assert [(a.request_id, a.status) for a in approvals] == [("push-1", "pending")]
+        await wait_for(lambda: d.executor.waiting_ids == [run_id])
+        assert b'nightshift_runs{state="waiting"} 1.0' in d.metrics.render()
         if approve:
             assert await client_call(d, "decide", run_id, True, None, None) == "push-1"
         else:

@@ -141,6 +141,11 @@ class Executor:
         return sorted(self._active)
 
     @property
+    def waiting_ids(self) -> list[int]:
+        """Ids of executing runs that wait for a person: an approval, or a resume."""
+        return sorted(i for i, a in self._active.items() if a.status == RunStatus.WAITING)
+
+    @property
     def queued_ids(self) -> list[int]:
         """Ids of runs waiting for a slot, in start order."""
         return [q.run_id for q in self._queue]
