@@ -128,6 +128,10 @@ def evaluate(automation: Automation, incoming: Incoming, sources: SourcesConfig)
             # automation and stored, so the sender is not told to retry what always fails.
             return _error_decision(automation, "trigger", exc)
         if why is None:
+            # A generic webhook's trigger is known by its source's name (`webhook:deploys`),
+            # not by its position in the file.
+            if isinstance(trigger, WebhookTrigger) and trigger.id is None:
+                key = trigger.source
             return decide(automation, incoming.template_view(), f"{incoming.source}:{key}")
         reasons.append(why)
     guard = all(r.startswith(GUARD) for r in reasons)

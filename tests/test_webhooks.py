@@ -295,6 +295,7 @@ async def test_generic_webhooks_hmac_and_bearer(
             assert ok.status_code == 202
             run = d.store.get_run(ok.json()["events"][0]["runs"][0])
             assert (run.automation, run.inputs) == ("on-deploy", {"service": "checkout"})
+            assert run.trigger == "webhook:deploys"  # the source's name, not a position
             dup = await client.post("/hooks/deploys", content=body, headers=headers)
             assert dup.json()["events"][0]["duplicate"] is True
             started = json.dumps({"phase": "started"}).encode()
