@@ -151,3 +151,18 @@ def test_a_disabled_or_placeholder_automation_is_refused_unless_forced(
     assert chatty.runs() == []
     forced = chatty.cli("trigger", "off", "--force", "-i", "steps=1", "--wait")
     assert forced.returncode == 0 and "succeeded" in forced.stdout, forced
+
+
+def test_an_approval_without_a_description_leaves_no_dangling_colon() -> None:
+    from datetime import UTC, datetime
+
+    from daemon.reporters import format_event
+    from daemon.reporters.slack_blocks import reply
+    from daemon.runs import Envelope
+    from daemon.runs.events import ApprovalRequest
+
+    bare = ApprovalRequest(id="a1", action="git push", description="")
+    line = format_event(Envelope(run_id=3, seq=1, at=datetime.now(UTC), event=bare))
+    assert line.endswith("needed for git push (nightshift approve 3 / deny 3)")
+    posted = reply(3, bare)
+    assert posted is not None and posted["text"].endswith("*Approval needed* for `git push`")

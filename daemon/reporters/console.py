@@ -52,8 +52,9 @@ def format_event(env: Envelope, automation: str | None = None) -> str:
         return f"{head}   {ev.kind}: {ev.title}" + (f" {ev.url}" if ev.url else "")
     if isinstance(ev, ApprovalRequest):
         return (
-            f"{head} ? approval {ev.id!r} needed for {ev.action}: {ev.description} "
-            f"(nightshift approve {env.run_id} / deny {env.run_id})"
+            f"{head} ? approval {ev.id!r} needed for {ev.action}"
+            + (f": {ev.description} " if ev.description else " ")
+            + f"(nightshift approve {env.run_id} / deny {env.run_id})"
         )
     if isinstance(ev, ApprovalDecision):
         verb = "approved" if ev.approved else "denied"

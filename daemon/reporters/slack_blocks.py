@@ -102,7 +102,9 @@ def reply(run_id: int, event: RunEvent) -> dict[str, Any] | None:
         return {"text": text}
     if isinstance(event, ApprovalRequest):
         value = f"{run_id}:{event.id}"
-        text = f":raised_hand: *Approval needed* for `{event.action}`: {event.description}"
+        text = f":raised_hand: *Approval needed* for `{event.action}`" + (
+            f": {event.description}" if event.description else ""
+        )
         return {
             "text": text,
             "blocks": [
