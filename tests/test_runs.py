@@ -412,9 +412,10 @@ async def test_a_steer_the_agent_took_just_before_it_finished_is_still_recorded(
 ESCAPER = """\
 import json, pathlib, subprocess, sys, threading
 ctx = json.loads(sys.stdin.readline())
-child = subprocess.Popen(  # leaves the run's process group, as a daemon would
-    ["setsid", "sleep", "300"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-)
+# Leaves the run's process group, as a daemon would; with "inherit" it keeps the script's
+# stdout and stderr open after the script exits.
+quiet = {} if ctx["inputs"]["inherit"] else {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+child = subprocess.Popen(["setsid", "sleep", "300"], **quiet)
 pathlib.Path(ctx["inputs"]["pidfile"]).write_text(str(child.pid))
 if ctx["inputs"]["hang"]:
     threading.Event().wait()
@@ -422,15 +423,30 @@ print(json.dumps({"type": "finished", "status": "succeeded", "summary": "left a 
 """
 
 
-@pytest.mark.parametrize("hang", [True, False], ids=["cancelled", "finished"])
-async def test_a_setsid_grandchild_ends_with_its_run(project: Project, hang: bool) -> None:
+@pytest.mark.parametrize(
+    ("hang", "inherit"),
+    [(True, False), (False, False), (False, True)],
+    ids=["cancelled", "finished", "finished holding its output"],
+)
+async def test_a_setsid_grandchild_ends_with_its_run(
+    project: Project, hang: bool, inherit: bool
+) -> None:
     project.skill(
         "escaper",
         ESCAPER,
-        inputs={"pidfile": {"type": "string"}, "hang": {"type": "boolean"}},
+        inputs={
+            "pidfile": {"type": "string"},
+            "hang": {"type": "boolean"},
+            "inherit": {"type": "boolean"},
+        },
     )
     pidfile = project.root / "child.pid"
-    project.automation("escaper", skill="escaper", inputs={"pidfile": str(pidfile), "hang": hang})
+    project.automation(
+        "escaper",
+        skill="escaper",
+        inputs={"pidfile": str(pidfile), "hang": hang, "inherit": inherit},
+        policies={"timeout": "60s"},
+    )
     async with running_daemon(project.config()) as d:
         run = await d.dispatcher.manual("escaper", {}, "test")
         assert run.id is not None

@@ -48,6 +48,9 @@ from .base import AgentBackend, AgentRun, RunContext
 log = structlog.get_logger(__name__)
 
 MAX_LINE = 256 * 1024
+# Once the script has exited, how long its output may take to drain: a child it left behind
+# (a daemonised server) can hold the pipe open for ever, and the run must end with the script.
+EXIT_GRACE = 1.0
 _PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL")
 
 
@@ -186,10 +189,65 @@ class ScriptRun:
                 f"({where}: {err['msg']}): {text[:200]}",
             )
 
+    async def _output(self) -> AsyncIterator[bytes | _TooLong]:
+        """The script's output lines until EOF, or until `EXIT_GRACE` after the script exited."""
+        assert self._proc.stdout is not None
+        lines = _read_lines(self._proc.stdout, self._max_line).__aiter__()
+        exited = asyncio.ensure_future(self._exit_code())
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
+        try:
+            while True:
+                nxt = asyncio.ensure_future(lines.__anext__())
+                if deadline is None:
+                    await asyncio.wait({nxt, exited}, return_when=asyncio.FIRST_COMPLETED)
+                    if not nxt.done():
+                        deadline = loop.time() + EXIT_GRACE
+                if deadline is not None and not nxt.done():
+                    done, _ = await asyncio.wait({nxt}, timeout=max(deadline - loop.time(), 0))
+                    if not done:
+                        nxt.cancel()
+                        log.warning(
+                            "script exited but its output stays open (a child holds it)",
+                            run_id=self._ctx.run_id,
+                        )
+                        return
+                try:
+                    yield nxt.result()
+                except StopAsyncIteration:
+                    return
+        finally:
+            exited.cancel()
+
+    async def _exit_code(self) -> int:
+        """The script's exit code as soon as it exits: on 3.11 `Process.wait` returns only
+        once every pipe is closed too, which a child left behind can postpone for ever."""
+        proc = self._proc
+        if proc.returncode is None:
+            with contextlib.suppress(OSError):  # already gone: the code is there or comes
+                fd = os.pidfd_open(proc.pid)
+                loop = asyncio.get_running_loop()
+                gone: asyncio.Future[None] = loop.create_future()
+
+                def readable() -> None:
+                    if not gone.done():
+                        gone.set_result(None)
+
+                loop.add_reader(fd, readable)
+                try:
+                    await gone
+                finally:
+                    loop.remove_reader(fd)
+                    os.close(fd)
+        # The child watcher reaps it in the same moment (its own pidfd): a few ms at most.
+        while proc.returncode is None:  # noqa: ASYNC110 - no event exists to wait on
+            await asyncio.sleep(0.005)
+        return proc.returncode
+
     async def events(self) -> AsyncIterator[RunEvent]:
         assert self._proc.stdout is not None
         finished: Finished | None = None
-        async for line in _read_lines(self._proc.stdout, self._max_line):
+        async for line in self._output():
             event = self._parse(line)
             if event is None:
                 continue
@@ -201,7 +259,10 @@ class ScriptRun:
                 finished = event
                 continue
             yield event
-        code = await self._proc.wait()
+        code = await self._exit_code()
+        # stderr too may be held open by a child the script left behind.
+        await asyncio.wait({self._stderr_task}, timeout=EXIT_GRACE)
+        self._stderr_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._stderr_task
         if self._proc.stdin is not None:
