@@ -209,6 +209,7 @@ class Daemon:
                         port=self.config.http.port,
                         bound=bound,
                         header_timeout=self.config.http.header_timeout.total_seconds(),
+                        body_timeout=self.config.http.body_timeout.total_seconds(),
                         max_connections=self.config.http.max_connections,
                     ),
                     "http",

@@ -41,45 +41,71 @@ async def stop(task: asyncio.Task[None] | None) -> None:
             await task
 
 
-class _DeadlineProtocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol with a deadline for each request's headers.
+_TIMEOUT_BODY = b'{"error": "request not received in time"}'
+_TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_TIMEOUT_BODY), _TIMEOUT_BODY)
+)
 
-    uvicorn waits for headers as long as a client cares to send them, so a client that sends
-    half a request holds its connection for ever; a few hundred of them exhaust the server.
-    Here a connection whose next request has not started `header_timeout` seconds after the
-    connection opened (or the last response ended) is closed. The body has its own deadline
-    in the app (`web.read_body`).
+
+class _DeadlineProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with deadlines for a request's headers and body.
+
+    uvicorn waits for a request as long as a client cares to send it, so a client that sends
+    half a request holds its connection for ever, and a few hundred of them exhaust the server.
+    One timer per connection looks every `header_timeout` seconds: a connection on which no
+    request began or ended since the last look is closed (headers that never complete), and a
+    request whose body is still arriving `body_timeout` after it was first seen gets 408 and
+    the connection is closed. Nothing is done per request, so the intake's hot path pays
+    nothing; the price is that a deadline is kept to within one more interval.
     """
 
     header_timeout = 10.0
-    _deadline: asyncio.TimerHandle | None = None
+    body_timeout = 30.0
+    _timer: asyncio.TimerHandle | None = None
+    _ended = 0  # requests answered on this connection
+    _ended_at_look = -1
+    _receiving: tuple[object, float] | None = None  # (the cycle, when first seen) of a body
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
-        self._arm()
+        self._timer = self.loop.call_later(self.header_timeout, self._look)
 
     def on_response_complete(self) -> None:
+        self._ended += 1
         super().on_response_complete()
-        self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
         super().connection_lost(exc)
 
-    def _arm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-        self._deadline = self.loop.call_later(self.header_timeout, self._expire, self.scope)
+    def _look(self) -> None:
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        busy = cycle is not None and not cycle.response_complete
+        if not busy and self._ended == self._ended_at_look:
+            self.transport.close()  # no request began in time: its headers never completed
+            return
+        self._ended_at_look = self._ended
+        if busy and cycle is not None and cycle.more_body and not cycle.response_started:
+            now = self.loop.time()
+            if self._receiving is None or self._receiving[0] is not cycle:
+                self._receiving = (cycle, now)
+            elif now - self._receiving[1] >= self.body_timeout:
+                self.transport.write(_TIMEOUT_RESPONSE)
+                self.transport.close()
+                return
+        self._timer = self.loop.call_later(self.header_timeout, self._look)
 
-    def _expire(self, armed_scope: object) -> None:
-        idle = self.cycle is None or self.cycle.response_complete
-        if self.scope is armed_scope and idle and not self.transport.is_closing():
-            self.transport.close()  # no request began in time: headers never completed
 
-
-def _protocol(header_timeout: float) -> type[asyncio.Protocol]:
-    return type("DeadlineProtocol", (_DeadlineProtocol,), {"header_timeout": header_timeout})
+def _protocol(header_timeout: float, body_timeout: float) -> type[asyncio.Protocol]:
+    return type(
+        "DeadlineProtocol",
+        (_DeadlineProtocol,),
+        {"header_timeout": header_timeout, "body_timeout": body_timeout},
+    )
 
 
 class _QuietServer(uvicorn.Server):
@@ -99,18 +125,20 @@ async def serve(
     port: int = 0,
     bound: list[int] | None = None,
     header_timeout: float = 10.0,
+    body_timeout: float = 30.0,
     max_connections: int | None = None,
 ) -> None:
     """Serve `app` until cancelled; set `started` once listening.
 
     On a Unix socket (`uds`) the socket is created owner-only (umask 077, then mode 0600).
     With TCP, the port actually bound is appended to `bound` (useful with port 0).
-    A connection whose request headers take longer than `header_timeout` seconds is closed;
-    beyond `max_connections` open connections, requests get 503.
+    A connection whose request headers take longer than `header_timeout` seconds is closed, a
+    body still arriving after `body_timeout` gets 408; beyond `max_connections` open
+    connections, requests get 503.
     """
     config = uvicorn.Config(
         app,
-        http=_protocol(header_timeout),
+        http=_protocol(header_timeout, body_timeout),
         limit_concurrency=max_connections,
         uds=str(uds) if uds else None,
         host=host,

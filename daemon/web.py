@@ -7,7 +7,6 @@ and logged without their payload.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import time
 from typing import TYPE_CHECKING, Any
@@ -49,23 +48,16 @@ def header_map(scope: Scope) -> dict[bytes, bytes]:
     return out
 
 
-async def read_body(
-    declared: str | None, receive: Receive, limit: int, timeout: float = 30.0
-) -> bytes:
+async def read_body(declared: str | None, receive: Receive, limit: int) -> bytes:
     """The raw body, refusing (413) anything over `limit` bytes without reading it all
-    (`declared`: the Content-Length header, if any), and (408) a body still incomplete after
-    `timeout` seconds: a sender that stops mid-body must not hold its connection for ever."""
+    (`declared`: the Content-Length header, if any). A body that stops arriving is the
+    server's to end (`asgi.serve`'s body deadline answers 408 and closes the connection)."""
     if declared and declared.isdigit() and int(declared) > limit:
         raise WebhookRefused(413, f"body over {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        try:
-            async with asyncio.timeout_at(deadline):
-                message = await receive()
-        except TimeoutError:
-            raise WebhookRefused(408, f"body not received within {timeout:g}s") from None
+        message = await receive()
         if message["type"] == "http.disconnect":
             raise WebhookRefused(400, "client disconnected before the body was sent")
         chunk = message.get("body", b"")
@@ -142,7 +134,6 @@ def build_web_app(daemon: Daemon) -> ASGIApp:
     """The ASGI app of the HTTP server."""
     metrics = daemon.metrics
     limit = daemon.config.http.max_body_bytes
-    body_timeout = daemon.config.http.body_timeout.total_seconds()
     sources = daemon.config.sources
     for name, why in source_problems(daemon).items():
         log.error("webhook source unusable: its deliveries will get 503", source=name, why=why)
@@ -180,9 +171,7 @@ def build_web_app(daemon: Daemon) -> ASGIApp:
         raw = header_map(scope)
         try:
             length = raw.get(b"content-length")
-            body = await read_body(
-                length.decode("latin-1") if length else None, receive, limit, body_timeout
-            )
+            body = await read_body(length.decode("latin-1") if length else None, receive, limit)
             if source == "github":
                 events = parse_github(raw, body)
             elif source == "alertmanager":
@@ -278,9 +267,7 @@ def build_web_app(daemon: Daemon) -> ASGIApp:
             return JSONResponse({"error": "slack events are not configured"}, status_code=404)
         metrics.events.labels("slack", "received").inc()
         try:
-            body = await read_body(
-                request.headers.get("content-length"), request.receive, limit, body_timeout
-            )
+            body = await read_body(request.headers.get("content-length"), request.receive, limit)
             verifier = SignatureVerifier(_secret("slack", cfg.signing_secret))
         except WebhookRefused as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
@@ -323,10 +310,14 @@ def build_web_app(daemon: Daemon) -> ASGIApp:
         exception_handlers={404: not_found},
     )
 
+    # The intake answers every fault itself (400 for the request's, 503 for the store's);
+    # the rest goes through the guard.
+    guarded_rest = _guarded(rest)
+
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(_HOOKS):
             await intake(scope, receive, send)
         else:
-            await rest(scope, receive, send)
+            await guarded_rest(scope, receive, send)
 
-    return _guarded(app)
+    return app
