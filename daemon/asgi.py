@@ -64,7 +64,7 @@ class _DeadlineProtocol(H11Protocol):
     body_timeout = 30.0
     _timer: asyncio.TimerHandle | None = None
     _ended = 0  # requests answered on this connection
-    _ended_at_look = -1
+    _ended_at_look = 0  # a fresh connection must begin a request before the first look
     _receiving: tuple[object, float] | None = None  # (the cycle, when first seen) of a body
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
