@@ -124,7 +124,7 @@ class Redactor:
         value is masked on its own instead.
         """
         out = self.redact(text)
-        if out is text or out == text:
+        if out == text:
             return text
         try:
             orjson.loads(out)

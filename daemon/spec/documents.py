@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from ..errors import Problem
-from ._positions import compose, locate
+from ._positions import _child, compose, locate
 
 
 def _yaml_problem(path: Path, exc: yaml.YAMLError, line_offset: int = 0) -> Problem:
@@ -90,20 +90,17 @@ def problem_message(model: type[BaseModel], err: Any) -> str:
 
 
 def _key_line(root: yaml.Node | None, loc: tuple[Any, ...], line_offset: int) -> int | None:
-    """The line of the key itself (an unknown field's value may start lines later)."""
-    parent_line, _ = locate(root, loc[:-1])
+    """The line of the key itself (an unknown field's value may start lines later), or None
+    when the key is not found."""
     node = root
-    for part in loc[:-1]:  # follow the same path locate took, ignoring union tags
-        if isinstance(node, yaml.MappingNode):
-            nxt = next((v for k, v in node.value if k.value == str(part)), None)
-            node = nxt if nxt is not None else node
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            node = node.value[part] if 0 <= part < len(node.value) else node
+    for part in loc[:-1]:
+        child = _child(node, part) if node is not None else None
+        node = child if child is not None else node  # a union tag names no node: stay
     if isinstance(node, yaml.MappingNode):
         for key, _value in node.value:
             if isinstance(key, yaml.ScalarNode) and key.value == str(loc[-1]):
                 return int(key.start_mark.line) + 1 + line_offset
-    return parent_line
+    return None
 
 
 def validation_problems(
