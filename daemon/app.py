@@ -75,6 +75,7 @@ class Daemon:
             lambda: len(self.executor.active_ids),
             lambda: len(self.executor.queued_ids),
             lambda: len(self.executor.waiting_ids),
+            lambda: len(self.executor.paused_ids),
         )
         self.metrics.track_problems(lambda: len(self.loader.catalog.problems))
         self.executor.on_started(self._count_started)
@@ -133,6 +134,7 @@ class Daemon:
             "problems": [str(p) for p in catalog.problems],
             "active_runs": self.executor.active_ids,
             "queued_runs": self.executor.queued_ids,
+            "queue_reasons": {str(k): v for k, v in self.executor.queue_reasons().items()},
         }
 
     def _take_lock(self) -> None:

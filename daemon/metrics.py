@@ -58,12 +58,17 @@ class Metrics:
         )
 
     def track_executor(
-        self, active: Callable[[], int], queued: Callable[[], int], waiting: Callable[[], int]
+        self,
+        active: Callable[[], int],
+        queued: Callable[[], int],
+        waiting: Callable[[], int],
+        paused: Callable[[], int],
     ) -> None:
-        """Report the executor's counts on every scrape: running (all executing, waiting
-        included), waiting (for an approval or a resume) and queued."""
+        """Report the executor's counts on every scrape: running (all executing, waiting and
+        paused included), waiting (for an approval), paused (until resumed) and queued."""
         self._gauges.labels("running").set_function(active)
         self._gauges.labels("waiting").set_function(waiting)
+        self._gauges.labels("paused").set_function(paused)
         self._gauges.labels("queued").set_function(queued)
 
     def track_problems(self, count: Callable[[], int]) -> None:

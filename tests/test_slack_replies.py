@@ -342,7 +342,7 @@ async def test_pause_resume_retry_and_the_second_acknowledgement(
         pid = int(pidfile.read_text())
         await slack.reply(parent, ANN, "pause")
         await wait_for(lambda: proc_state(pid) == "T")  # stopped
-        await wait_status(d, run_id, RunStatus.WAITING)
+        await wait_status(d, run_id, RunStatus.PAUSED)  # not WAITING: no approval is open
         await slack.reply(parent, ANN, "resume")
         await wait_for(lambda: proc_state(pid) != "T")
         await wait_status(d, run_id, RunStatus.RUNNING)

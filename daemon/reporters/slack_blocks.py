@@ -25,6 +25,7 @@ EMOJI = {
     "queued": ":hourglass:",
     "running": ":arrow_forward:",
     "waiting": ":raised_hand:",
+    "paused": ":double_vertical_bar:",
     "succeeded": ":white_check_mark:",
     "failed": ":x:",
     "cancelled": ":black_square_for_stop:",

@@ -40,7 +40,7 @@ from .events import (
     SteerReceived,
 )
 from .inbox import Cancel, Decision, Inbox, Pause, Resume, Steer
-from .status import RunStatus
+from .status import EXECUTING, RunStatus
 
 log = structlog.get_logger(__name__)
 
@@ -142,13 +142,40 @@ class Executor:
 
     @property
     def waiting_ids(self) -> list[int]:
-        """Ids of executing runs that wait for a person: an approval, or a resume."""
+        """Ids of executing runs that wait for a person's decision on an approval."""
         return sorted(i for i, a in self._active.items() if a.status == RunStatus.WAITING)
+
+    @property
+    def paused_ids(self) -> list[int]:
+        """Ids of executing runs a person paused."""
+        return sorted(i for i, a in self._active.items() if a.status == RunStatus.PAUSED)
 
     @property
     def queued_ids(self) -> list[int]:
         """Ids of runs waiting for a slot, in start order."""
         return [q.run_id for q in self._queue]
+
+    def queue_reasons(self) -> dict[int, str]:
+        """Why each queued run has not started yet, in the words of the setting that holds it."""
+        now = utcnow()
+        catalog = self._catalog()
+        running: dict[str, list[int]] = {}
+        for a in self._active.values():
+            running.setdefault(a.automation, []).append(a.run_id)
+        reasons: dict[int, str] = {}
+        for q in self._queue:
+            automation = catalog.automations.get(q.automation)
+            limit = automation.policies.concurrency.max_instances if automation else 1
+            ahead = sorted(running.get(q.automation, []))
+            if q.not_before is not None and q.not_before > now:
+                reasons[q.run_id] = f"a retry, due at {q.not_before:%H:%M:%S} UTC"
+            elif len(ahead) >= limit:
+                reasons[q.run_id] = f"queued behind run {ahead[0]}, max_instances {limit}"
+            elif len(self._active) >= self.max_runs:
+                reasons[q.run_id] = f"all {self.max_runs} run slots are busy (max_runs)"
+            else:
+                reasons[q.run_id] = "starting"
+        return reasons
 
     async def start(self) -> None:
         """Recover what a previous daemon left behind, then start taking runs."""
@@ -227,7 +254,7 @@ class Executor:
                 await self._pump_task
         # A run waiting for a person has nothing to finish: interrupt it now, not after the grace.
         for active in list(self._active.values()):
-            if active.status == RunStatus.WAITING and active.agent is not None:
+            if active.status in (RunStatus.WAITING, RunStatus.PAUSED) and active.agent is not None:
                 active.interrupted = True
                 await active.agent.cancel()
         tasks = [a.task for a in self._active.values() if a.task is not None]
@@ -281,7 +308,7 @@ class Executor:
     async def _recover(self) -> None:
         stale = await self._store.call(
             self._store.list_runs,
-            statuses=[RunStatus.RUNNING, RunStatus.WAITING],
+            statuses=list(EXECUTING),
             limit=10_000,
             oldest_first=True,
         )
@@ -701,7 +728,9 @@ class Executor:
                 await self._emit(
                     active.run_id, Message(text=f"{'paused' if pausing else 'resumed'} by {msg.by}")
                 )
-                await self._set_status(active, RunStatus.WAITING if pausing else RunStatus.RUNNING)
+                await self._set_status(
+                    active, await self._unpaused(active) if not pausing else RunStatus.PAUSED
+                )
             elif isinstance(msg, Decision):
                 outcome = "expired" if msg.expired else "approved" if msg.approved else "denied"
                 row = await self._store.call(
@@ -721,7 +750,7 @@ class Executor:
                     ),
                 )
                 pending = await self._store.call(self._store.approvals, active.run_id, "pending")
-                if not pending:
+                if not pending and active.status == RunStatus.WAITING:
                     await self._set_status(active, RunStatus.RUNNING)
                 await agent.decide(msg.approval_id, msg.approved, msg.reason)
             elif isinstance(msg, Cancel):
@@ -729,6 +758,11 @@ class Executor:
                 note = f"cancel requested by {msg.by}" + (f": {msg.reason}" if msg.reason else "")
                 await self._emit(active.run_id, Message(text=note))
                 await agent.cancel()
+
+    async def _unpaused(self, active: _Active) -> RunStatus:
+        """What a resumed run is: waiting again when a request is still open."""
+        pending = await self._store.call(self._store.approvals, active.run_id, "pending")
+        return RunStatus.WAITING if pending else RunStatus.RUNNING
 
     async def _finish(
         self, run_id: int, status: RunStatus, summary: str, automation: Automation | None

@@ -6,11 +6,13 @@ from enum import StrEnum
 
 
 class RunStatus(StrEnum):
-    """queued → running ⇄ waiting → succeeded | failed | cancelled | interrupted | timed_out."""
+    """queued → running ⇄ waiting (an approval) | paused (until resumed) → succeeded | failed |
+    cancelled | interrupted | timed_out."""
 
     QUEUED = "queued"
     RUNNING = "running"
     WAITING = "waiting"
+    PAUSED = "paused"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -20,8 +22,10 @@ class RunStatus(StrEnum):
     @property
     def finished(self) -> bool:
         """True for the terminal states."""
-        return self not in (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING)
+        return self not in UNFINISHED
 
 
-ACTIVE = (RunStatus.RUNNING, RunStatus.WAITING)
+# Executing: a run in one of these holds a slot and has processes (perhaps stopped).
+EXECUTING = (RunStatus.RUNNING, RunStatus.WAITING, RunStatus.PAUSED)
+UNFINISHED = (RunStatus.QUEUED, *EXECUTING)
 TERMINAL = tuple(s for s in RunStatus if s.finished)
