@@ -20,7 +20,7 @@ from . import logs
 from .config import SourcesConfig
 from .errors import AutomationNotFound, NightshiftError, RunStateError, TemplateError
 from .loader import Catalog
-from .runs import EventBus, Executor, Message
+from .runs import EventBus, Executor, Message, RunStatus
 from .sources import alertmanager, files, github, webhooks
 from .sources.incoming import GUARD, Incoming
 from .spec import Automation, templates
@@ -237,6 +237,23 @@ class Dispatcher:
         runs = await self._submit(result)
         log.info("manual trigger", automation=name, run_id=runs[0].id, by=by)
         return runs[0]
+
+    async def retry(self, run_id: int, by: str, origin: dict[str, Any] | None = None) -> RunRow:
+        """Run a finished run's automation again with the same inputs: a new run, reporting
+        in the thread of `origin`, or else in the finished run's own thread."""
+        run = await self._store.call(self._store.get_run, run_id)
+        if not RunStatus(run.status).finished:
+            raise RunStateError(f"run {run_id} is still {run.status}")
+        if origin is None:
+            parent = await self._store.call(self._store.parent_outbox, run_id)
+            thread = parent and (parent.thread_ts or parent.ts)
+            if parent is not None and thread:
+                origin = {
+                    "slack": {"channel": parent.channel_id or parent.channel, "thread_ts": thread}
+                }
+        new = await self.manual(run.automation, dict(run.inputs), by, origin)
+        await self._bus.emit(run_id, Message(text=f"retried by {by} as run {new.id}"))
+        return new
 
     async def route(self, incoming: Incoming) -> Routed:
         """Store an event from outside with one decision per automation that listens to its

@@ -78,6 +78,10 @@ class ControlClient:
     def cancel(self, run_id: int, reason: str | None = None) -> None:
         self._request("POST", f"/v1/runs/{run_id}/cancel", {"reason": reason, "by": local_user()})
 
+    def retry(self, run_id: int) -> int:
+        data = self._request("POST", f"/v1/runs/{run_id}/retry", {"by": local_user()})
+        return int(data["run_id"])
+
     def pause(self, run_id: int) -> None:
         self._request("POST", f"/v1/runs/{run_id}/pause", {"by": local_user()})
 

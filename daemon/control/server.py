@@ -47,6 +47,8 @@ class DecideBody(BaseModel):
 
 
 class CancelBody(BaseModel):
+    """Who acts, and why where the action takes a reason (cancel does)."""
+
     model_config = ConfigDict(extra="forbid")
     reason: str | None = None
     by: str = "cli"
@@ -128,6 +130,14 @@ def build_app(daemon: Daemon) -> Starlette:
 
         return handler
 
+    async def retry(request: Request) -> Response:
+        async def go() -> Response:
+            b = await body(request, CancelBody)
+            run = await daemon.dispatcher.retry(int(request.path_params["run_id"]), b.by)
+            return JSONResponse({"run_id": run.id, "status": run.status}, status_code=201)
+
+        return await guarded(go())
+
     async def events(request: Request) -> Response:
         """The run's log as NDJSON; with follow=1, live until the run finishes."""
         run_id = int(request.path_params["run_id"])
@@ -171,6 +181,7 @@ def build_app(daemon: Daemon) -> Starlette:
             Route("/v1/runs/{run_id:int}/approve", decide(True), methods=["POST"]),
             Route("/v1/runs/{run_id:int}/deny", decide(False), methods=["POST"]),
             Route("/v1/runs/{run_id:int}/cancel", cancel, methods=["POST"]),
+            Route("/v1/runs/{run_id:int}/retry", retry, methods=["POST"]),
             Route("/v1/runs/{run_id:int}/pause", lifecycle("pause"), methods=["POST"]),
             Route("/v1/runs/{run_id:int}/resume", lifecycle("resume"), methods=["POST"]),
         ]

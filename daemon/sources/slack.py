@@ -24,9 +24,9 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from ..errors import NightshiftError, RunStateError
+from ..errors import NightshiftError
 from ..loader import Catalog
-from ..runs import Executor, RunStatus
+from ..runs import Executor
 from ..spec import Automation
 from ..spec.inputs import parse_key_values
 from ..store import DispatchRequest, Store
@@ -216,11 +216,8 @@ class SlackSource:
 
     async def _retry(self, run_id: int, by: str, channel: str, thread: str) -> None:
         """Run a finished run's automation again with the same inputs, in the same thread."""
-        run = await self._store.call(self._store.get_run, run_id)
-        if not RunStatus(run.status).finished:
-            raise RunStateError(f"run {run_id} is still {run.status}")
         origin = {"slack": {"channel": channel, "thread_ts": thread}}
-        await self._dispatcher.manual(run.automation, dict(run.inputs), by, origin)
+        await self._dispatcher.retry(run_id, by, origin)
 
     # -- chat commands --------------------------------------------------------------------
     async def _command(

@@ -58,6 +58,8 @@ _DECISIONS = _table("event_decisions")
 _SCHEDULES = _table("schedule_state")
 _RUN_EVENTS = _table("run_events")
 _OUTBOX = _table("outbox")
+# The run states that are not an end (the run vocabulary's own list, as stored text).
+_UNFINISHED = ("queued", "running", "waiting", "paused")
 
 
 @dataclass
@@ -497,7 +499,9 @@ class Store:
         if new.key is not None and guard.on_active != "queue":
             active = list(
                 conn.execute(
-                    select(runs.id).where(same, runs.status.in_(("queued", "running", "waiting")))
+                    select(runs.id).where(
+                        same, runs.status.in_(("queued", "running", "waiting", "paused"))
+                    )
                 ).scalars()
             )
             if active and guard.on_active == "leave":
@@ -865,6 +869,17 @@ class Store:
             if status:
                 q = q.where(ApprovalRow.status == status)
             return list(s.exec(q.order_by(col(ApprovalRow.id))))
+
+    def open_approvals(self) -> list[tuple[ApprovalRow, RunRow]]:
+        """Every request still waiting for a person, of runs not ended, oldest first."""
+        with self._session() as s:
+            q = (
+                select(ApprovalRow, RunRow)
+                .join(RunRow, col(RunRow.id) == col(ApprovalRow.run_id))
+                .where(ApprovalRow.status == "pending", col(RunRow.status).in_(_UNFINISHED))
+                .order_by(col(ApprovalRow.id))
+            )
+            return [(a, r) for a, r in s.exec(q)]
 
     # -- outbox ---------------------------------------------------------------------------
     def add_outbox(
