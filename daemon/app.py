@@ -17,15 +17,16 @@ import structlog
 from .agents import AgentBackend, default_backends
 from .agents.processes import watch_children_with_pidfd
 from .asgi import serve as serve_asgi
+from .bus import EventBus
 from .config import DaemonConfig
 from .control.server import serve as serve_control
 from .dispatch import Dispatcher
 from .errors import DaemonAlreadyRunning
+from .executor import Executor
 from .loader import Catalog, Loader
 from .metrics import Metrics
 from .reload import watch
 from .reporters import ConsoleReporter
-from .runs import EventBus, Executor
 from .sources import Scheduler
 from .sources.files import FileSource
 from .spec import Skill

@@ -17,10 +17,12 @@ from typing import Any
 import structlog
 
 from . import logs
+from .bus import EventBus
 from .config import SourcesConfig
 from .errors import AutomationNotFound, NightshiftError, RunStateError, TemplateError
+from .executor import Executor
 from .loader import Catalog
-from .runs import EventBus, Executor, Message, RunStatus
+from .runs import Message, RunStatus
 from .sources import alertmanager, files, github, webhooks
 from .sources.incoming import GUARD, Incoming
 from .spec import Automation, templates

@@ -7,9 +7,10 @@ and logged without their payload.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl
 
 import orjson
@@ -30,7 +31,22 @@ from .sources.github import WebhookRefused
 from .sources.incoming import Incoming, stored_text
 
 if TYPE_CHECKING:
-    from .app import Daemon
+    from .config import DaemonConfig
+    from .dispatch import Dispatcher
+    from .metrics import Metrics
+
+
+class Served(Protocol):
+    """What the HTTP server needs of the daemon it serves (the daemon is one; a test's
+    stand-in can be another)."""
+
+    config: DaemonConfig
+    metrics: Metrics
+    dispatcher: Dispatcher
+    ready: asyncio.Event
+    stopping: bool
+    slack_source: Any
+
 
 log = structlog.get_logger(__name__)
 
@@ -88,7 +104,7 @@ def _secret(name: str, ref: SecretRef) -> str:
         raise WebhookRefused(503, f"the {name} source is not usable: {exc}") from None
 
 
-def source_problems(daemon: Daemon) -> dict[str, str]:
+def source_problems(daemon: Served) -> dict[str, str]:
     """Webhook sources whose secret cannot be resolved now, with why (checked at start-up
     and by /readyz; a delivery to one of them answers 503)."""
     sources = daemon.config.sources
@@ -130,7 +146,7 @@ def _guarded(app: ASGIApp) -> ASGIApp:
     return guarded
 
 
-def build_web_app(daemon: Daemon) -> ASGIApp:
+def build_web_app(daemon: Served) -> ASGIApp:
     """The ASGI app of the HTTP server."""
     metrics = daemon.metrics
     limit = daemon.config.http.max_body_bytes

@@ -3,8 +3,8 @@ silently and never allowed to fill the database."""
 
 from __future__ import annotations
 
+from daemon.executor import MAX_EVENTS, LogBudget
 from daemon.runs import RunStatus
-from daemon.runs.budget import MAX_EVENTS, LogBudget
 from daemon.runs.events import ApprovalRequest, Command, Message, Step
 from daemon.testing import Project, running_daemon
 

@@ -10,9 +10,10 @@ import pytest
 from freezegun import freeze_time
 
 from daemon.agents import default_backends
+from daemon.bus import EventBus
 from daemon.dispatch import Dispatcher
+from daemon.executor import Executor
 from daemon.loader import Catalog, Loader
-from daemon.runs import EventBus, Executor
 from daemon.sources import Scheduler, next_after
 from daemon.spec.cron import parse_crontab
 from daemon.store import Store

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
@@ -23,7 +23,25 @@ from ..errors import AutomationNotFound, NightshiftError, RunNotFound, RunStateE
 from ..runs import Envelope, Finished, envelope_of
 
 if TYPE_CHECKING:
-    from ..app import Daemon
+    from ..bus import EventBus
+    from ..config import DaemonConfig
+    from ..dispatch import Dispatcher
+    from ..executor import Executor
+    from ..store import Store
+
+
+class Controlled(Protocol):
+    """What the control API needs of the daemon it controls."""
+
+    config: DaemonConfig
+    store: Store
+    bus: EventBus
+    executor: Executor
+    dispatcher: Dispatcher
+
+    def status(self) -> dict[str, Any]:
+        """The daemon's state as `GET /v1/status` answers it."""
+        ...
 
 
 class TriggerBody(BaseModel):
@@ -58,7 +76,7 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def build_app(daemon: Daemon) -> Starlette:
+def build_app(daemon: Controlled) -> Starlette:
     """The ASGI app over a running daemon."""
 
     async def body(request: Request, model: type[BaseModel]) -> Any:
@@ -192,7 +210,7 @@ def _line(env: Envelope) -> bytes:
     return json.dumps(env.to_json()).encode() + b"\n"
 
 
-async def serve(daemon: Daemon, started: asyncio.Event) -> None:
+async def serve(daemon: Controlled, started: asyncio.Event) -> None:
     """Serve the control API on the daemon's Unix socket until cancelled."""
     path = daemon.config.socket_path
     path.parent.mkdir(parents=True, exist_ok=True)

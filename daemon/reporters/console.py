@@ -8,6 +8,7 @@ from typing import TextIO
 
 import structlog
 
+from ..bus import EventBus
 from ..loader import Catalog
 from ..runs import (
     ApprovalDecision,
@@ -15,7 +16,6 @@ from ..runs import (
     Artifact,
     Command,
     Envelope,
-    EventBus,
     FileChange,
     Finished,
     Message,

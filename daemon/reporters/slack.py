@@ -25,6 +25,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+from ..bus import EventBus
 from ..config import SlackConfig
 from ..errors import NightshiftError
 from ..loader import Catalog
@@ -33,7 +34,6 @@ from ..runs import (
     ApprovalRequest,
     Artifact,
     Envelope,
-    EventBus,
     Finished,
     Started,
     StatusChanged,

@@ -1,6 +1,6 @@
-"""Runs: their states, the RunEvent stream, the inbox and the executor."""
+"""The run vocabulary every box shares: run states, the RunEvents a run reports, and the
+messages that flow back into a run's inbox. A leaf: it imports nothing of nightshift's."""
 
-from .bus import EventBus, Subscription, envelope_of
 from .events import (
     RUN_EVENT,
     ApprovalDecision,
@@ -16,13 +16,16 @@ from .events import (
     StatusChanged,
     SteerReceived,
     Step,
+    envelope_of,
 )
-from .executor import Executor
-from .inbox import Cancel, Decision, Inbox, InboxMessage, Steer
-from .status import RunStatus
+from .inbox import Cancel, Decision, Inbox, InboxMessage, Pause, Resume, Steer
+from .status import EXECUTING, TERMINAL, UNFINISHED, RunStatus
 
 __all__ = [
+    "EXECUTING",
     "RUN_EVENT",
+    "TERMINAL",
+    "UNFINISHED",
     "ApprovalDecision",
     "ApprovalRequest",
     "Artifact",
@@ -30,13 +33,13 @@ __all__ = [
     "Command",
     "Decision",
     "Envelope",
-    "EventBus",
-    "Executor",
     "FileChange",
     "Finished",
     "Inbox",
     "InboxMessage",
     "Message",
+    "Pause",
+    "Resume",
     "RunEvent",
     "RunStatus",
     "Started",
@@ -44,6 +47,5 @@ __all__ = [
     "Steer",
     "SteerReceived",
     "Step",
-    "Subscription",
     "envelope_of",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -147,3 +147,19 @@ class Envelope(BaseModel):
     def to_json(self) -> dict[str, Any]:
         """The JSON form used by the control API and `--json` output."""
         return self.model_dump(mode="json")
+
+
+class StoredEvent(Protocol):
+    """What a stored run event row holds (the store's own row type has these fields)."""
+
+    run_id: int
+    seq: int
+    at: datetime
+    data: dict[str, Any]
+
+
+def envelope_of(row: StoredEvent) -> Envelope:
+    """The typed form of a stored run event."""
+    return Envelope(
+        run_id=row.run_id, seq=row.seq, at=row.at, event=RUN_EVENT.validate_python(row.data)
+    )

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ..spec import Automation
+    from ..store import RunRow
 
 
 @dataclass(frozen=True)
@@ -51,3 +57,36 @@ def stored_text(body: bytes) -> str | None:
             return None
         at = body.find(b"\\", at + 2)
     return body.decode()
+
+
+class Dispatching(Protocol):
+    """Where the live sources (schedules, Slack) hand what they received: the dispatcher,
+    seen from below it."""
+
+    async def manual(
+        self,
+        name: str,
+        inputs: dict[str, Any],
+        by: str,
+        origin: dict[str, Any] | None = None,
+        *,
+        force: bool = False,
+    ) -> RunRow:
+        """Start an automation by hand."""
+        ...
+
+    async def retry(self, run_id: int, by: str, origin: dict[str, Any] | None = None) -> RunRow:
+        """Run a finished run's automation again with its inputs."""
+        ...
+
+    async def fire(
+        self, automation: Automation, trigger_key: str, slot: datetime, late: bool
+    ) -> RunRow | None:
+        """Fire one schedule slot."""
+        ...
+
+    async def skip(
+        self, name: str, trigger_key: str, slots: Sequence[datetime], reason: str
+    ) -> None:
+        """Record schedule slots that were not fired, and why."""
+        ...

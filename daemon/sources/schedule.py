@@ -13,7 +13,6 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 import structlog
 from apscheduler.triggers.base import BaseTrigger
@@ -23,9 +22,7 @@ from ..durations import format_duration
 from ..loader import Catalog
 from ..spec import Automation, ScheduleTrigger
 from ..store import Store, utcnow
-
-if TYPE_CHECKING:
-    from ..dispatch import Dispatcher
+from .incoming import Dispatching
 
 log = structlog.get_logger(__name__)
 
@@ -78,7 +75,7 @@ class Scheduler:
     """Keeps one entry per (automation, trigger) and fires them on time."""
 
     def __init__(
-        self, store: Store, dispatcher: Dispatcher, clock: Callable[[], datetime] = utcnow
+        self, store: Store, dispatcher: Dispatching, clock: Callable[[], datetime] = utcnow
     ) -> None:
         self._store = store
         self._dispatcher = dispatcher

@@ -15,7 +15,7 @@ import contextlib
 import re
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from slack_sdk.errors import SlackApiError
@@ -25,14 +25,12 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from ..errors import NightshiftError
+from ..executor import Executor
 from ..loader import Catalog
-from ..runs import Executor
 from ..spec import Automation
 from ..spec.inputs import parse_key_values
 from ..store import DispatchRequest, Store
-
-if TYPE_CHECKING:
-    from ..dispatch import Dispatcher
+from .incoming import Dispatching
 
 log = structlog.get_logger(__name__)
 
@@ -65,7 +63,7 @@ class SlackSource:
         client: AsyncWebClient,
         store: Store,
         executor: Executor,
-        dispatcher: Dispatcher,
+        dispatcher: Dispatching,
         catalog: Callable[[], Catalog],
     ) -> None:
         self._app_token = app_token

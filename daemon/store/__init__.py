@@ -1,6 +1,7 @@
 """Durable state: events, runs, the step log, approvals and schedule marks."""
 
-from .store import Decision, Dispatched, DispatchRequest, NewRun, RunGuard, Store
+from .requests import Decision, Dispatched, DispatchRequest, NewRun, RunGuard
+from .store import Store
 from .tables import (
     ApprovalRow,
     DecisionRow,

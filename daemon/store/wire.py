@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from ..secrets import json_text
-from .store import Decision, Dispatched, DispatchRequest, NewRun, RunGuard
+from .requests import Decision, Dispatched, DispatchRequest, NewRun, RunGuard
 from .tables import RunRow
 
 _LEN = struct.Struct(">I")

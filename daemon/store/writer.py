@@ -2,7 +2,7 @@
 
 Storing an event before its 2xx costs more Python than the HTTP server does to answer it, and
 in one process both share one GIL. So the daemon hands each group-commit batch to a child
-(`python -m daemon.store.writer`) over a pipe and awaits its answer; the request path keeps
+(`python -m daemon.store.writer_child`) over a pipe and awaits its answer; the request path keeps
 its core. The child holds its own connection to the same database (SQLite in WAL mode, or
 PostgreSQL) and writes with the same `Store.dispatch_many` the in-process path uses, so the
 transaction, its guards and its results are the same either way.
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import sys
 from collections import deque
 from collections.abc import Sequence
@@ -25,16 +24,12 @@ import structlog
 
 from ..errors import StoreError
 from ..secrets import redactor
-from .store import Dispatched, DispatchRequest, Store
+from .requests import Dispatched, DispatchRequest
 from .wire import (
     Frames,
-    decode_batch,
     decode_results,
     encode_batch,
-    encode_error,
-    encode_results,
     frame,
-    read_frame_sync,
 )
 
 log = structlog.get_logger(__name__)
@@ -128,7 +123,7 @@ class WriterProcess:
             _Child,
             sys.executable,
             "-m",
-            "daemon.store.writer",
+            "daemon.store.writer_child",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=None,
@@ -193,42 +188,3 @@ async def _reap(child: _Child) -> None:
         child.transport.kill()
     await child.exited
     child.transport.close()
-
-
-def main() -> None:
-    """The child: read batches on stdin, write each in one transaction, answer on stdout."""
-    # The daemon stops it by closing its input; a Ctrl-C or SIGTERM to the process group must
-    # not cut a transaction short while the daemon is still shutting down.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    hello = read_frame_sync(stdin)
-    if hello is None:
-        return
-    try:
-        store = Store(orjson.loads(hello)["url"], checkpoint=False)
-    except Exception as exc:
-        stdout.write(frame(orjson.dumps({"error": f"{type(exc).__name__}: {exc}"})))
-        stdout.flush()
-        return
-    stdout.write(frame(b'{"ready":true}'))
-    stdout.flush()
-    try:
-        while (content := read_frame_sync(stdin)) is not None:
-            try:
-                requests, secrets = decode_batch(content)
-                for value in secrets:
-                    redactor.register(value)
-                out = encode_results(store.dispatch_many(requests))
-            except Exception as exc:
-                # Nothing of the batch is stored (one transaction); the message may quote
-                # parameters, so it is redacted before it leaves.
-                out = encode_error(redactor.redact(f"{type(exc).__name__}: {exc}"))
-            stdout.write(out)
-            stdout.flush()
-    finally:
-        store.close()
-
-
-if __name__ == "__main__":
-    main()

@@ -15,18 +15,13 @@ from collections.abc import AsyncIterator, Iterator
 
 import structlog
 
+from ..runs import RUN_EVENT, Envelope, RunEvent
 from ..secrets import redactor
-from ..store import RunEventRow, Store
-from .events import RUN_EVENT, Envelope, RunEvent
+from ..store import Store
+
+__all__ = ["EventBus", "Subscription"]
 
 log = structlog.get_logger(__name__)
-
-
-def envelope_of(row: RunEventRow) -> Envelope:
-    """The typed form of a stored run event."""
-    return Envelope(
-        run_id=row.run_id, seq=row.seq, at=row.at, event=RUN_EVENT.validate_python(row.data)
-    )
 
 
 class Subscription:

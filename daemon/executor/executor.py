@@ -20,27 +20,33 @@ import structlog
 from .. import workspace
 from ..agents import AgentBackend, AgentRun, RunContext
 from ..agents.processes import kill_orphans
+from ..bus import EventBus
 from ..durations import format_duration
 from ..errors import NightshiftError, RunStateError
 from ..loader import Catalog
-from ..spec import Automation, Skill
-from ..store import EventRow, NewRun, RunRow, Store, utcnow
-from .budget import LogBudget
-from .bus import EventBus
-from .events import (
+from ..runs import (
+    EXECUTING,
     ApprovalDecision,
     ApprovalRequest,
     Artifact,
+    Cancel,
     Command,
+    Decision,
     Finished,
+    Inbox,
     Message,
+    Pause,
+    Resume,
     RunEvent,
+    RunStatus,
     Started,
     StatusChanged,
+    Steer,
     SteerReceived,
 )
-from .inbox import Cancel, Decision, Inbox, Pause, Resume, Steer
-from .status import EXECUTING, RunStatus
+from ..spec import Automation, Skill
+from ..store import EventRow, NewRun, RunRow, Store, utcnow
+from .budget import LogBudget
 
 log = structlog.get_logger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .events import Command, FileChange, Message, RunEvent, Step
+from ..runs import Command, FileChange, Message, RunEvent, Step
 
 MAX_EVENTS = 5_000
 """Progress events one run stores; a long agent run makes a few hundred."""

@@ -1,0 +1,7 @@
+"""The executor: takes queued runs, drives each through its agent backend in its workspace,
+and owns every run state transition while the daemon lives."""
+
+from .budget import MAX_BYTES, MAX_EVENTS, LogBudget
+from .executor import Executor
+
+__all__ = ["MAX_BYTES", "MAX_EVENTS", "Executor", "LogBudget"]
