@@ -24,6 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/nightshift validate
 
 bench: $(STAMP)  ## the benchmarks of docs/benchmarks.md (installs wrk for the intake one)

@@ -9,6 +9,7 @@ from . import (
     agent_overhead,
     idle_rss,
     intake,
+    kit_import,
     load_10k,
     reload_latency,
     slack_latency,
@@ -32,6 +33,7 @@ def main() -> int:
         slack_latency,
         worktree_ready,
         agent_overhead,
+        kit_import,
     )
     for module in modules:
         if only and module.__name__.rsplit(".", 1)[-1] not in only:

@@ -69,6 +69,7 @@ def configure(fmt: str = "human", level: str = "info", stream: TextIO | None = N
             foreign_pre_chain=[
                 structlog.stdlib.add_log_level,
                 structlog.stdlib.add_logger_name,
+                structlog.stdlib.ExtraAdder(),  # `extra={...}` fields, as structlog's own
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
             ],
             processors=[

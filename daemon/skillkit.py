@@ -20,31 +20,28 @@ import itertools
 import json
 import os
 import re
-import shlex
-import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple
 
-import structlog
+if TYPE_CHECKING:
+    import subprocess
 
 # Environment names that carry credentials: kept from the repository's own code.
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE|CREDENTIAL", re.I)
 
 
-@dataclass(frozen=True)
-class Decision:
+# Named tuples, not dataclasses: `dataclasses` costs a script skill's start a third again.
+class Decision(NamedTuple):
     """A person's answer to an approval request (a closed stdin counts as a deny)."""
 
     approved: bool
     reason: str | None = None
 
 
-@dataclass(frozen=True)
-class Delegated:
+class Delegated(NamedTuple):
     """The delegate agent's outcome: `succeeded`, `failed`, or `unavailable` (none set)."""
 
     status: str
@@ -55,8 +52,9 @@ class Delegated:
         return self.status == "succeeded"
 
 
-@dataclass(frozen=True)
-class Steering:
+class Steering(NamedTuple):
+    """A steering message as the script receives it."""
+
     text: str
     by: str
     to_agent: bool = False  # the delegate agent already took it
@@ -88,8 +86,12 @@ class SkillRun:
 
     @classmethod
     def start(cls) -> SkillRun:
-        """The current run; also points structlog at stderr (stdout carries the protocol)."""
-        structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
+        """The current run. stdout carries the protocol, so structured logging, where something
+        the script imported uses it, is pointed at stderr (the kit itself does not load it:
+        a script pays for what it imports)."""
+        structlog = sys.modules.get("structlog")
+        if structlog is not None:
+            structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
         return cls()
 
     # -- stdin ----------------------------------------------------------------------------
@@ -165,6 +167,9 @@ class SkillRun:
         (for the repository's own code: its tests) the command also runs in the sandbox —
         no network, writes only in `cwd` — with no variable that looks like a secret.
         """
+        import shlex
+        import subprocess  # here, not at the top: a script that runs no command never pays
+
         where = cwd or self.workdir
         # No .pyc: a fix of the same size in the same second must not run stale code.
         env = {k: v for k, v in os.environ.items() if k != "GITHUB_TOKEN"}
@@ -236,6 +241,8 @@ def find_test_command(workdir: Path, configured: str = "auto") -> list[str] | No
     """The command that runs a project's tests: `configured` split, or found by looking
     (pytest for Python projects, `npm test` where package.json has a test script)."""
     if configured not in ("", "auto"):
+        import shlex
+
         return None if configured == "none" else shlex.split(configured)
     python = any(
         (workdir / name).exists() for name in ("pytest.ini", "conftest.py", "tests", "setup.cfg")

@@ -14,6 +14,7 @@ The token is sent only as the Authorization header: never in a URL, an error or 
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -22,7 +23,6 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
-import structlog
 from pydantic import BaseModel
 
 from ..errors import NightshiftError
@@ -37,7 +37,9 @@ from .models import (
     WorkflowRun,
 )
 
-log = structlog.get_logger(__name__)
+# Standard logging: the client runs inside skills too, where stdout is the protocol and the
+# default handler writes to stderr; in the daemon it goes through the daemon's renderer.
+log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
@@ -209,7 +211,7 @@ class GitHubClient:
         return 60.0 * float(2**secondary_hits)  # GitHub: at least a minute, then back off
 
     def _wait(self, seconds: float, why: str) -> None:
-        log.info("github wait", seconds=round(seconds, 1), why=why)
+        log.info("github wait", extra={"seconds": round(seconds, 1), "why": why})
         if self._on_wait is not None:
             self._on_wait(seconds, why)
         self._sleep(seconds)
