@@ -187,7 +187,9 @@ class Daemon:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
         try:
-            await asyncio.to_thread(self.store.create_all)
+            await asyncio.to_thread(
+                self.store.open_schema, upgrade_behind=self.config.upgrade_database
+            )
             catalog = await asyncio.to_thread(self.loader.load)
             self._report_problems(catalog)
             self.started_at = utcnow()

@@ -153,6 +153,11 @@ class DaemonConfig(_Strict):
         description="SQLAlchemy URL; default sqlite:///<state_dir>/nightshift.db. "
         "postgresql+psycopg://... works too; may reference ${ENV} for the password",
     )
+    upgrade_database: bool = Field(
+        False,
+        description="upgrade a database made by an older build when the daemon starts; "
+        "otherwise it refuses to start and names the command (`nightshift db upgrade`)",
+    )
     event_writer: Literal["process", "thread"] = Field(
         "process",
         description="where events are stored when webhook sources are configured: a writer "

@@ -56,10 +56,6 @@ class Catalog:
     problems: tuple[Problem, ...]
     generation: int = 0
 
-    def problems_for(self, path: Path) -> list[Problem]:
-        """Problems reported for one file."""
-        return [p for p in self.problems if p.path == path]
-
 
 @dataclass
 class _AutomationFile:

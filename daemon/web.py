@@ -34,6 +34,47 @@ if TYPE_CHECKING:
     from .config import DaemonConfig
     from .dispatch import Dispatcher
     from .metrics import Metrics
+    from .store import Store
+
+
+_DELIVERY_HEADERS = (b"x-github-delivery", b"webhook-id", b"x-request-id")
+
+
+class RefusalLog:
+    """Refused deliveries into the store, for `nightshift events --refused`: handed to the
+    store thread without waiting, and at most `per_second` a second per source, so a flood of
+    forgeries costs the store little (the counter in /metrics counts them all)."""
+
+    def __init__(self, store: Store, per_second: int = 20) -> None:
+        self._store = store
+        self._per_second = per_second
+        self._window: dict[str, tuple[int, int]] = {}  # source -> (second, recorded in it)
+
+    def record(
+        self, source: str, headers: dict[bytes, bytes], status: int, reason: str, client: Any
+    ) -> None:
+        second = int(time.monotonic())
+        at, count = self._window.get(source, (second, 0))
+        if at != second:
+            count = 0
+        if count >= self._per_second:
+            return
+        self._window[source] = (second, count + 1)
+        delivery = next((headers[h] for h in _DELIVERY_HEADERS if h in headers), None)
+        done = self._store.hand_over(
+            self._store.record_refusal,
+            source,
+            delivery.decode("latin-1") if delivery is not None else None,
+            status,
+            reason,
+            client[0] if client else None,
+        )
+        done.add_done_callback(_log_failure)
+
+
+def _log_failure(done: Any) -> None:
+    if done.exception() is not None:
+        log.warning("a refused delivery could not be recorded", error=str(done.exception()))
 
 
 class Served(Protocol):
@@ -43,6 +84,7 @@ class Served(Protocol):
     config: DaemonConfig
     metrics: Metrics
     dispatcher: Dispatcher
+    store: Store
     ready: asyncio.Event
     stopping: bool
     slack_source: Any
@@ -168,6 +210,7 @@ def build_web_app(daemon: Served) -> ASGIApp:
     async def metrics_endpoint(request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    refusals = RefusalLog(daemon.store)
     counter = functools.cache(metrics.events.labels)  # a labelled child costs a lookup
     timers = {s: metrics.intake_seconds.labels(s) for s in ("github", "alertmanager", "webhook")}
 
@@ -197,6 +240,7 @@ def build_web_app(daemon: Served) -> ASGIApp:
         except WebhookRefused as exc:
             counter(source, "refused").inc()
             client = scope.get("client")
+            refusals.record(name, raw, exc.status, str(exc), client)
             log.warning(
                 "webhook refused",
                 source=source,
@@ -211,7 +255,9 @@ def build_web_app(daemon: Served) -> ASGIApp:
             # fault, and a 5xx would tell the sender to retry what will always fail.
             counter(source, "refused").inc()
             log.warning("webhook refused: unreadable", source=source, exc_info=exc)
-            await respond(send, 400, {"error": f"cannot read the delivery ({type(exc).__name__})"})
+            reason = f"cannot read the delivery ({type(exc).__name__})"
+            refusals.record(name, raw, 400, reason, scope.get("client"))
+            await respond(send, 400, {"error": reason})
             return
         if not events:
             await respond(send, 200, {"ok": True, "events": []})
@@ -295,6 +341,9 @@ def build_web_app(daemon: Served) -> ASGIApp:
         if not valid:
             metrics.events.labels("slack", "refused").inc()
             log.warning("slack request refused: bad or stale signature")
+            refusals.record(
+                "slack", header_map(request.scope), 401, "invalid signature", request.client
+            )
             return JSONResponse({"error": "invalid signature"}, status_code=401)
         try:
             if request.headers.get("content-type", "").startswith(

@@ -132,9 +132,13 @@ def test_every_read_command_speaks_json(
         ["runs", "--json"],
         ["events", "--json"],
         ["approvals", "--json"],
+        ["events", "--refused", "--json"],
+        ["db", "status"],
     ):
         assert main(["--config", config, *argv]) == 0, argv
-        json.loads(capsys.readouterr().out)
+        out = capsys.readouterr().out
+        if "--json" in argv:
+            json.loads(out)
     assert main(["--config", config, "list", "--json"]) == 0
     (entry,) = json.loads(capsys.readouterr().out)["automations"]
     assert entry["name"] == "noop" and entry["triggers"] == ["every 1h"]

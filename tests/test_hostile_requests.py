@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from daemon import logs
 from daemon.app import Daemon
-from daemon.testing import Project, running_daemon
+from daemon.testing import Project, running_daemon, wait_for
 
 from .test_webhooks import SECRET, decisions, deliver, payload, sign
 
@@ -338,3 +338,35 @@ async def test_a_standard_webhook_is_keyed_by_its_id_and_a_late_replay_is_refuse
             )
             assert late.status_code == 401 and "a replay" in late.json()["error"]
             assert len(d.store.list_runs()) == 1
+
+
+async def test_refused_deliveries_are_kept_with_the_source_delivery_and_reason(
+    hooks: tuple[Daemon, httpx.AsyncClient],
+) -> None:
+    d, client = hooks
+    forged = await deliver(
+        client, "issues", payload("issues.opened"), delivery="forged-1", secret="x"
+    )
+    assert forged.status_code == 401
+    malformed = await deliver(client, "issues", payload("issues.opened", sender="bob"))
+    assert malformed.status_code == 400
+    refused = await wait_for(lambda: len(d.store.refusals()) == 2 and d.store.refusals())
+    newest, oldest = refused
+    assert (oldest.source, oldest.delivery, oldest.status) == ("github", "forged-1", 401)
+    assert oldest.reason == "signature does not match" and oldest.client == "127.0.0.1"
+    assert newest.status == 400
+    assert newest.reason.startswith("malformed GitHub payload: sender: Input should be a valid")
+    assert d.store.list_events() == []  # refused deliveries are no events
+
+
+async def test_a_flood_of_forgeries_is_recorded_at_a_bounded_rate(
+    hooks: tuple[Daemon, httpx.AsyncClient],
+) -> None:
+    d, client = hooks
+    body = json.dumps(payload("issues.opened")).encode()
+    sent = await asyncio.gather(
+        *(deliver(client, "issues", {}, body=body, secret="x") for _ in range(60))
+    )
+    assert {r.status_code for r in sent} == {401}
+    await d.store.call(lambda: None)  # the store thread has taken what was handed over
+    assert 1 <= len(d.store.refusals(100)) <= 40  # 20 a second per source, over ≤ 2 seconds

@@ -23,7 +23,7 @@ from ._actions import (
     cmd_steer,
     cmd_trigger,
 )
-from ._files import cmd_list, cmd_run, cmd_schema, cmd_test, cmd_validate
+from ._files import cmd_db, cmd_list, cmd_run, cmd_schema, cmd_test, cmd_validate
 from ._reads import cmd_approvals, cmd_diff, cmd_events, cmd_runs, cmd_show
 
 __all__ = ["build_parser", "main"]
@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", help="files or folders (default: the configured folders)")
     p = add("schema", cmd_schema, "write the JSON Schemas of the YAML formats")
     p.add_argument("--out", default="schema", help="folder to write to (default: schema/)")
+    p = add("db", cmd_db, "the database's schema: where it stands, or bring it to this build's")
+    p.add_argument("action", choices=["status", "upgrade"])
     p = add("list", cmd_list, "list automations and their next fire")
     p.add_argument("--json", action="store_true")
     p = add("trigger", cmd_trigger, "start an automation now, through the running daemon")
@@ -74,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("event", type=int, nargs="?")
     p.add_argument("--limit", "-n", type=int, default=30)
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--refused", action="store_true", help="deliveries the HTTP server refused, and why"
+    )
     p = add("explain", cmd_events, "why an event did or did not start runs, per automation")
     p.add_argument("event", type=int)
     p.add_argument("--json", action="store_true")

@@ -222,3 +222,28 @@ def cmd_test(config: DaemonConfig, args: argparse.Namespace) -> int:
             for key, value in r["inputs"].items():
                 print(f"    {key}: {json.dumps(value)}")
     return 0 if matched else 1
+
+
+def cmd_db(config: DaemonConfig, args: argparse.Namespace) -> int:
+    """`db status` says where the database's schema stands; `db upgrade` brings it to this
+    build's (safe to repeat; stop the daemon first, as for any schema change)."""
+    from ..store import Store, schema
+
+    store = Store(config.resolved_database_url())
+    try:
+        before = schema.current(store.engine)
+        if args.action == "upgrade":
+            schema.upgrade(store.engine)
+            after = schema.current(store.engine)
+            print(
+                f"database schema: {before or 'empty'} → {after}"
+                if before != after
+                else f"database schema: {after} (already this build's)"
+            )
+            return 0
+        want = schema.head()
+        state = "up to date" if before == want else f"behind: this build needs {want}"
+        print(f"database schema: {before or 'empty'} ({state})")
+        return 0 if before == want else 1
+    finally:
+        store.close()

@@ -47,7 +47,12 @@ def print_envelope(env: Envelope) -> None:
 
 
 def open_store(config: DaemonConfig) -> Store:
-    """The store the daemon uses, opened by the command itself (the daemon need not run)."""
+    """The store the daemon uses, opened by the command itself (the daemon need not run).
+    A database that is behind is refused with the command that upgrades it."""
     store = Store(config.resolved_database_url())
-    store.create_all()
+    try:
+        store.open_schema(upgrade_behind=False)
+    except BaseException:
+        store.close()
+        raise
     return store

@@ -106,7 +106,34 @@ def cmd_show(config: DaemonConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def _refused(config: DaemonConfig, args: argparse.Namespace) -> int:
+    store = open_store(config)
+    try:
+        rows = store.refusals(args.limit)
+    finally:
+        store.close()
+    if args.json:
+        print_json([r.model_dump(mode="json") for r in rows])
+        return 0
+    table = [("RECEIVED", "SOURCE", "DELIVERY", "STATUS", "CLIENT", "REASON")]
+    for r in rows:
+        table.append(
+            (
+                fmt_time(r.received_at),
+                r.source,
+                r.delivery or "-",
+                str(r.status),
+                r.client or "-",
+                r.reason[:80],
+            )
+        )
+    print_table(table)
+    return 0
+
+
 def cmd_events(config: DaemonConfig, args: argparse.Namespace) -> int:
+    if getattr(args, "refused", False):
+        return _refused(config, args)
     store = open_store(config)
     try:
         if args.event is not None:

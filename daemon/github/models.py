@@ -42,10 +42,6 @@ class Issue(_Payload):
     def is_pull_request(self) -> bool:
         return self.pull_request is not None
 
-    @property
-    def label_names(self) -> list[str]:
-        return [label.name for label in self.labels]
-
 
 class Comment(_Payload):
     id: int

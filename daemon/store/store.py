@@ -25,6 +25,7 @@ from ..durations import format_duration
 from ..errors import RunNotFound, StoreError
 from ..runs import UNFINISHED
 from ..secrets import json_text, redactor
+from . import refusals, schema
 from .engine import make_engine, start_checkpointer
 from .requests import Decision, Dispatched, DispatchRequest, NewRun
 from .tables import (
@@ -34,6 +35,7 @@ from .tables import (
     LoggedEvent,
     OutboxItem,
     OutboxRow,
+    RefusalRow,
     RunEventRow,
     RunRow,
     ScheduleStateRow,
@@ -150,8 +152,13 @@ class Store:
         self._decisions = _RawRows(_DECISIONS, dialect)
 
     def create_all(self) -> None:
-        """Create missing tables."""
-        SQLModel.metadata.create_all(self.engine)
+        """Bring the database to this build's schema: made when empty, upgraded when behind."""
+        schema.upgrade(self.engine)
+
+    def open_schema(self, *, upgrade_behind: bool) -> None:
+        """Make an empty database; refuse one that is behind (`SchemaBehind`, naming the
+        command that upgrades it) unless `upgrade_behind`."""
+        schema.ensure(self.engine, upgrade_behind=upgrade_behind)
 
     @property
     def writes_in_process(self) -> bool:
@@ -204,9 +211,13 @@ class Store:
         self.engine.dispose()
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run a store method on the store thread and await its result."""
+        """Run a store method on the store thread and await its result. This is the store's
+        boundary: a database exception leaves it as a `StoreError` naming the method."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        try:
+            return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        except SQLAlchemyError as exc:
+            raise wrap_errors(exc, getattr(fn, "__name__", "store call")) from exc
 
     def hand_over(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Run a store method on the store thread without waiting for it: the store thread
@@ -818,6 +829,17 @@ class Store:
             )
             return [(a, r) for a, r in s.exec(q)]
 
+    # -- refusals -------------------------------------------------------------------------
+    def record_refusal(
+        self, source: str, delivery: str | None, status: int, reason: str, client: str | None
+    ) -> None:
+        """Keep a refused delivery for `nightshift events --refused` (the newest only)."""
+        refusals.record(self.engine, source, delivery, status, reason, client, utcnow())
+
+    def refusals(self, limit: int = 50) -> list[RefusalRow]:
+        """The newest refused deliveries first."""
+        return refusals.newest(self.engine, limit)
+
     # -- outbox ---------------------------------------------------------------------------
     def add_outbox(
         self, run_id: int, channel: str, kind: str, payload: dict[str, Any], parent_id: int | None
@@ -995,6 +1017,9 @@ class Store:
             s.add(row)
 
 
-def wrap_errors(exc: SQLAlchemyError) -> StoreError:
-    """The one place database exceptions become nightshift's own."""
-    return StoreError(f"database error: {exc.__class__.__name__}: {exc}")
+def wrap_errors(exc: SQLAlchemyError, doing: str) -> StoreError:
+    """A database exception as nightshift's own: what was being done and the driver's first
+    line (its SQL and parameters stay in the log, not in a message a person sees)."""
+    orig = getattr(exc, "orig", None)
+    first = (str(orig if orig is not None else exc).splitlines() or [""])[0]
+    return StoreError(f"database error in {doing}: {exc.__class__.__name__}: {first}")

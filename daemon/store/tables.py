@@ -215,3 +215,19 @@ class ScheduleStateRow(SQLModel, table=True):
     automation: str = Field(primary_key=True)
     trigger_key: str = Field(primary_key=True)
     last_fire_at: datetime = _ts(nullable=False)
+
+
+class RefusalRow(SQLModel, table=True):
+    """A delivery the HTTP server refused (bad signature, malformed body, too slow…): kept so
+    a person can see why a sender's events never arrived. Only the newest are kept, and no
+    payload: a refused request is not trusted with space."""
+
+    __tablename__ = "refusals"
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str  # the source's name: github, alertmanager, slack, or a generic webhook's
+    delivery: str | None = None  # the sender's delivery id, where it sent one
+    status: int
+    reason: str
+    client: str | None = None
+    received_at: datetime = _ts(nullable=False)

@@ -10,7 +10,6 @@ from .worktree import (
     discard_spares,
     finish,
     prepare_spare,
-    prune,
     remove,
     salvage_all,
 )
@@ -26,7 +25,6 @@ __all__ = [
     "is_url",
     "mirror",
     "prepare_spare",
-    "prune",
     "remove",
     "salvage_all",
 ]

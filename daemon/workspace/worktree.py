@@ -377,19 +377,6 @@ def _remove(tree: Worktree, outcome: Outcome) -> None:
         _git(tree.repo, "branch", "-D", tree.branch, check=False)
 
 
-def _prune(repo: Path, root: Path, keep: set[str]) -> list[Path]:
-    removed = []
-    if root.is_dir():
-        for path in root.iterdir():
-            if path.name not in keep:
-                with repository_lock(repo):
-                    _git(repo, "worktree", "remove", "--force", str(path), check=False)
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(path)
-    _git(repo, "worktree", "prune", check=False)
-    return removed
-
-
 def _salvage_all(root: Path) -> list[Path]:
     """After a crash: commit what each leftover worktree changed on its branch, then remove it."""
     removed: list[Path] = []
@@ -453,8 +440,3 @@ async def finish(tree: Worktree, run_id: int) -> Outcome:
 async def remove(tree: Worktree, outcome: Outcome) -> None:
     """Remove the worktree folder (and the branch, when the run changed nothing)."""
     await asyncio.to_thread(_remove, tree, outcome)
-
-
-async def prune(repo: Path, root: Path, keep: set[str]) -> list[Path]:
-    """Remove worktrees of runs that are over (e.g. after a crash)."""
-    return await asyncio.to_thread(_prune, repo, root, keep)
