@@ -1,4 +1,4 @@
-"""Orchestration overhead of the agent backends (issue 5): ≤ 1.10× for our loop, ≤ 1.05× Codex.
+"""Orchestration overhead of the agent backends: ≤ 1.10× for our loop, ≤ 1.05× Codex.
 
 The same scripted task — 50 tool calls (`run_command true`), then `finish` — is run by the
 built-in backend bare (driven directly: no store, no reporters, no worktree) and under the

@@ -1,4 +1,4 @@
-"""Webhook intake (issue 4):
+"""Webhook intake:
 - throughput of signed GitHub deliveries, each stored before its 2xx, against a bare endpoint of
   the same ASGI stack answering 200, in the same run: target ≥ 0.50×;
 - latency p99 at 200 requests/s: target ≤ 10 ms (baseline: the bare endpoint at 200/s);

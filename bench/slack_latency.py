@@ -1,4 +1,4 @@
-"""Slack (issue 3):
+"""Slack:
 - a thread reply → the steering message delivered to the running backend: p99 ≤ 300 ms;
 - run started → its parent message posted: p99 ≤ 100 ms.
 Each is reported against the Slack double's bare round trip in the same run: a Socket Mode

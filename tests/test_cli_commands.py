@@ -107,7 +107,8 @@ def test_approvals_follow_diff_and_retry(editing: DaemonProcess) -> None:
 def test_a_paused_run_is_paused_not_waiting(editing: DaemonProcess, project: Project) -> None:
     project.skill(
         "sleeper",
-        "import json, sys, time\njson.loads(sys.stdin.readline())\ntime.sleep(60)\n",
+        # Works until its input closes: it ends only when cancelled.
+        "import json, sys\njson.loads(sys.stdin.readline())\nfor _ in sys.stdin:\n    pass\n",
     )
     project.automation("sleeper", skill="sleeper")
     editing.start()
