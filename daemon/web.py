@@ -43,23 +43,31 @@ _DELIVERY_HEADERS = (b"x-github-delivery", b"webhook-id", b"x-request-id")
 class RefusalLog:
     """Refused deliveries into the store, for `nightshift events --refused`: handed to the
     store thread without waiting, and at most `per_second` a second per source, so a flood of
-    forgeries costs the store little (the counter in /metrics counts them all)."""
+    forgeries costs the store little (the counter in /metrics counts them all). The rate is
+    kept per kind of source (github, alertmanager, webhook, slack), never per name a request
+    chose: a sender cannot make the limiter's table grow."""
 
     def __init__(self, store: Store, per_second: int = 20) -> None:
         self._store = store
         self._per_second = per_second
-        self._window: dict[str, tuple[int, int]] = {}  # source -> (second, recorded in it)
+        self._window: dict[str, tuple[int, int]] = {}  # kind -> (second, recorded in it)
 
     def record(
-        self, source: str, headers: dict[bytes, bytes], status: int, reason: str, client: Any
+        self,
+        kind: str,
+        source: str,
+        headers: dict[bytes, bytes],
+        status: int,
+        reason: str,
+        client: Any,
     ) -> None:
         second = int(time.monotonic())
-        at, count = self._window.get(source, (second, 0))
+        at, count = self._window.get(kind, (second, 0))
         if at != second:
             count = 0
         if count >= self._per_second:
             return
-        self._window[source] = (second, count + 1)
+        self._window[kind] = (second, count + 1)
         delivery = next((headers[h] for h in _DELIVERY_HEADERS if h in headers), None)
         done = self._store.hand_over(
             self._store.record_refusal,
@@ -240,7 +248,7 @@ def build_web_app(daemon: Served) -> ASGIApp:
         except WebhookRefused as exc:
             counter(source, "refused").inc()
             client = scope.get("client")
-            refusals.record(name, raw, exc.status, str(exc), client)
+            refusals.record(source, name, raw, exc.status, str(exc), client)
             log.warning(
                 "webhook refused",
                 source=source,
@@ -256,7 +264,7 @@ def build_web_app(daemon: Served) -> ASGIApp:
             counter(source, "refused").inc()
             log.warning("webhook refused: unreadable", source=source, exc_info=exc)
             reason = f"cannot read the delivery ({type(exc).__name__})"
-            refusals.record(name, raw, 400, reason, scope.get("client"))
+            refusals.record(source, name, raw, 400, reason, scope.get("client"))
             await respond(send, 400, {"error": reason})
             return
         if not events:
@@ -341,9 +349,8 @@ def build_web_app(daemon: Served) -> ASGIApp:
         if not valid:
             metrics.events.labels("slack", "refused").inc()
             log.warning("slack request refused: bad or stale signature")
-            refusals.record(
-                "slack", header_map(request.scope), 401, "invalid signature", request.client
-            )
+            headers = header_map(request.scope)
+            refusals.record("slack", "slack", headers, 401, "invalid signature", request.client)
             return JSONResponse({"error": "invalid signature"}, status_code=401)
         try:
             if request.headers.get("content-type", "").startswith(

@@ -370,3 +370,17 @@ async def test_a_flood_of_forgeries_is_recorded_at_a_bounded_rate(
     assert {r.status_code for r in sent} == {401}
     await d.store.call(lambda: None)  # the store thread has taken what was handed over
     assert 1 <= len(d.store.refusals(100)) <= 40  # 20 a second per source, over ≤ 2 seconds
+
+
+async def test_made_up_source_names_share_one_bounded_rate(
+    hooks: tuple[Daemon, httpx.AsyncClient],
+) -> None:
+    d, client = hooks
+    sent = await asyncio.gather(
+        *(client.post(f"/hooks/made-up-{i}", content=b"{}") for i in range(60))
+    )
+    assert {r.status_code for r in sent} == {404}
+    await d.store.call(lambda: None)
+    recorded = d.store.refusals(100)
+    assert 1 <= len(recorded) <= 40
+    assert recorded[0].reason.startswith("no webhook source named 'made-up-")

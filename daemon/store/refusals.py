@@ -25,7 +25,7 @@ def record(
     table = RefusalRow.__table__  # type: ignore[attr-defined]
     with engine.begin() as conn:
         row = {
-            "source": source,
+            "source": source[:100],
             "delivery": delivery[:200] if delivery else None,
             "status": status,
             "reason": reason[:500],
