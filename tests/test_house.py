@@ -65,6 +65,9 @@ def test_the_kit_alone_loads_no_pydantic_and_the_faces_load_on_use() -> None:
     assert not {m for m in loaded_by("import daemon.skillkit") if m.startswith("pydantic")}
     assert "daemon.errors" not in loaded_by("import daemon")
     assert "daemon.errors" in loaded_by("import daemon\ndaemon.NightshiftError")
+    # The face's list and its lazy table name the same things, and each resolves.
+    faces = loaded_by("import daemon\nfor name in daemon.__all__: getattr(daemon, name)")
+    assert {"daemon.config", "daemon.errors", "daemon.runs", "daemon.spec"} <= faces
 
 
 def test_the_layer_contracts_catch_a_planted_cycle(tmp_path: Path) -> None:

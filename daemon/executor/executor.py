@@ -170,8 +170,7 @@ class Executor:
             running.setdefault(a.automation, []).append(a.run_id)
         reasons: dict[int, str] = {}
         for q in self._queue:
-            automation = catalog.automations.get(q.automation)
-            limit = automation.policies.concurrency.max_instances if automation else 1
+            limit = _max_instances(catalog, q.automation)
             ahead = sorted(running.get(q.automation, []))
             if q.not_before is not None and q.not_before > now:
                 reasons[q.run_id] = f"a retry, due at {q.not_before:%H:%M:%S} UTC"
@@ -365,8 +364,7 @@ class Executor:
                 wait = (q.not_before - now).total_seconds()
                 next_due = wait if next_due is None else min(next_due, wait)
                 continue
-            automation = catalog.automations.get(q.automation)
-            limit = automation.policies.concurrency.max_instances if automation else 1
+            limit = _max_instances(catalog, q.automation)
             if per_automation.get(q.automation, 0) >= limit:
                 continue
             self._queue.remove(q)
@@ -818,6 +816,12 @@ class Executor:
         when = f"in {format_duration(delay)}" if delay else "now"
         await self._emit(run.id, Message(text=f"retrying as run {new.id} ({when})"))
         self.enqueue(new)
+
+
+def _max_instances(catalog: Catalog, name: str) -> int:
+    """How many runs of an automation may execute at once (one, if it is gone)."""
+    automation = catalog.automations.get(name)
+    return automation.policies.concurrency.max_instances if automation else 1
 
 
 class _NotQueued(Exception):

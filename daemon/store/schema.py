@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Connection, Engine, inspect
 
 from ..errors import StoreError
 
@@ -39,14 +39,20 @@ def head() -> str:
     return revision
 
 
+def _stamped(conn: Connection) -> str | None:
+    """The revision Alembic recorded; None both when empty and when made before migrations."""
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def _before_migrations(conn: Connection) -> bool:
+    return _stamped(conn) is None and inspect(conn).has_table("runs")
+
+
 def current(engine: Engine) -> str | None:
     """The database's revision: None for an empty database, the baseline for one made
     before migrations."""
     with engine.connect() as conn:
-        revision = MigrationContext.configure(conn).get_current_revision()
-        if revision is None and inspect(conn).has_table("runs"):
-            return BASELINE
-        return revision
+        return BASELINE if _before_migrations(conn) else _stamped(conn)
 
 
 def upgrade(engine: Engine, to: str = "head") -> None:
@@ -54,8 +60,7 @@ def upgrade(engine: Engine, to: str = "head") -> None:
     config = _config()
     with engine.begin() as conn:
         config.attributes["connection"] = conn
-        context = MigrationContext.configure(conn)
-        if context.get_current_revision() is None and inspect(conn).has_table("runs"):
+        if _before_migrations(conn):
             command.stamp(config, BASELINE)
         command.upgrade(config, to)
 
