@@ -279,6 +279,7 @@ class Dispatcher:
                 source=incoming.source,
                 type=incoming.type,
                 key=incoming.key,
+                identity=incoming.identity,
                 payload=incoming.payload,
                 payload_json=incoming.text,
                 decisions=decisions,

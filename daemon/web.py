@@ -313,7 +313,8 @@ def build_web_app(daemon: Served) -> ASGIApp:
         payload = github.parse_body(body, content_type)
         github.check_shape(payload)
         form = content_type.startswith("application/x-www-form-urlencoded")
-        return [github.normalise(event, delivery, payload, None if form else stored_text(body))]
+        text = None if form else stored_text(body)
+        return [github.normalise(event, delivery, payload, text, body)]
 
     def parse_alertmanager(headers: Headers, body: bytes) -> list[Incoming]:
         cfg = sources.alertmanager

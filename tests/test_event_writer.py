@@ -132,6 +132,7 @@ def test_a_batch_crosses_the_pipe_unchanged() -> None:
             type="issues.opened",
             payload={"issue": {"number": 7, "body": "ünïcode"}},
             key="github:d-1",
+            identity="github:issues:0f",
             received_at=at,
             decisions=[Decision("triage", "matched", "", run), Decision("other", "filtered", "x")],
         ),
@@ -150,10 +151,18 @@ def test_a_batch_crosses_the_pipe_unchanged() -> None:
     for sent, got in zip(requests, decoded, strict=True):
         assert got.payload_json is not None
         assert json.loads(got.payload_json) == sent.payload
-        assert (got.source, got.type, got.key, got.received_at, got.schedule_mark) == (
+        assert (
+            got.source,
+            got.type,
+            got.key,
+            got.identity,
+            got.received_at,
+            got.schedule_mark,
+        ) == (
             sent.source,
             sent.type,
             sent.key,
+            sent.identity,
             sent.received_at,
             sent.schedule_mark,
         )

@@ -340,6 +340,36 @@ async def test_a_standard_webhook_is_keyed_by_its_id_and_a_late_replay_is_refuse
             assert len(d.store.list_runs()) == 1
 
 
+async def test_a_captured_github_delivery_re_sent_under_new_ids_starts_nothing(
+    hooks: tuple[Daemon, httpx.AsyncClient],
+) -> None:
+    d, client = hooks
+    data = payload("issues.opened", action="labeled", label={"name": "bug"})
+    data["issue"]["labels"] = [{"name": "bug"}]
+    body = json.dumps(data).encode()
+    first = await deliver(client, "issues", data, body=body)
+    assert first.status_code == 202, first.text
+    # The same signed bytes under new delivery ids (one at a time, then as a burst the
+    # store writes as one batch): the payload's identity makes each a duplicate.
+    again = await deliver(client, "issues", data, body=body)
+    assert again.status_code == 200 and again.json()["events"][0]["duplicate"] is True
+    burst = await asyncio.gather(*(deliver(client, "issues", data, body=body) for _ in range(5)))
+    assert [r.json()["events"][0]["duplicate"] for r in burst] == [True] * 5
+    # The same issue labelled again later is another event (its `updated_at` moved on).
+    data["issue"]["updated_at"] = "2030-01-01T00:00:01Z"
+    later = await deliver(client, "issues", data)
+    assert later.status_code == 202 and not later.json()["events"][0]["duplicate"]
+    assert len(d.store.list_runs()) == 2
+    assert len(d.store.list_events()) == 2
+    # An event that can repeat byte for byte (a second star) has no identity of its own:
+    # only its delivery id tells two apart, so a new one is stored.
+    star = {"action": "started", "repository": data["repository"], "sender": data["sender"]}
+    star_body = json.dumps(star).encode()
+    for _ in range(2):
+        assert (await deliver(client, "watch", star, body=star_body)).status_code in (200, 202)
+    assert len(d.store.list_events(source="github")) == 4
+
+
 async def test_refused_deliveries_are_kept_with_the_source_delivery_and_reason(
     hooks: tuple[Daemon, httpx.AsyncClient],
 ) -> None:

@@ -25,6 +25,8 @@ from daemon.testing import Project
 
 from .test_daemon_process import DaemonProcess
 
+HEAD = schema.head()
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -89,13 +91,13 @@ def test_a_database_of_the_previous_release_upgrades_with_nothing_lost(
 
     assert main(["--config", config, "runs"]) == 1
     refused = capsys.readouterr().err
-    assert "the database is at schema 0001 and this nightshift needs 0002" in refused
+    assert f"the database is at schema 0001 and this nightshift needs {HEAD}" in refused
     assert "nightshift db upgrade" in refused
     assert main(["--config", config, "db", "status"]) == 1
-    assert "0001 (behind: this build needs 0002)" in capsys.readouterr().out
+    assert f"0001 (behind: this build needs {HEAD})" in capsys.readouterr().out
 
     assert main(["--config", config, "db", "upgrade"]) == 0
-    assert "database schema: 0001 → 0002" in capsys.readouterr().out
+    assert f"database schema: 0001 → {HEAD}" in capsys.readouterr().out
     assert main(["--config", config, "db", "upgrade"]) == 0  # safe to repeat
     assert "already this build's" in capsys.readouterr().out
 
@@ -136,7 +138,7 @@ def test_the_daemon_refuses_a_database_behind_unless_told_to_upgrade(project: Pr
     )
     assert refusing.returncode == 1
     assert refusing.stderr.strip().splitlines()[-1] == (
-        "nightshift: the database is at schema 0001 and this nightshift needs 0002: upgrade it "
+        f"nightshift: the database is at schema 0001 and this nightshift needs {HEAD}: upgrade it "
         "with `nightshift db upgrade` (or set `upgrade_database: true`)"
     )
 

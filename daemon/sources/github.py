@@ -65,11 +65,58 @@ def check_shape(payload: dict[str, Any]) -> None:
         raise WebhookRefused(400, f"malformed GitHub payload: {problem}")
 
 
+# The field that makes each kind of event about one thing at one moment: an object whose
+# `updated_at` (or a new id) changes with every event about it, or a push's new head. Events
+# not named here (`watch`, `create`, `workflow_dispatch`…) can repeat byte for byte when the
+# same thing happens twice, so only their delivery id tells two apart.
+_IDENTIFIED_BY = {
+    "check_run": "check_run",
+    "check_suite": "check_suite",
+    "commit_comment": "comment",
+    "deployment": "deployment",
+    "deployment_status": "deployment_status",
+    "discussion": "discussion",
+    "discussion_comment": "comment",
+    "issue_comment": "comment",
+    "issues": "issue",
+    "merge_group": "merge_group",
+    "pull_request": "pull_request",
+    "pull_request_review": "review",
+    "pull_request_review_comment": "comment",
+    "pull_request_review_thread": "thread",
+    "push": "after",
+    "release": "release",
+    "status": "id",
+    "workflow_job": "workflow_job",
+    "workflow_run": "workflow_run",
+}
+
+
+def identity(event: str, payload: dict[str, Any], body: bytes) -> str | None:
+    """What a delivery is apart from its delivery id, where the payload says it.
+
+    GitHub's signature carries no timestamp, so a captured delivery stays valid for ever;
+    re-sent under a new `X-GitHub-Delivery` it would be a new event. The signature covers
+    the body's bytes, so a replay is the same bytes: for an event about one object at one
+    moment, the body's digest is its identity, and two different events of that kind never
+    share one (their object's `updated_at`, id or head differs).
+    """
+    field = _IDENTIFIED_BY.get(event)
+    if field is None or payload.get(field) in (None, "", {}):
+        return None
+    return f"github:{event}:{hashlib.sha256(body).hexdigest()}"
+
+
 def normalise(
-    event: str, delivery: str, payload: dict[str, Any], text: str | None = None
+    event: str,
+    delivery: str,
+    payload: dict[str, Any],
+    text: str | None = None,
+    body: bytes | None = None,
 ) -> Incoming:
     """One GitHub delivery as an `Incoming` event keyed by its delivery id (`text`: the
-    payload's JSON as received, when the store may keep it as is; see `stored_text`)."""
+    payload's JSON as received, when the store may keep it as is; see `stored_text`), with
+    its `identity` when the delivered `body` is given."""
     action = payload.get("action")
     repo = (payload.get("repository") or {}).get("full_name")
     return Incoming(
@@ -78,6 +125,7 @@ def normalise(
         payload=payload,
         text=text,
         key=f"github:{delivery}",
+        identity=None if body is None else identity(event, payload, body),
         meta={
             "github": {"event": event, "action": action, "delivery": delivery, "repository": repo}
         },

@@ -17,6 +17,8 @@ class Incoming:
     """An event from outside, normalised.
 
     `key` makes delivery idempotent: an event whose key was stored before starts nothing.
+    `identity` does the same for what the payload says it is, where it says so (a captured
+    delivery re-sent under a new delivery id).
     """
 
     source: str  # github | alertmanager | webhook | file
@@ -25,6 +27,7 @@ class Incoming:
     key: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     text: str | None = None  # the payload's JSON text as received, if storable as is
+    identity: str | None = None
 
     def template_view(self) -> dict[str, Any]:
         """What `when` and input templates see as `event`."""

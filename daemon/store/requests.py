@@ -59,8 +59,10 @@ class Dispatched:
 class DispatchRequest:
     """An event to store with its decisions (and the runs they start) in one transaction.
 
-    `key` makes it idempotent; `schedule_mark` (automation, trigger key, slot) advances a
-    schedule in the same transaction. `received_at` is the clock of every check and row of
+    `key` makes it idempotent, and so does `identity` (what the payload says it is, where it
+    says so: an event whose key or identity was stored before is a duplicate);
+    `schedule_mark` (automation, trigger key, slot) advances a schedule in the same
+    transaction. `received_at` is the clock of every check and row of
     the dispatch (guard windows, the runs' `created_at`), so it is set where the event
     arrives, not where it happens to be written. `payload_json` is the payload already
     serialised (as the writer process receives it); it wins over `payload`.
@@ -74,3 +76,4 @@ class DispatchRequest:
     received_at: datetime | None = None
     schedule_mark: tuple[str, str, datetime] | None = None
     payload_json: str | None = None
+    identity: str | None = None

@@ -120,14 +120,10 @@ class Store:
         self._insert = dialect_insert
         # Built once: executing with parameters reuses SQLAlchemy's compiled form.
         self._insert_event = (
-            dialect_insert(_EVENTS)
-            .on_conflict_do_nothing(index_elements=["key"])
-            .returning(_EVENTS.c.id)
+            dialect_insert(_EVENTS).on_conflict_do_nothing().returning(_EVENTS.c.id)
         )
         self._insert_events = (
-            dialect_insert(_EVENTS)
-            .on_conflict_do_nothing(index_elements=["key"])
-            .returning(_EVENTS.c.id, _EVENTS.c.key)
+            dialect_insert(_EVENTS).on_conflict_do_nothing().returning(_EVENTS.c.id, _EVENTS.c.key)
         )
         self._insert_run = insert(_RUNS).returning(_RUNS.c.id)
         self._insert_run_event = insert(_RUN_EVENTS).returning(_RUN_EVENTS.c.id)
@@ -355,6 +351,7 @@ class Store:
             "source": req.source,
             "type": req.type,
             "key": req.key,
+            "identity": req.identity,
             "received_at": req.received_at or utcnow(),
             "payload": redactor.redact_json_text(req.payload_json)
             if req.payload_json is not None

@@ -66,7 +66,9 @@ def _ts(nullable: bool = True, index: bool = False) -> Any:
 
 
 class EventRow(SQLModel, table=True):
-    """What a source saw. `key` is unique: a schedule slot or delivery id fires once."""
+    """What a source saw. `key` is unique: a schedule slot or delivery id fires once.
+    `identity` is unique too: what the payload itself says it is, where it says so (a
+    captured delivery re-sent under a new delivery id has the key of a new one, not that)."""
 
     __tablename__ = "events"
 
@@ -74,6 +76,9 @@ class EventRow(SQLModel, table=True):
     source: str = Field(index=True)
     type: str
     key: str | None = Field(default=None, sa_column=Column(String, unique=True, nullable=True))
+    identity: str | None = Field(
+        default=None, sa_column=Column(String, nullable=True, index=True, unique=True)
+    )
     received_at: datetime = _ts(nullable=False, index=True)
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONText))
 

@@ -130,6 +130,7 @@ def encode_batch(requests: list[DispatchRequest], secrets: list[str] | None = No
                 "source": r.source,
                 "type": r.type,
                 "key": r.key,
+                "identity": r.identity,
                 "received_at": _iso(r.received_at),
                 "schedule_mark": None
                 if r.schedule_mark is None
@@ -176,6 +177,7 @@ def decode_batch(content: bytes) -> tuple[list[DispatchRequest], list[str]]:
                 payload={},
                 payload_json=text,
                 key=item["key"],
+                identity=item["identity"],
                 received_at=_when(item["received_at"]),
                 schedule_mark=None if mark is None else (mark[0], mark[1], _when(mark[2])),  # type: ignore[arg-type]
                 decisions=[
