@@ -372,6 +372,47 @@ async def test_runs_a_dead_daemon_left_running_are_interrupted_then_handled_by_p
             assert [r.id for r in await d.store.call(d.store.list_runs)] == [run_id]
 
 
+@pytest.mark.parametrize(
+    ("before", "interrupted", "again"),
+    [
+        # A failed first attempt (retries.max 0) does not take the interruption's retry.
+        (["failed"], 3, True),
+        # Interrupted once before, with a budget of one interruption: this second one ends it.
+        (["interrupted"], 1, False),
+        (["interrupted", "interrupted"], 3, True),
+    ],
+)
+async def test_interruptions_have_a_retry_budget_of_their_own(
+    project: Project, before: list[str], interrupted: int, again: bool
+) -> None:
+    from daemon.store import NewRun, Store
+
+    project.skill("ok", "print()")
+    project.automation("ok", skill="ok", policies={"retries": {"interrupted": interrupted}})
+    config = project.config()
+    store = Store(config.resolved_database_url())
+    store.create_all()
+    previous: int | None = None
+    for attempt, status in enumerate([*before, "running"], start=1):
+        run = store.create_run(NewRun("ok", "manual", {}, attempt=attempt, retry_of=previous))
+        assert run.id is not None
+        store.update_run(run.id, status=status)
+        previous = run.id
+    assert previous is not None
+    store.close()
+    async with running_daemon(config) as d:
+        await wait_status(d, previous, RunStatus.INTERRUPTED)
+        await d.executor.settle()
+        said = [e.get("text") for e in await events(d, previous) if e["type"] == "message"]
+        runs = await d.store.call(d.store.list_runs)
+        if again:
+            assert said[-1] == f"retrying as run {previous + 1} (now)"
+            await wait_status(d, previous + 1, RunStatus.SUCCEEDED)
+        else:
+            assert said[-1] == "not run again: interrupted 2 times (retries.interrupted: 1)"
+            assert max(r.id or 0 for r in runs) == previous
+
+
 FINISH_ON_STEER = """\
 import json, pathlib, sys
 ctx = json.loads(sys.stdin.readline())

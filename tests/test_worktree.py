@@ -201,12 +201,17 @@ async def test_leftovers_of_a_crash_are_committed_and_forgotten_by_git_bare_mirr
         tree = await workspace.create(source, trees, "fix", number, None)
         (tree.path / "half.txt").write_text("work in progress\n")
         await workspace.prepare_spare(source, spares, None)
-    assert len(await workspace.salvage_all(trees)) == 2
+    # Runs that changed nothing before the crash: their branches hold nothing to review.
+    for number, source in enumerate((repo, bare), start=3):
+        await workspace.create(source, trees, "idle", number, None)
+    assert len(await workspace.salvage_all(trees)) == 4
     assert await workspace.discard_spares(spares) == 2
     for number, source in enumerate((repo, bare), start=1):
         assert worktrees(source) == [str(source)]  # no prunable leftovers
         log = git(source, "log", "--format=%s", f"nightshift/fix/{number}", "-1")
         assert log.strip() == f"nightshift: run {number} (interrupted)"
+        assert "nightshift/idle" not in git(source, "branch", "--list")
+        assert git(source, "branch", "--list", "nightshift/fix/*").strip()
 
 
 def test_a_repository_and_its_git_directory_share_one_lock(tmp_path: Path) -> None:

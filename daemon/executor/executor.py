@@ -788,18 +788,32 @@ class Executor:
 
     async def _maybe_retry(self, run: RunRow, automation: Automation, status: RunStatus) -> None:
         policy = automation.policies
-        if status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
-            if run.attempt > policy.retries.max:
+        assert run.id is not None
+        if status not in (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED):
+            return
+        chain = await self._store.call(self._store.attempts, run.id)
+        if status == RunStatus.INTERRUPTED:
+            if policy.on_interrupt != "retry":
                 return
-            delay = policy.retries.delay(run.attempt + 1)
-        elif status == RunStatus.INTERRUPTED:
-            # An interrupted run gets one more attempt beyond the retry budget.
-            if policy.on_interrupt != "retry" or run.attempt > policy.retries.max + 1:
+            # Interruptions and failures are budgets of their own (`retries.interrupted`
+            # and `retries.max`): a restart does not eat a retry kept for failures.
+            times = sum(r.status == RunStatus.INTERRUPTED for r in chain)
+            if times > policy.retries.interrupted:
+                await self._emit(
+                    run.id,
+                    Message(
+                        level="warning",
+                        text=f"not run again: interrupted {times} times "
+                        f"(retries.interrupted: {policy.retries.interrupted})",
+                    ),
+                )
                 return
             delay = timedelta(0)
         else:
-            return
-        assert run.id is not None
+            failures = sum(r.status in (RunStatus.FAILED, RunStatus.TIMED_OUT) for r in chain)
+            if failures > policy.retries.max:
+                return
+            delay = policy.retries.delay(failures + 1)
         new = await self._store.call(
             self._store.create_run,
             NewRun(

@@ -424,9 +424,15 @@ class ConcurrencyPolicy(_Strict):
 
 
 class RetryPolicy(_Strict):
-    """A failed or timed-out run is retried up to `max` times, waiting `backoff * factor**n`."""
+    """A failed or timed-out run is retried up to `max` times, waiting `backoff * factor**n`.
+    A run cut short by a daemon stop or crash is run again at once, up to `interrupted`
+    times: a budget of its own, so a restart never eats the retries kept for failures, and a
+    run that keeps taking its daemon down is not run for ever."""
 
     max: int = Field(0, ge=0, le=100)
+    interrupted: int = Field(
+        3, ge=0, le=100, description="times an interrupted run is run again (apart from max)"
+    )
     backoff: Duration = timedelta(seconds=30)
     factor: float = Field(2.0, ge=1.0)
     max_backoff: Duration = timedelta(minutes=30)

@@ -909,6 +909,19 @@ class Store:
                     return run_id
                 run_id = nxt
 
+    def attempts(self, run_id: int) -> list[RunRow]:
+        """`run_id`'s chain of attempts up to it, first first."""
+        chain: list[RunRow] = []
+        with self._session() as s:
+            next_id: int | None = run_id
+            while next_id is not None:
+                run = s.get(RunRow, next_id)
+                if run is None:
+                    break
+                chain.append(run)
+                next_id = run.retry_of
+        return chain[::-1]
+
     def first_attempt(self, run_id: int) -> int:
         """The first run of `run_id`'s chain of retries."""
         with self._session() as s:

@@ -377,14 +377,32 @@ def _remove(tree: Worktree, outcome: Outcome) -> None:
         _git(tree.repo, "branch", "-D", tree.branch, check=False)
 
 
+def _own_commits(repo: Path, branch: str) -> int:
+    """How many commits `branch` holds that no other branch (local or upstream) holds."""
+    out = _git(
+        repo,
+        "rev-list",
+        "--count",
+        f"refs/heads/{branch}",
+        "--not",
+        f"--exclude={branch}",
+        "--branches",
+        "--remotes",
+        check=False,
+    ).strip()
+    return int(out) if out.isdigit() else 1  # unsure: keep the branch
+
+
 def _salvage_all(root: Path) -> list[Path]:
-    """After a crash: commit what each leftover worktree changed on its branch, then remove it."""
+    """After a crash: commit what each leftover worktree changed on its branch, then remove it
+    (and its branch, when that holds no commit of its own: the run changed nothing)."""
     removed: list[Path] = []
     if not root.is_dir():
         return removed
     for path in sorted(root.iterdir()):
         repo = _common_dir(path)
         if repo is not None:
+            branch = _git(path, "symbolic-ref", "--quiet", "--short", "HEAD", check=False).strip()
             _git(path, "add", "--all", check=False)
             if _git(path, "status", "--porcelain", check=False).strip():
                 _git(
@@ -398,6 +416,8 @@ def _salvage_all(root: Path) -> list[Path]:
                 )
             with repository_lock(repo):
                 _git(repo, "worktree", "remove", "--force", str(path), check=False)
+                if branch.startswith("nightshift/") and not _own_commits(repo, branch):
+                    _git(repo, "branch", "-D", branch, check=False)
             _git(repo, "worktree", "prune", check=False)
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
