@@ -131,6 +131,67 @@ def test_kill_9_mid_run_then_restart_reconciles_the_run(
     assert daemon_proc.stop() == 0
 
 
+# Works on after its daemon is gone: waits for a go file, then reports and finishes.
+OUTLIVES = """\
+import json, pathlib, sys, time
+ctx = json.loads(sys.stdin.readline())
+root = pathlib.Path(ctx["inputs"]["marker"]).parent
+print(json.dumps({"type": "step", "title": "before the crash"}), flush=True)
+(root / "waiting").touch()
+while not (root / "go").exists():
+    time.sleep(0.02)
+pathlib.Path(ctx["workdir"], "result.txt").write_text("made after the crash\\n")
+print("a log line on stderr", file=sys.stderr, flush=True)
+print(json.dumps({"type": "artifact", "kind": "link", "title": "the report", "url": "https://example.invalid/r"}), flush=True)
+print(json.dumps({"type": "finished", "status": "succeeded", "summary": "finished alone"}), flush=True)
+"""
+
+
+@pytest.mark.parametrize("isolated", [False, True], ids=["plain folder", "worktree"])
+def test_a_script_that_finished_while_the_daemon_was_down_is_recorded_not_run_again(
+    project: Project, repo: Path, isolated: bool
+) -> None:
+    project.skill("outlives", OUTLIVES, inputs={"marker": {"type": "string", "required": True}})
+    project.automation(
+        "outlives",
+        skill="outlives",
+        inputs={"marker": str(project.root / "marker")},
+        **({"workspace": {"repository": str(repo), "isolate": True}} if isolated else {}),
+    )
+    daemon = DaemonProcess(project, project.write_config())
+    daemon.start()
+    try:
+        assert daemon.cli("trigger", "outlives").returncode == 0
+        wait_for_sync((project.root / "waiting").exists)
+        assert daemon.stop(signal.SIGKILL) == -signal.SIGKILL
+        (project.root / "go").touch()
+        journal = project.root / ".nightshift" / "journals" / "1"
+        wait_for_sync((journal / "exit").exists)  # the script finished with no daemon
+
+        daemon.start()
+        runs = wait_for_sync(lambda: (r := daemon.runs()) and r[0]["status"] != "running" and r)
+        assert [(r["id"], r["status"], r["summary"]) for r in runs] == [
+            (1, "succeeded", "finished alone")
+        ]
+        shown = daemon.cli("show", "1").stdout
+        assert "the script went on and finished (exit code 0, 3 lines of output)" in shown
+        assert "the report" in shown
+        assert not journal.exists()
+        if isolated:
+            subject = subprocess.run(
+                ["git", "log", "-1", "--format=%s", "nightshift/outlives/1"],
+                cwd=repo,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            assert subject == "nightshift: run 1"
+        assert daemon.stop() == 0
+    finally:
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.stop(signal.SIGKILL)
+
+
 def test_cli_trigger_wait_steer_and_show(daemon_proc: DaemonProcess, project: Project) -> None:
     (project.root / "marker").write_text("skip the hang")
     daemon_proc.start()

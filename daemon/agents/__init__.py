@@ -6,7 +6,9 @@ from .base import AgentBackend, AgentRun, RunContext
 from .builtin import BuiltinBackend
 from .claude import ClaudeBackend
 from .codex import CodexBackend
+from .processes import kill_orphans
 from .script import ScriptBackend
+from .script_journal import Recorded, discard_journal, recorded
 
 __all__ = [
     "AgentBackend",
@@ -14,9 +16,13 @@ __all__ = [
     "BuiltinBackend",
     "ClaudeBackend",
     "CodexBackend",
+    "Recorded",
     "RunContext",
     "ScriptBackend",
     "default_backends",
+    "discard_journal",
+    "kill_orphans",
+    "recorded",
 ]
 
 

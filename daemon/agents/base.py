@@ -38,6 +38,8 @@ class RunContext:
     # The worktree may still be in the making when the backend starts (it is made while the
     # model thinks about its first step): await this before touching `workdir`.
     ready: Callable[[], Awaitable[None]] = _no_wait
+    # Where a script backend keeps the script's journal (`script_journal`), if anywhere.
+    journal: Path | None = None
 
     def to_json(self) -> dict[str, Any]:
         """What a script backend writes to the script's stdin (no secrets: env stays out)."""

@@ -29,12 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from pydantic import ValidationError
 
 from ..errors import BackendError, NightshiftError
 from ..runs.events import (
-    AGENT_EVENT_TYPES,
-    RUN_EVENT,
     ApprovalRequest,
     Finished,
     Message,
@@ -43,64 +40,16 @@ from ..runs.events import (
 )
 from ..runs.status import RunStatus
 from ..spec import ScriptAgent
+from . import script_journal
 from .base import AgentBackend, AgentRun, RunContext
+from .script_lines import MAX_LINE, DelegateRequest, TooLong, parse_line, read_lines
 
 log = structlog.get_logger(__name__)
 
-MAX_LINE = 256 * 1024
 # Once the script has exited, how long its output may take to drain: a child it left behind
 # (a daemonised server) can hold the pipe open for ever, and the run must end with the script.
 EXIT_GRACE = 1.0
 _PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL")
-
-
-class _TooLong:
-    def __init__(self, size: int) -> None:
-        self.size = size
-
-
-@dataclasses.dataclass(frozen=True)
-class _DelegateRequest:
-    id: str
-    task: str
-
-
-async def _read_lines(
-    stream: asyncio.StreamReader, max_line: int
-) -> AsyncIterator[bytes | _TooLong]:
-    """Lines of a stream; a line over `max_line` bytes yields one `_TooLong` and is dropped."""
-    buf = bytearray()
-    dropped = 0
-    while True:
-        chunk = await stream.read(65536)
-        if not chunk:
-            if dropped:
-                yield _TooLong(dropped + len(buf))
-            elif buf:
-                yield bytes(buf)
-            return
-        start = 0
-        while True:
-            nl = chunk.find(b"\n", start)
-            if nl < 0:
-                if dropped:
-                    dropped += len(chunk) - start
-                else:
-                    buf += chunk[start:]
-                    if len(buf) > max_line:
-                        dropped, buf = len(buf), bytearray()
-                break
-            if dropped:
-                yield _TooLong(dropped + nl - start)
-                dropped = 0
-            else:
-                buf += chunk[start:nl]
-                if len(buf) > max_line:
-                    yield _TooLong(len(buf))
-                else:
-                    yield bytes(buf)
-                buf = bytearray()
-            start = nl + 1
 
 
 def _command_for(script: Path) -> list[str]:
@@ -133,10 +82,8 @@ class ScriptRun:
 
     async def _drain_stderr(self) -> None:
         assert self._proc.stderr is not None
-        async for line in _read_lines(self._proc.stderr, self._max_line):
-            text = (
-                "<overlong line>" if isinstance(line, _TooLong) else line.decode(errors="replace")
-            )
+        async for line in read_lines(self._proc.stderr, self._max_line):
+            text = "<overlong line>" if isinstance(line, TooLong) else line.decode(errors="replace")
             self._stderr_tail.append(text[:500])
             log.debug("script stderr", run_id=self._ctx.run_id, line=text[:500])
 
@@ -154,45 +101,10 @@ class ScriptRun:
     async def send_context(self) -> None:
         await self._write(self._ctx.to_json())
 
-    def _parse(self, line: bytes | _TooLong) -> RunEvent | _DelegateRequest | None:
-        if isinstance(line, _TooLong):
-            return Message(
-                level="warning",
-                text=f"script wrote a {line.size}-byte line (limit {self._max_line}); dropped",
-            )
-        text = line.decode(errors="replace").strip()
-        if not text:
-            return None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            return Message(
-                level="warning", text=f"malformed line from script (not JSON): {text[:200]}"
-            )
-        if isinstance(data, dict) and data.get("type") == "delegate":
-            if not isinstance(data.get("task"), str) or not data["task"].strip():
-                return Message(level="warning", text="delegate request without a task; ignored")
-            return _DelegateRequest(id=str(data.get("id") or "delegate"), task=data["task"])
-        if not isinstance(data, dict) or data.get("type") not in AGENT_EVENT_TYPES:
-            kind = data.get("type") if isinstance(data, dict) else type(data).__name__
-            return Message(
-                level="warning", text=f"unknown event type {kind!r} from script: {text[:200]}"
-            )
-        try:
-            return RUN_EVENT.validate_python(data)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"][1:])
-            return Message(
-                level="warning",
-                text=f"malformed {data['type']} event from script "
-                f"({where}: {err['msg']}): {text[:200]}",
-            )
-
-    async def _output(self) -> AsyncIterator[bytes | _TooLong]:
+    async def _output(self) -> AsyncIterator[bytes | TooLong]:
         """The script's output lines until EOF, or until `EXIT_GRACE` after the script exited."""
         assert self._proc.stdout is not None
-        lines = _read_lines(self._proc.stdout, self._max_line).__aiter__()
+        lines = read_lines(self._proc.stdout, self._max_line).__aiter__()
         exited = asyncio.ensure_future(self._exit_code())
         loop = asyncio.get_running_loop()
         deadline: float | None = None
@@ -248,10 +160,10 @@ class ScriptRun:
         assert self._proc.stdout is not None
         finished: Finished | None = None
         async for line in self._output():
-            event = self._parse(line)
+            event = parse_line(line, self._max_line)
             if event is None:
                 continue
-            if isinstance(event, _DelegateRequest):
+            if isinstance(event, DelegateRequest):
                 async for sub_event in self._delegate(event):
                     yield sub_event
                 continue
@@ -282,7 +194,7 @@ class ScriptRun:
         else:
             yield Finished(status=RunStatus.SUCCEEDED, summary="script exited with code 0")
 
-    async def _delegate(self, request: _DelegateRequest) -> AsyncIterator[RunEvent]:
+    async def _delegate(self, request: DelegateRequest) -> AsyncIterator[RunEvent]:
         """Run the delegate agent on the script's task; its events become the run's."""
         agent = self._ctx.automation.agent
         spec = agent.delegate if isinstance(agent, ScriptAgent) else None
@@ -324,7 +236,7 @@ class ScriptRun:
         else:
             await self._reply(request, outcome.status.value, outcome.summary)
 
-    async def _reply(self, request: _DelegateRequest, status: str, summary: str) -> None:
+    async def _reply(self, request: DelegateRequest, status: str, summary: str) -> None:
         await self._write(
             {"type": "delegate_result", "id": request.id, "status": status, "summary": summary}
         )
@@ -414,9 +326,13 @@ class ScriptBackend:
             NIGHTSHIFT_WORKDIR=str(ctx.workdir),
             PYTHONUNBUFFERED="1",
         )
+        command = _command_for(script)
+        if ctx.journal is not None:
+            await asyncio.to_thread(ctx.journal.mkdir, parents=True, exist_ok=True)
+            command = script_journal.wrap(command, ctx.journal)
         try:
             proc = await asyncio.create_subprocess_exec(
-                *_command_for(script),
+                *command,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,

@@ -18,8 +18,14 @@ from typing import Any
 import structlog
 
 from .. import workspace
-from ..agents import AgentBackend, AgentRun, RunContext
-from ..agents.processes import kill_orphans
+from ..agents import (
+    AgentBackend,
+    AgentRun,
+    RunContext,
+    discard_journal,
+    kill_orphans,
+    recorded,
+)
 from ..bus import EventBus
 from ..durations import format_duration
 from ..errors import NightshiftError, RunStateError
@@ -317,22 +323,42 @@ class Executor:
             limit=10_000,
             oldest_first=True,
         )
+        finished: set[int] = set()
         for run in stale:
             assert run.id is not None
             # Its processes carry the folder they worked in: a worktree, or a plain folder.
             killed = await asyncio.to_thread(kill_orphans, *self._run_dirs(run.id))
             log.warning("run was left running by a previous daemon", run_id=run.id, killed=killed)
-            await self._emit(
-                run.id,
-                Message(level="warning", text="the daemon stopped while this run was active"),
-            )
-            await self._finish(
-                run.id,
-                RunStatus.INTERRUPTED,
-                "the daemon stopped during the run",
-                None,
-            )
-        salvaged = await workspace.salvage_all(self._work_root.parent / "worktrees")
+            journal = self._journal(run.id)
+            # A script that went on and finished while no daemon listened left its outcome
+            # in its journal: the run ends as the script said, and is not run again.
+            said = None if killed else await asyncio.to_thread(recorded, journal)
+            if said is None:
+                await self._emit(
+                    run.id,
+                    Message(level="warning", text="the daemon stopped while this run was active"),
+                )
+                await self._finish(
+                    run.id, RunStatus.INTERRUPTED, "the daemon stopped during the run", None
+                )
+            else:
+                finished.add(run.id)
+                await self._emit(
+                    run.id,
+                    Message(
+                        level="warning",
+                        text="the daemon stopped during this run; the script went on and "
+                        f"finished (exit code {said.code}, {said.lines} lines of output): "
+                        "its outcome is recorded from its journal",
+                    ),
+                )
+                for artifact in said.artifacts:
+                    await self._emit(run.id, artifact)
+                await self._finish(run.id, said.finished.status, said.finished.summary, None)
+            await asyncio.to_thread(discard_journal, journal)
+        salvaged = await workspace.salvage_all(
+            self._work_root.parent / "worktrees", finished=finished
+        )
         await workspace.discard_spares(self._spares)
         if salvaged:
             log.warning("removed worktrees left by a previous daemon", count=len(salvaged))
@@ -398,6 +424,10 @@ class Executor:
             self._cleanups.add(cleanup)
             cleanup.add_done_callback(self._cleanups.discard)
 
+    def _journal(self, run_id: int) -> Path:
+        """Where a script run's journal is kept until the run is recorded finished."""
+        return self._work_root.parent / "journals" / str(run_id)
+
     def _run_dirs(self, run_id: int) -> tuple[Path, Path]:
         """The folders a run's processes may work in (its marker names one of them)."""
         return self._work_root / str(run_id), self._work_root.parent / "worktrees" / str(run_id)
@@ -409,6 +439,7 @@ class Executor:
         killed = await asyncio.to_thread(kill_orphans, *self._run_dirs(active.run_id))
         if killed:
             log.warning("killed processes the run left behind", run_id=active.run_id, pids=killed)
+        await asyncio.to_thread(discard_journal, self._journal(active.run_id))
         if active.leftover is not None:
             await workspace.remove(*active.leftover)
         if active.spare_of is not None and not self._stopping:
@@ -552,6 +583,7 @@ class Executor:
             repository=repo,
             skills=tuple(catalog.skills.values()),
             ready=ready,
+            journal=self._journal(run_id),
         )
         try:
             active.agent = await backend.start(ctx)

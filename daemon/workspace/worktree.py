@@ -393,7 +393,7 @@ def _own_commits(repo: Path, branch: str) -> int:
     return int(out) if out.isdigit() else 1  # unsure: keep the branch
 
 
-def _salvage_all(root: Path) -> list[Path]:
+def _salvage_all(root: Path, finished: set[int]) -> list[Path]:
     """After a crash: commit what each leftover worktree changed on its branch, then remove it
     (and its branch, when that holds no commit of its own: the run changed nothing)."""
     removed: list[Path] = []
@@ -404,6 +404,7 @@ def _salvage_all(root: Path) -> list[Path]:
         if repo is not None:
             branch = _git(path, "symbolic-ref", "--quiet", "--short", "HEAD", check=False).strip()
             _git(path, "add", "--all", check=False)
+            ended = path.name.isdigit() and int(path.name) in finished
             if _git(path, "status", "--porcelain", check=False).strip():
                 _git(
                     path,
@@ -411,7 +412,7 @@ def _salvage_all(root: Path) -> list[Path]:
                     "--quiet",
                     "--no-verify",
                     "-m",
-                    f"nightshift: run {path.name} (interrupted)",
+                    f"nightshift: run {path.name}" + ("" if ended else " (interrupted)"),
                     check=False,
                 )
             with repository_lock(repo):
@@ -424,9 +425,10 @@ def _salvage_all(root: Path) -> list[Path]:
     return removed
 
 
-async def salvage_all(root: Path) -> list[Path]:
-    """Commit and remove every worktree left under `root` (start-up, after a crash)."""
-    return await asyncio.to_thread(_salvage_all, root)
+async def salvage_all(root: Path, finished: set[int] | None = None) -> list[Path]:
+    """Commit and remove every worktree left under `root` (start-up, after a crash); the
+    runs in `finished` ended after all (their script finished while no daemon listened)."""
+    return await asyncio.to_thread(_salvage_all, root, finished or set())
 
 
 async def create(
