@@ -102,8 +102,11 @@ async def test_failed_run_fixed_steered_approved_and_proposed(
                 done = await wait_status(d, run_id, RunStatus.SUCCEEDED, timeout=30)
                 await wait_for(lambda: "opened draft pull request" in final_text(parent))
                 await no_secret_leaked(d, slack, run_id)
-                # The same failed commit again (a re-delivery or a re-run): no second attempt.
-                again = await deliver(client, "workflow_run", webhook(run), secret=HOOK_SECRET)
+                # The same failed commit again (a re-run of the workflow, which failed
+                # again): no second attempt. (The same bytes again are a replay; see
+                # test_hostile_requests.)
+                rerun = webhook(run, run_attempt=2, updated_at="2030-01-01T00:00:00Z")
+                again = await deliver(client, "workflow_run", rerun, secret=HOOK_SECRET)
                 assert again.status_code == 202
                 # Never on its own branches: a failure on a nightshift/ branch starts nothing.
                 own = webhook(run, head_branch=f"nightshift/ci-fix/{sha[:12]}", head_sha="f" * 40)
