@@ -73,6 +73,36 @@ def encoded_forms(value: str) -> set[str]:
     return {f for f in forms if len(f) >= _MIN_ENCODED}
 
 
+# Line breaks as text holds them: real ones, and as escaped in JSON text (which the store
+# redacts as a whole).
+_BREAK = re.compile(r"\r?\n|(?:\\r)?\\n")
+
+
+def _mask_split(text: str, pattern: re.Pattern[str], literals: tuple[str, ...]) -> str:
+    """`text` with every secret that line breaks split masked: found in the text with its
+    breaks taken out, masked in the text as it is (the breaks inside a secret go with it)."""
+    kept: list[str] = []
+    origin: list[int] = []  # for each character of the joined text, its index in `text`
+    at = 0
+    for m in _BREAK.finditer(text):
+        kept.append(text[at : m.start()])
+        origin.extend(range(at, m.start()))
+        at = m.end()
+    kept.append(text[at:])
+    origin.extend(range(at, len(text)))
+    joined = "".join(kept)
+    if not any(v in joined for v in literals):
+        return text
+    out: list[str] = []
+    done = 0
+    for m in pattern.finditer(joined):
+        start, end = origin[m.start()], origin[m.end() - 1] + 1
+        out.extend((text[done:start], MASK))
+        done = end
+    out.append(text[done:])
+    return "".join(out)
+
+
 class Redactor:
     """Replaces every registered secret value (and known token shapes) with `***`."""
 
@@ -104,10 +134,14 @@ class Redactor:
         return list(self._registered)
 
     def redact(self, text: str) -> str:
-        """Return `text` with every secret masked."""
+        """Return `text` with every secret masked, also where line breaks split one (a
+        wrapped base64 blob, a token folded to a terminal's width)."""
         pattern, literals = self._pattern, self._literals
-        if pattern is not None and any(v in text for v in literals):
-            text = pattern.sub(MASK, text)
+        if pattern is not None:
+            if any(v in text for v in literals):
+                text = pattern.sub(MASK, text)
+            if "\n" in text or "\\n" in text:
+                text = _mask_split(text, pattern, literals)
         if any(mark.search(text) for mark in _TOKEN_MARKS):
             text = _KNOWN_TOKENS.sub(MASK, text)
         return text

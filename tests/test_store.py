@@ -350,7 +350,7 @@ def test_secrets_are_masked_in_their_encodings_and_stored_json_stays_valid() -> 
     import base64
     import json
 
-    from daemon.secrets import Redactor
+    from daemon.secrets import Redactor, encoded_forms
 
     r = Redactor()
     secret = "hunter2-Very-Secret"
@@ -364,6 +364,16 @@ def test_secrets_are_masked_in_their_encodings_and_stored_json_stays_valid() -> 
     assert r.redact("u=hunter2-Very-Secret%21"[:-3]) == "u=***"
     assert r.redact("pw=hunter2-Very-Secret&x=1") == "pw=***&x=1"
     assert r.redact("ordinary words stay as they are") == "ordinary words stay as they are"
+    # Split by line breaks: folded to a width, a wrapped base64 blob, inside JSON text.
+    assert r.redact("token: hunter2-Very\n-Secret done") == "token: *** done"
+    wrapped = base64.b64encode(b"user:" + secret.encode() + b"@host").decode()
+    folded = "\r\n".join(wrapped[i : i + 10] for i in range(0, len(wrapped), 10))
+    unfolded = r.redact(folded).replace("\r\n", "")
+    assert "***" in unfolded
+    assert not any(form in unfolded for form in encoded_forms(secret))
+    as_json = json.dumps({"out": "hunter2-Ve\nry-Secret\nnext line"})
+    assert json.loads(r.redact_json_text(as_json)) == {"out": "***\nnext line"}
+    assert r.redact("two\nlines\nof ordinary text") == "two\nlines\nof ordinary text"
     text = json.dumps({"a": "1", "url": "https://s3/?AKIAABCDEFGHIJKLMNOP=1"})
     assert '1", "url' in text
     stored = json.loads(r.redact_json_text(text))  # valid JSON
