@@ -95,6 +95,55 @@ def test_every_kind_of_mistake_is_reported_with_its_line_at_once(project: Projec
     assert len(found) == len(expected)
 
 
+def test_every_bad_field_of_a_cron_expression_is_named_at_once(project: Project) -> None:
+    hello_skill(project)
+    project.automation(
+        "bad",
+        """\
+        name: bad
+        skill: hello
+        inputs: {who: world}
+        triggers:
+          - type: cron
+            expr: "61 25 * * funday"
+        """,
+    )
+    (found,) = problems(project)
+    assert found == (
+        "bad.yaml:6: triggers.0.expr: minute '61': the last value (61) is higher than the "
+        "maximum value (59); hour '25': the last value (25) is higher than the maximum value "
+        "(23); weekday 'funday': 'funday' is not a day of the week (0-7 or sun-sat)"
+    )
+
+
+def test_a_template_error_names_its_own_line_and_field(project: Project) -> None:
+    hello_skill(project)
+    project.automation(
+        "bad",
+        """\
+        name: bad
+        skill: hello
+        when:
+          - "event.source == 'github'"
+          - "event.payload.x =="
+        inputs:
+          who: "{{ event.payload.user }}"
+          times: |
+            {% if event.payload.many %}
+              3
+            {% else %
+              1
+            {% endif %}
+        """,
+    )
+    found = problems(project)
+    assert [f.split(": ")[0] + ": " + f.split(": ")[1] for f in found] == [
+        "bad.yaml:5: when.1",
+        "bad.yaml:11: inputs.times",
+    ], found
+    assert "expression error: " in found[0] and "template error: " in found[1]
+
+
 def test_a_codex_deny_prefix_that_cannot_be_split_is_named(project: Project) -> None:
     hello_skill(project)
     project.automation(

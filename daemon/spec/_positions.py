@@ -99,6 +99,8 @@ def locate(
                 continue
             if isinstance(part, str) and "[" in part:  # e.g. function-after[...] wrappers
                 continue
+            if isinstance(part, int) and isinstance(node, yaml.ScalarNode):
+                continue  # one value where a list may stand (`when: "x"`): it is item 0
             shown.append(str(part))
             break
         shown.append(str(part))

@@ -11,6 +11,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger as _APDate
 from apscheduler.triggers.interval import IntervalTrigger as _APInterval
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -510,6 +511,24 @@ def _listify(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
+def _templates_compile(value: Any) -> Any:
+    """Every template inside an input's value compiles (checked per input, so an error names
+    the input and its line)."""
+    if isinstance(value, str) and templates.is_template(value):
+        templates.checked(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _templates_compile(item)
+    elif isinstance(value, list):
+        for item in value:
+            _templates_compile(item)
+    return value
+
+
+_Condition = Annotated[str, AfterValidator(lambda v: templates.checked(v, condition=True))]
+_InputValue = Annotated[Any, AfterValidator(_templates_compile)]
+
+
 class Automation(_Strict):
     """One automation: when it fires, which skill it runs with which inputs, and how."""
 
@@ -517,11 +536,11 @@ class Automation(_Strict):
     description: str = ""
     enabled: bool = True
     triggers: list[Trigger] = Field(default_factory=list)
-    when: Annotated[list[str], BeforeValidator(_listify)] = Field(
+    when: Annotated[list[_Condition], BeforeValidator(_listify)] = Field(
         default_factory=list, description="Jinja expressions over `event`; all must be true"
     )
     skill: str
-    inputs: dict[str, Any] = Field(default_factory=dict)
+    inputs: dict[str, _InputValue] = Field(default_factory=dict)
     agent: AgentSpec = ScriptAgent()
     workspace: Workspace = Workspace()
     report: Report = Report()
@@ -529,33 +548,6 @@ class Automation(_Strict):
     env: dict[str, SecretRef] = Field(
         default_factory=dict, description="environment for the run; values may be ${ENV} refs"
     )
-
-    @field_validator("when")
-    @classmethod
-    def _compile_when(cls, value: list[str]) -> list[str]:
-        for expr in value:
-            err = templates.check_condition(expr)
-            if err:
-                raise ValueError(err)
-        return value
-
-    @field_validator("inputs")
-    @classmethod
-    def _compile_inputs(cls, value: dict[str, Any]) -> dict[str, Any]:
-        def walk(v: Any) -> None:
-            if isinstance(v, str) and templates.is_template(v):
-                err = templates.check_syntax(v)
-                if err:
-                    raise ValueError(err)
-            elif isinstance(v, dict):
-                for x in v.values():
-                    walk(x)
-            elif isinstance(v, list):
-                for x in v:
-                    walk(x)
-
-        walk(value)
-        return value
 
     def event_triggers(self, kind: str) -> list[tuple[str, EventTrigger]]:
         """(trigger key, trigger) for each trigger of one event kind (github, file, …)."""

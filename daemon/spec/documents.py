@@ -103,6 +103,17 @@ def _key_line(root: yaml.Node | None, loc: tuple[Any, ...], line_offset: int) ->
     return None
 
 
+def _template_shift(root: yaml.Node | None, loc: tuple[Any, ...], within: int) -> int:
+    """Lines from where a multi-line template's value starts to its line `within`: a block
+    scalar (`|`, `>`) starts on the line after its indicator."""
+    node = root
+    for part in loc:
+        child = _child(node, part) if node is not None else None
+        node = child if child is not None else node
+    block = isinstance(node, yaml.ScalarNode) and node.style in ("|", ">")
+    return within if block else within - 1
+
+
 def validation_problems(
     model: type[BaseModel],
     path: Path,
@@ -116,6 +127,9 @@ def validation_problems(
         line, dotted = locate(root, tuple(err["loc"]), line_offset)
         if err["type"] == "extra_forbidden" and err["loc"]:
             line = _key_line(root, tuple(err["loc"]), line_offset) or line
+        within = (err.get("ctx") or {}).get("template_line")
+        if line is not None and isinstance(within, int) and within > 1:
+            line += _template_shift(root, tuple(err["loc"]), within)
         out.append(Problem(path, line, dotted, problem_message(model, err)))
     return out
 

@@ -14,6 +14,7 @@ from typing import Any
 from jinja2 import StrictUndefined
 from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from pydantic_core import PydanticCustomError
 
 from ..errors import TemplateError
 
@@ -40,28 +41,42 @@ def _compile_template(text: str) -> Any:
 
 def check_syntax(value: str) -> str | None:
     """Compile a template or expression; return the error text, or None when it is valid."""
-    try:
-        m = _SINGLE_EXPR.match(value)
-        if m:
-            _compile_expression(m.group("expr"))
-        else:
-            _compile_template(value)
-    except JinjaTemplateError as exc:
-        return f"template error: {exc}"
-    except RecursionError:
-        return _TOO_DEEP
-    return None
+    found = syntax_error(value)
+    return None if found is None else found[0]
 
 
 def check_condition(expr: str) -> str | None:
     """Compile a `when` expression; return the error text, or None when it is valid."""
+    found = syntax_error(expr, condition=True)
+    return None if found is None else found[0]
+
+
+def syntax_error(value: str, *, condition: bool = False) -> tuple[str, int] | None:
+    """(the error text, its line within `value`) when `value` does not compile (as a `when`
+    expression with `condition`, else as a template), or None."""
     try:
-        _compile_expression(expr)
+        if condition:
+            _compile_expression(value)
+        elif m := _SINGLE_EXPR.match(value):
+            _compile_expression(m.group("expr"))
+        else:
+            _compile_template(value)
     except JinjaTemplateError as exc:
-        return f"expression error: {exc}"
+        kind = "expression" if condition else "template"
+        return f"{kind} error: {exc}", int(getattr(exc, "lineno", None) or 1)
     except RecursionError:
-        return _TOO_DEEP
+        return _TOO_DEEP, 1
     return None
+
+
+def checked(value: str, *, condition: bool = False) -> str:
+    """`value` when it compiles; else a pydantic error carrying the line within it (the
+    reader of the file adds the line the value starts on)."""
+    found = syntax_error(value, condition=condition)
+    if found is None:
+        return value
+    message, line = found
+    raise PydanticCustomError("template", "{message}", {"message": message, "template_line": line})
 
 
 def render(value: Any, context: Mapping[str, Any]) -> Any:
