@@ -190,7 +190,10 @@ class Loader:
         skills_dir: Path,
         *,
         automation_files: Iterable[Path] | None = None,
+        owners: Mapping[str, Path] | None = None,
     ) -> None:
+        """`owners`: which file holds each name now (a running daemon's), so a name two
+        files claim is blamed on the file that claimed it second, as the daemon blames it."""
         self.automations_dir = automations_dir.resolve()
         self.skills_dir = skills_dir.resolve()
         self._only_files = (
@@ -198,7 +201,7 @@ class Loader:
         )
         self._automations: dict[Path, _AutomationFile] = {}
         self._skills: dict[Path, _SkillDir] = {}
-        self._owners: dict[str, Path] = {}
+        self._owners: dict[str, Path] = {k: v.resolve() for k, v in (owners or {}).items()}
         self._generation = 0
         self.catalog = Catalog(MappingProxyType({}), MappingProxyType({}), MappingProxyType({}), ())
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from daemon.cli import main
+from daemon.control import ControlClient
 from daemon.sources.replay import guess_github_event
 from daemon.testing import Project, wait_for_sync
 
@@ -203,3 +204,31 @@ def test_the_github_event_is_read_from_the_payloads_fields(
     fields: set[str], event: str | None
 ) -> None:
     assert guess_github_event({field: {} for field in fields}) == event
+
+
+def test_a_duplicate_name_is_blamed_on_the_same_file_by_the_daemon_and_the_cli(
+    project: Project,
+) -> None:
+    project.skill("noop", "print()")
+    project.automation("second", "name: nightly\nskill: noop\n")
+    daemon = DaemonProcess(project, project.write_config())
+    daemon.start()
+    try:
+        # A copy that sorts first claims the name the running daemon already gives "second".
+        project.automation("first", "name: nightly\nskill: noop\n")
+        blamed = "first.yaml:1: name: automation 'nightly' is already defined in"
+
+        def daemon_problems() -> list[str]:
+            with ControlClient(project.root / ".nightshift" / "control.sock") as client:
+                return list(client.status()["problems"])
+
+        wait_for_sync(lambda: any(blamed in p for p in daemon_problems()))
+        listed = as_json(daemon.cli("list", "--json"))
+        assert [p for p in listed["problems"] if "already defined" in p] == [
+            p for p in daemon_problems() if "already defined" in p
+        ]
+        assert any(blamed in p for p in listed["problems"])
+        validated = daemon.cli("validate")
+        assert blamed in validated.stderr
+    finally:
+        daemon.stop(signal.SIGKILL)

@@ -33,7 +33,9 @@ def cmd_validate(config: DaemonConfig, args: argparse.Namespace) -> int:
     problems: list[Problem] = []
     automations = skills = 0
     if not paths:
-        catalog = Loader(config.automations_dir, config.skills_dir).load()
+        catalog = Loader(
+            config.automations_dir, config.skills_dir, owners=_daemon_owners(config)
+        ).load()
         problems, automations, skills = (
             list(catalog.problems),
             len(catalog.automations),
@@ -79,6 +81,20 @@ def cmd_schema(config: DaemonConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def _daemon_owners(config: DaemonConfig) -> dict[str, Path]:
+    """The file the running daemon took each automation from (none when it is not running)."""
+    try:
+        with ControlClient(config.socket_path, timeout=2) as client:
+            running = client.status()["automations"]
+    except NightshiftError:
+        return {}
+    return _sources(running)
+
+
+def _sources(running: dict[str, Any]) -> dict[str, Path]:
+    return {name: Path(info["source"]) for name, info in running.items() if info.get("source")}
+
+
 def _listed(config: DaemonConfig) -> tuple[list[dict[str, Any]], list[str], bool]:
     """(one entry per automation, the files' problems, whether the daemon answered)."""
     from ..sources import next_after
@@ -89,7 +105,9 @@ def _listed(config: DaemonConfig) -> tuple[list[dict[str, Any]], list[str], bool
             daemon_nexts = client.status()["automations"]
     except NightshiftError:
         pass
-    catalog = Loader(config.automations_dir, config.skills_dir).load()
+    catalog = Loader(
+        config.automations_dir, config.skills_dir, owners=_sources(daemon_nexts or {})
+    ).load()
     now = utcnow()
     entries: list[dict[str, Any]] = []
     for name, a in sorted(catalog.automations.items()):
