@@ -21,7 +21,7 @@ from .bus import EventBus
 from .config import DaemonConfig
 from .control.server import serve as serve_control
 from .dispatch import Dispatcher
-from .errors import DaemonAlreadyRunning
+from .errors import DaemonAlreadyRunning, SecretError
 from .executor import Executor
 from .loader import Catalog, Loader
 from .metrics import Metrics
@@ -29,7 +29,7 @@ from .reload import watch
 from .reporters import ConsoleReporter
 from .sources import Scheduler
 from .sources.files import FileSource
-from .spec import Skill
+from .spec import Automation, Skill
 from .spec.automation import describe_trigger
 from .store import Store, utcnow
 from .web import build_web_app
@@ -62,7 +62,12 @@ class Daemon:
             skill_env=self._skill_env,
         )
         self.dispatcher = Dispatcher(
-            self.store, self.executor, self.catalog, bus=self.bus, sources=config.sources
+            self.store,
+            self.executor,
+            self.catalog,
+            bus=self.bus,
+            sources=config.sources,
+            unready=self._unready,
         )
         self.scheduler = Scheduler(self.store, self.dispatcher)
         self.files = FileSource(
@@ -106,6 +111,22 @@ class Daemon:
         if skill.manifest.permissions.github:
             return self.config.github.run_env()
         return {}
+
+    def _unready(self, automation: Automation, skill: Skill) -> str | None:
+        """Why a run of `automation` could not start now (a token it needs is missing), or
+        None: asked before a person's trigger is taken, so it fails at once, not in the run."""
+        if skill.manifest.permissions.github and self.config.github.token is None:
+            return (
+                f"skill {skill.name!r} uses GitHub (permissions.github) and the config sets "
+                "no github.token"
+            )
+        try:
+            self._skill_env(skill)
+            for ref in automation.env.values():
+                ref.resolve()
+        except SecretError as exc:
+            return str(exc)
+        return None
 
     def catalog(self) -> Catalog:
         """The active automations and skills."""

@@ -25,7 +25,7 @@ from .loader import Catalog
 from .runs import Message, RunStatus
 from .sources import alertmanager, files, github, webhooks
 from .sources.incoming import GUARD, Incoming
-from .spec import Automation, templates
+from .spec import Automation, Skill, templates
 from .spec.automation import AlertmanagerTrigger, EventTrigger, GitHubTrigger, WebhookTrigger
 from .store import (
     Decision,
@@ -174,7 +174,11 @@ class Dispatcher:
         *,
         bus: EventBus | None = None,
         sources: SourcesConfig | None = None,
+        unready: Callable[[Automation, Skill], str | None] | None = None,
     ) -> None:
+        """`unready` tells why a run of an automation could not start now (a missing token):
+        a person's trigger of it is then refused at once rather than failing in the run."""
+        self._unready = unready or (lambda automation, skill: None)
         self._store = store
         self._executor = executor
         self._catalog = catalog
@@ -203,8 +207,9 @@ class Dispatcher:
         """Start an automation by hand; bad inputs are refused and nothing is stored.
 
         `origin` says where a chat command came from (`{"slack": {"channel", "thread_ts"}}`),
-        so the run reports back there. A disabled automation, or one still naming the bundled
-        examples' placeholder repository, is refused unless `force`d: it would only fail.
+        so the run reports back there. A disabled automation, one still naming the bundled
+        examples' placeholder repository, or one missing a token it needs, is refused unless
+        `force`d: it would only fail.
         """
         automation = self._catalog().automations.get(name)
         if automation is None:
@@ -223,6 +228,10 @@ class Dispatcher:
                     "or trigger it anyway with --force"
                 )
         skill = self._catalog().skills.get(automation.skill)
+        if not force and skill is not None and (why := self._unready(automation, skill)):
+            raise NightshiftError(
+                f"automation {name!r} cannot start: {why}; trigger it anyway with --force"
+            )
         payload = {"inputs": inputs, "by": by, **(origin or {})}
         event = {"source": "manual", "type": "trigger", "payload": payload}
         decision = decide(automation, event, "manual", inputs, apply_when=False)

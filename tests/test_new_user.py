@@ -166,3 +166,27 @@ def test_an_approval_without_a_description_leaves_no_dangling_colon() -> None:
     assert line.endswith("needed for git push (nightshift approve 3 / deny 3)")
     posted = reply(3, bare)
     assert posted is not None and posted["text"].endswith("*Approval needed* for `git push`")
+
+
+async def test_a_trigger_missing_a_token_it_needs_is_refused_at_once(project: Project) -> None:
+    from daemon.errors import NightshiftError
+    from daemon.testing import running_daemon
+
+    project.skill("gh", "print()", permissions={"github": True})
+    project.skill("plain", "print()")
+    project.automation("triage", skill="gh")
+    project.automation(
+        "deploy", skill="plain", env={"DEPLOY_TOKEN": "${NIGHTSHIFT_TEST_NEVER_SET}"}
+    )
+    async with running_daemon(project.config()) as d:
+        with pytest.raises(NightshiftError) as no_token:
+            await d.dispatcher.manual("triage", {}, "test")
+        assert str(no_token.value) == (
+            "automation 'triage' cannot start: skill 'gh' uses GitHub (permissions.github) and "
+            "the config sets no github.token; trigger it anyway with --force"
+        )
+        with pytest.raises(NightshiftError, match="NIGHTSHIFT_TEST_NEVER_SET"):
+            await d.dispatcher.manual("deploy", {}, "test")
+        assert d.store.list_runs() == []
+        forced = await d.dispatcher.manual("deploy", {}, "test", force=True)
+        assert forced.id is not None  # forced: it runs, and its start says what is missing
