@@ -38,6 +38,10 @@ HOSTILE = {
         b"name: nightly\nskill: noop\nwhen: '" + b"(" * 3000 + b"1" + b")" * 3000 + b"'\n",
         "nightly.yaml:3: when: expression is nested too deeply",
     ),
+    "control-character": (
+        b"name: nightly\nskill: noop\ndescription: a\x12b\n",
+        "nightly.yaml:3: invalid YAML: control characters are not allowed (#x0012 at column 15)",
+    ),
     "deep-yaml": (
         b"name: nightly\nskill: noop\ninputs: " + b"[" * 3000 + b"]" * 3000 + b"\n",
         "nightly.yaml:3: invalid YAML:",

@@ -19,11 +19,21 @@ from ..errors import Problem
 from ._positions import _child, compose, locate
 
 
-def _yaml_problem(path: Path, exc: yaml.YAMLError, line_offset: int = 0) -> Problem:
+def _yaml_problem(path: Path, exc: yaml.YAMLError, text: str, line_offset: int = 0) -> Problem:
+    """A YAML error as one line of text at its line of the file."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        # The reader's refusals (a control character) carry an offset, not a line.
+        line = text.count("\n", 0, exc.position) + 1 + line_offset
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        char = exc.character
+        code = char if isinstance(char, int) else ord(str(char)[:1] or "\0")
+        return Problem(
+            path, line, "", f"invalid YAML: {exc.reason} (#x{code:04x} at column {column})"
+        )
     mark = getattr(exc, "problem_mark", None)
-    line = mark.line + 1 + line_offset if mark is not None else None
-    problem = getattr(exc, "problem", None) or str(exc)
-    return Problem(path, line, "", f"invalid YAML: {problem}")
+    at = mark.line + 1 + line_offset if mark is not None else None
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return Problem(path, at, "", f"invalid YAML: {problem}")
 
 
 def _models(annotation: Any) -> list[type[BaseModel]]:
@@ -148,7 +158,7 @@ def validate_document(
     try:
         root, data = compose(text)
     except yaml.YAMLError as exc:
-        return None, None, [_yaml_problem(path, exc, line_offset)]
+        return None, None, [_yaml_problem(path, exc, text, line_offset)]
     if data is None and extra is not None:
         data = {}
     if not isinstance(data, dict):
