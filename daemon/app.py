@@ -18,7 +18,7 @@ from .agents import AgentBackend, default_backends
 from .agents.processes import watch_children_with_pidfd
 from .asgi import serve as serve_asgi
 from .bus import EventBus
-from .config import DaemonConfig
+from .config import DaemonConfig, StateLayout
 from .control.server import serve as serve_control
 from .dispatch import Dispatcher
 from .errors import DaemonAlreadyRunning, SecretError
@@ -57,7 +57,7 @@ class Daemon:
             catalog=self.catalog,
             backends=backends or default_backends(config.state_dir),
             max_runs=config.concurrency.max_runs,
-            work_root=config.state_dir / "runs",
+            state=StateLayout(config.state_dir),
             base_dir=config.base_dir,
             skill_env=self._skill_env,
         )

@@ -127,6 +127,33 @@ class GitHubApiConfig(_Strict):
         return env
 
 
+class StateLayout:
+    """Where each kind of thing lives in the state folder: named once, here.
+
+    `runs/<id>` a run's plain folder; `worktrees/<id>` a run's git worktree; `spares/` the
+    next run's worktree, made ahead; `mirrors/` bare clones of repositories given by URL;
+    `journals/<id>` a script's output and exit code until its run is recorded; `agents/`
+    the CLI agents' homes.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.runs = root / "runs"
+        self.worktrees = root / "worktrees"
+        self.spares = root / "spares"
+        self.mirrors = root / "mirrors"
+        self.journals = root / "journals"
+        self.agents = root / "agents"
+
+    def run_dirs(self, run_id: int) -> tuple[Path, Path]:
+        """The folders a run's processes may work in: its plain folder, its worktree."""
+        return self.runs / str(run_id), self.worktrees / str(run_id)
+
+    def journal(self, run_id: int) -> Path:
+        """Where a script run's journal is kept until the run is recorded finished."""
+        return self.journals / str(run_id)
+
+
 class SlackConfig(_Strict):
     """Slack: where runs report (each automation names its channel in `report.channel`)."""
 

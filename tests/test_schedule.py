@@ -11,6 +11,7 @@ from freezegun import freeze_time
 
 from daemon.agents import default_backends
 from daemon.bus import EventBus
+from daemon.config import StateLayout
 from daemon.dispatch import Dispatcher
 from daemon.executor import Executor
 from daemon.loader import Catalog, Loader
@@ -97,7 +98,7 @@ def parts(store: Store, catalog: Catalog, project: Project) -> tuple[Scheduler, 
         catalog=lambda: catalog,
         backends=default_backends(project.root / "state"),
         max_runs=1,
-        work_root=project.root / "runs",
+        state=StateLayout(project.root),
         base_dir=project.root,
     )
     return Scheduler(store, Dispatcher(store, executor, lambda: catalog)), executor

@@ -11,7 +11,7 @@ import contextlib
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from ..agents import (
     recorded,
 )
 from ..bus import EventBus
+from ..config import StateLayout
 from ..durations import format_duration
 from ..errors import NightshiftError, RunStateError
 from ..loader import Catalog
@@ -52,7 +53,9 @@ from ..runs import (
 )
 from ..spec import Automation, Skill
 from ..store import EventRow, NewRun, RunRow, Store, utcnow
+from .admission import Admission
 from .budget import LogBudget
+from .retries import retry_verdict
 
 log = structlog.get_logger(__name__)
 
@@ -105,13 +108,6 @@ async def _tree_ready(making: asyncio.Task[workspace.Worktree], made: asyncio.Ev
         raise workspace.WorkspaceError(f"cannot make the workspace: {exc}") from None
 
 
-@dataclass(order=True)
-class _Queued:
-    run_id: int
-    automation: str = field(compare=False)
-    not_before: Any = field(compare=False, default=None)
-
-
 class Executor:
     """Runs queued runs; the one owner of run state transitions while the daemon lives."""
 
@@ -123,7 +119,7 @@ class Executor:
         catalog: Callable[[], Catalog],
         backends: Mapping[str, AgentBackend],
         max_runs: int,
-        work_root: Path,
+        state: StateLayout,
         base_dir: Path,
         skill_env: Callable[[Skill], dict[str, str]] = lambda skill: {},
     ) -> None:
@@ -131,18 +127,16 @@ class Executor:
         self._bus = bus
         self._catalog = catalog
         self._backends = backends
-        self.max_runs = max_runs
-        self._work_root = work_root
+        self._admission = Admission(max_runs)
+        self._state = state
         self._base_dir = base_dir
         self._skill_env = skill_env  # what the daemon's config grants a skill (e.g. GitHub)
-        self._queue: list[_Queued] = []
         self._active: dict[int, _Active] = {}
         self._wake = asyncio.Event()
         self._pump_task: asyncio.Task[None] | None = None
         self._accepting = True
         self._stopping = False
         self._started_cb: list[Callable[[int], None]] = []
-        self._spares = work_root.parent / "spares"
         self._cleanups: set[asyncio.Task[None]] = set()  # worktree work after a run
         self._finished_cb: list[Callable[[str, RunStatus, float | None], None]] = []
 
@@ -165,28 +159,17 @@ class Executor:
     @property
     def queued_ids(self) -> list[int]:
         """Ids of runs waiting for a slot, in start order."""
-        return [q.run_id for q in self._queue]
+        return self._admission.ids()
+
+    @property
+    def max_runs(self) -> int:
+        """Runs executing at once, across all automations."""
+        return self._admission.max_runs
 
     def queue_reasons(self) -> dict[int, str]:
         """Why each queued run has not started yet, in the words of the setting that holds it."""
-        now = utcnow()
-        catalog = self._catalog()
-        running: dict[str, list[int]] = {}
-        for a in self._active.values():
-            running.setdefault(a.automation, []).append(a.run_id)
-        reasons: dict[int, str] = {}
-        for q in self._queue:
-            limit = _max_instances(catalog, q.automation)
-            ahead = sorted(running.get(q.automation, []))
-            if q.not_before is not None and q.not_before > now:
-                reasons[q.run_id] = f"a retry, due at {q.not_before:%H:%M:%S} UTC"
-            elif len(ahead) >= limit:
-                reasons[q.run_id] = f"queued behind run {ahead[0]}, max_instances {limit}"
-            elif len(self._active) >= self.max_runs:
-                reasons[q.run_id] = f"all {self.max_runs} run slots are busy (max_runs)"
-            else:
-                reasons[q.run_id] = "starting"
-        return reasons
+        running = {run_id: a.automation for run_id, a in self._active.items()}
+        return self._admission.reasons(running, self._catalog(), utcnow())
 
     async def start(self) -> None:
         """Recover what a previous daemon left behind, then start taking runs."""
@@ -199,11 +182,10 @@ class Executor:
         assert run.id is not None
         if not self._accepting:
             return  # it stays queued in the store and starts with the next daemon
-        if run.id in self._active or any(q.run_id == run.id for q in self._queue):
+        if run.id in self._active:
             return
-        self._queue.append(_Queued(run.id, run.automation, run.not_before))
-        self._queue.sort()
-        self._wake.set()
+        if self._admission.add(run.id, run.automation, run.not_before):
+            self._wake.set()
 
     async def steer(self, run_id: int, text: str, by: str, ref: str | None = None) -> None:
         """Deliver steering text to a running run."""
@@ -239,12 +221,10 @@ class Executor:
     async def cancel(self, run_id: int, by: str, reason: str | None = None) -> None:
         """Cancel a queued or running run."""
         run_id = await self._current(run_id)
-        for q in self._queue:
-            if q.run_id == run_id:
-                self._queue.remove(q)
-                await self._emit(run_id, Message(text=f"cancelled by {by} before it started"))
-                await self._finish(run_id, RunStatus.CANCELLED, f"cancelled by {by}", None)
-                return
+        if self._admission.remove(run_id):
+            await self._emit(run_id, Message(text=f"cancelled by {by} before it started"))
+            await self._finish(run_id, RunStatus.CANCELLED, f"cancelled by {by}", None)
+            return
         self._require_active(run_id).inbox.put(Cancel(by=by, reason=reason))
 
     def on_started(self, callback: Callable[[int], None]) -> None:
@@ -297,10 +277,10 @@ class Executor:
     async def _current(self, run_id: int) -> int:
         """A run that is neither active nor queued hands over to its newest retry, so a reply
         or click meant for an attempt cut short by a restart reaches the attempt that runs."""
-        if run_id in self._active or any(q.run_id == run_id for q in self._queue):
+        if run_id in self._active or run_id in self._admission:
             return run_id
         current = await self._store.call(self._store.current_attempt, run_id)
-        if current not in self._active and not any(q.run_id == current for q in self._queue):
+        if current not in self._active and current not in self._admission:
             await self._store.call(self._store.get_run, current)  # no such run: RunNotFound
             raise RunStateError(f"run {current} is not running")
         return current
@@ -308,7 +288,7 @@ class Executor:
     def _require_active(self, run_id: int) -> _Active:
         active = self._active.get(run_id)
         if active is None:
-            if any(q.run_id == run_id for q in self._queue):
+            if run_id in self._admission:
                 raise RunStateError(f"run {run_id} is queued and has not started yet")
             raise RunStateError(f"run {run_id} is not running")
         return active
@@ -327,9 +307,9 @@ class Executor:
         for run in stale:
             assert run.id is not None
             # Its processes carry the folder they worked in: a worktree, or a plain folder.
-            killed = await asyncio.to_thread(kill_orphans, *self._run_dirs(run.id))
+            killed = await asyncio.to_thread(kill_orphans, *self._state.run_dirs(run.id))
             log.warning("run was left running by a previous daemon", run_id=run.id, killed=killed)
-            journal = self._journal(run.id)
+            journal = self._state.journal(run.id)
             # A script that went on and finished while no daemon listened left its outcome
             # in its journal: the run ends as the script said, and is not run again.
             said = None if killed else await asyncio.to_thread(recorded, journal)
@@ -356,10 +336,8 @@ class Executor:
                     await self._emit(run.id, artifact)
                 await self._finish(run.id, said.finished.status, said.finished.summary, None)
             await asyncio.to_thread(discard_journal, journal)
-        salvaged = await workspace.salvage_all(
-            self._work_root.parent / "worktrees", finished=finished
-        )
-        await workspace.discard_spares(self._spares)
+        salvaged = await workspace.salvage_all(self._state.worktrees, finished=finished)
+        await workspace.discard_spares(self._state.spares)
         if salvaged:
             log.warning("removed worktrees left by a previous daemon", count=len(salvaged))
         queued = await self._store.call(
@@ -377,24 +355,9 @@ class Executor:
 
     def _start_ready(self) -> float | None:
         """Start whatever fits; return seconds until a delayed (retry) run becomes due."""
-        now = utcnow()
-        catalog = self._catalog()
-        next_due: float | None = None
-        per_automation: dict[str, int] = {}
-        for a in self._active.values():
-            per_automation[a.automation] = per_automation.get(a.automation, 0) + 1
-        for q in list(self._queue):
-            if len(self._active) >= self.max_runs:
-                break
-            if q.not_before is not None and q.not_before > now:
-                wait = (q.not_before - now).total_seconds()
-                next_due = wait if next_due is None else min(next_due, wait)
-                continue
-            limit = _max_instances(catalog, q.automation)
-            if per_automation.get(q.automation, 0) >= limit:
-                continue
-            self._queue.remove(q)
-            per_automation[q.automation] = per_automation.get(q.automation, 0) + 1
+        running = [a.automation for a in self._active.values()]
+        taken, next_due = self._admission.admit(running, self._catalog(), utcnow())
+        for q in taken:
             active = _Active(q.run_id, q.automation)
             self._active[q.run_id] = active
             active.task = asyncio.create_task(self._execute(active), name=f"run-{q.run_id}")
@@ -424,28 +387,20 @@ class Executor:
             self._cleanups.add(cleanup)
             cleanup.add_done_callback(self._cleanups.discard)
 
-    def _journal(self, run_id: int) -> Path:
-        """Where a script run's journal is kept until the run is recorded finished."""
-        return self._work_root.parent / "journals" / str(run_id)
-
-    def _run_dirs(self, run_id: int) -> tuple[Path, Path]:
-        """The folders a run's processes may work in (its marker names one of them)."""
-        return self._work_root / str(run_id), self._work_root.parent / "worktrees" / str(run_id)
-
     async def _after_run(self, active: _Active) -> None:
         # What the run started and left behind — a `setsid` grandchild outside its process
         # group, a daemonised server — still carries the run's marker: it ends with the run.
         # After the run is reported finished: the /proc pass costs a few ms nobody waits on.
-        killed = await asyncio.to_thread(kill_orphans, *self._run_dirs(active.run_id))
+        killed = await asyncio.to_thread(kill_orphans, *self._state.run_dirs(active.run_id))
         if killed:
             log.warning("killed processes the run left behind", run_id=active.run_id, pids=killed)
-        await asyncio.to_thread(discard_journal, self._journal(active.run_id))
+        await asyncio.to_thread(discard_journal, self._state.journal(active.run_id))
         if active.leftover is not None:
             await workspace.remove(*active.leftover)
         if active.spare_of is not None and not self._stopping:
             repo, base = active.spare_of
             try:
-                await workspace.prepare_spare(repo, self._spares, base)
+                await workspace.prepare_spare(repo, self._state.spares, base)
             except (NightshiftError, OSError) as exc:  # the next run makes its own worktree
                 log.warning("could not prepare a spare worktree", error=str(exc))
 
@@ -557,7 +512,7 @@ class Executor:
             if active.tree is None:  # a clone URL: a worktree of the cached mirror, once fetched
                 try:
                     repo = await workspace.mirror(
-                        automation.workspace.repository, self._work_root.parent / "mirrors"
+                        automation.workspace.repository, self._state.mirrors
                     )
                 except NightshiftError as exc:
                     return RunStatus.FAILED, f"cannot make the workspace: {exc}"
@@ -565,11 +520,11 @@ class Executor:
                 self._start_tree(active, repo, automation, base)
             # The worktree is made while the backend starts (and a model thinks about its
             # first step); every backend awaits `ctx.ready()` before it touches the folder.
-            workdir = self._work_root.parent / "worktrees" / str(run_id)
+            workdir = self._state.worktrees / str(run_id)
             assert active.tree is not None
             ready = functools.partial(_tree_ready, active.tree, active.made)
         else:
-            workdir = self._work_root / str(run_id)
+            workdir = self._state.runs / str(run_id)
             await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
         ctx = RunContext(
             run_id=run_id,
@@ -583,7 +538,7 @@ class Executor:
             repository=repo,
             skills=tuple(catalog.skills.values()),
             ready=ready,
-            journal=self._journal(run_id),
+            journal=self._state.journal(run_id),
         )
         try:
             active.agent = await backend.start(ctx)
@@ -595,7 +550,7 @@ class Executor:
         self, active: _Active, repo: Path, automation: Automation, base: str | None
     ) -> None:
         """Start making the run's worktree; `_close_tree` ends it whatever ends the run."""
-        root = self._work_root.parent / "worktrees"
+        root = self._state.worktrees
         active.spare_of = (repo, base)
         active.tree = asyncio.create_task(self._make_tree(active, repo, root, automation, base))
 
@@ -621,7 +576,7 @@ class Executor:
         base: str | None,
     ) -> workspace.Worktree:
         run_id = active.run_id
-        tree = await workspace.create(repo, root, automation.name, run_id, base, self._spares)
+        tree = await workspace.create(repo, root, automation.name, run_id, base, self._state.spares)
         active.made.set()  # the agent may start; the message below need not hold it up
         await active.started.wait()  # the run's log opens with `started`
         await self._emit(run_id, Message(text=f"working on branch {tree.branch} in {tree.path}"))
@@ -819,33 +774,15 @@ class Executor:
             await self._maybe_retry(run, automation, status)
 
     async def _maybe_retry(self, run: RunRow, automation: Automation, status: RunStatus) -> None:
-        policy = automation.policies
         assert run.id is not None
         if status not in (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED):
             return
         chain = await self._store.call(self._store.attempts, run.id)
-        if status == RunStatus.INTERRUPTED:
-            if policy.on_interrupt != "retry":
-                return
-            # Interruptions and failures are budgets of their own (`retries.interrupted`
-            # and `retries.max`): a restart does not eat a retry kept for failures.
-            times = sum(r.status == RunStatus.INTERRUPTED for r in chain)
-            if times > policy.retries.interrupted:
-                await self._emit(
-                    run.id,
-                    Message(
-                        level="warning",
-                        text=f"not run again: interrupted {times} times "
-                        f"(retries.interrupted: {policy.retries.interrupted})",
-                    ),
-                )
-                return
-            delay = timedelta(0)
-        else:
-            failures = sum(r.status in (RunStatus.FAILED, RunStatus.TIMED_OUT) for r in chain)
-            if failures > policy.retries.max:
-                return
-            delay = policy.retries.delay(failures + 1)
+        verdict = retry_verdict(chain, automation.policies, status)
+        if verdict.why is not None:
+            await self._emit(run.id, Message(level="warning", text=verdict.why))
+        if (delay := verdict.delay) is None:
+            return
         new = await self._store.call(
             self._store.create_run,
             NewRun(
@@ -862,12 +799,6 @@ class Executor:
         when = f"in {format_duration(delay)}" if delay else "now"
         await self._emit(run.id, Message(text=f"retrying as run {new.id} ({when})"))
         self.enqueue(new)
-
-
-def _max_instances(catalog: Catalog, name: str) -> int:
-    """How many runs of an automation may execute at once (one, if it is gone)."""
-    automation = catalog.automations.get(name)
-    return automation.policies.concurrency.max_instances if automation else 1
 
 
 class _NotQueued(Exception):
