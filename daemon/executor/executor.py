@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,7 +34,6 @@ from ..runs import (
     EXECUTING,
     ApprovalDecision,
     ApprovalRequest,
-    Artifact,
     Cancel,
     Command,
     Decision,
@@ -56,6 +54,7 @@ from ..store import EventRow, NewRun, RunRow, Store, utcnow
 from .admission import Admission
 from .budget import LogBudget
 from .retries import retry_verdict
+from .trees import RunTree
 
 log = structlog.get_logger(__name__)
 
@@ -74,38 +73,16 @@ class _Active:
     cancelled_by: str | None = None
     interrupted: bool = False
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
-    # A worktree to remove once the run is reported finished (its changes are committed).
-    leftover: tuple[workspace.Worktree, workspace.Outcome] | None = None
     # The inbox server is waiting for the next message (nothing half handled to lose).
     inbox_idle: bool = True
     inbox_closed: bool = False
-    tree: asyncio.Task[workspace.Worktree] | None = None  # the worktree being made
-    made: asyncio.Event = field(default_factory=asyncio.Event)  # ... and ready for the agent
+    tree: RunTree | None = None  # its worktree, when it works in one
     started: asyncio.Event = field(default_factory=asyncio.Event)  # `started` is in the log
-    # (repository, base) of the worktree: a spare of it is made for the next run.
-    spare_of: tuple[Path, str | None] | None = None
     budget: LogBudget = field(default_factory=LogBudget)  # what of its progress is stored
 
 
 async def _ready_now() -> None:
     return None
-
-
-async def _tree_ready(making: asyncio.Task[workspace.Worktree], made: asyncio.Event) -> None:
-    """Wait for the run's worktree (not for the message that reports it); a failure to make
-    it is the run's failure."""
-    if not made.is_set():
-        waiter = asyncio.ensure_future(made.wait())
-        try:  # asyncio.wait never cancels `making`, whoever cancels this wait
-            await asyncio.wait({making, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-    if made.is_set():
-        return
-    try:
-        making.result()
-    except NightshiftError as exc:
-        raise workspace.WorkspaceError(f"cannot make the workspace: {exc}") from None
 
 
 class Executor:
@@ -395,14 +372,8 @@ class Executor:
         if killed:
             log.warning("killed processes the run left behind", run_id=active.run_id, pids=killed)
         await asyncio.to_thread(discard_journal, self._state.journal(active.run_id))
-        if active.leftover is not None:
-            await workspace.remove(*active.leftover)
-        if active.spare_of is not None and not self._stopping:
-            repo, base = active.spare_of
-            try:
-                await workspace.prepare_spare(repo, self._state.spares, base)
-            except (NightshiftError, OSError) as exc:  # the next run makes its own worktree
-                log.warning("could not prepare a spare worktree", error=str(exc))
+        if active.tree is not None:
+            await active.tree.clean_up(spare=not self._stopping)
 
     async def _set_status(self, active: _Active, status: RunStatus) -> None:
         if active.status == status:
@@ -456,10 +427,13 @@ class Executor:
             return (*launched, automation)
         assert active.agent is not None
         status, summary = await self._drive(active, active.agent, automation)
-        if (making := active.tree) is not None and status == RunStatus.SUCCEEDED:
-            await asyncio.wait({making})
-            if (error := making.exception()) is not None:  # never needed its folder
-                return RunStatus.FAILED, f"cannot make the workspace: {error}", automation
+        # A run that succeeded without ever needing its folder still fails if it was not made.
+        if (
+            active.tree is not None
+            and status == RunStatus.SUCCEEDED
+            and (error := await active.tree.failure()) is not None
+        ):
+            return RunStatus.FAILED, f"cannot make the workspace: {error}", automation
         return status, summary, automation
 
     async def _announce(self, active: _Active, automation: Automation, run: RunRow) -> None:
@@ -520,9 +494,8 @@ class Executor:
                 self._start_tree(active, repo, automation, base)
             # The worktree is made while the backend starts (and a model thinks about its
             # first step); every backend awaits `ctx.ready()` before it touches the folder.
-            workdir = self._state.worktrees / str(run_id)
             assert active.tree is not None
-            ready = functools.partial(_tree_ready, active.tree, active.made)
+            workdir, ready = active.tree.path, active.tree.ready
         else:
             workdir = self._state.runs / str(run_id)
             await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
@@ -550,55 +523,13 @@ class Executor:
         self, active: _Active, repo: Path, automation: Automation, base: str | None
     ) -> None:
         """Start making the run's worktree; `_close_tree` ends it whatever ends the run."""
-        root = self._state.worktrees
-        active.spare_of = (repo, base)
-        active.tree = asyncio.create_task(self._make_tree(active, repo, root, automation, base))
+        active.tree = RunTree(active.run_id, repo, base, self._state, self._emit, active.started)
+        active.tree.start(automation.name)
 
     async def _close_tree(self, active: _Active) -> None:
-        """Keep what the run changed; never leave a half-made worktree behind (whatever
-        ended the run, a bug included)."""
-        making, active.tree = active.tree, None
-        if making is None:
-            return
-        active.started.set()  # whatever ended the run, the tree's message may follow now
-        await asyncio.wait({making})
-        if not making.cancelled() and making.exception() is None:
+        if active.tree is not None:
             automation = self._catalog().automations.get(active.automation)
-            keep = automation.workspace.keep if automation is not None else False
-            await self._keep_diff(active, making.result(), keep)
-
-    async def _make_tree(
-        self,
-        active: _Active,
-        repo: Path,
-        root: Path,
-        automation: Automation,
-        base: str | None,
-    ) -> workspace.Worktree:
-        run_id = active.run_id
-        tree = await workspace.create(repo, root, automation.name, run_id, base, self._state.spares)
-        active.made.set()  # the agent may start; the message below need not hold it up
-        await active.started.wait()  # the run's log opens with `started`
-        await self._emit(run_id, Message(text=f"working on branch {tree.branch} in {tree.path}"))
-        return tree
-
-    async def _keep_diff(self, active: _Active, tree: workspace.Worktree, keep: bool) -> None:
-        """Commit the run's changes on its branch and keep the diff as an artifact; the
-        folder is removed after the run is reported finished (`_execute`, `leftover`)."""
-        run_id = active.run_id
-        try:
-            outcome = await workspace.finish(tree, run_id)
-        except NightshiftError as exc:
-            await self._emit(run_id, Message(level="warning", text=f"workspace: {exc}"))
-            return
-        if outcome.stat:
-            last = outcome.stat.splitlines()[-1].strip()
-            await self._emit(
-                run_id,
-                Artifact(kind="diff", title=f"{tree.branch}: {last}", content=outcome.diff),
-            )
-        if not keep:
-            active.leftover = (tree, outcome)
+            await active.tree.close(automation.workspace.keep if automation else False)
 
     def _local_repository(self, automation: Automation) -> Path | None:
         repo = automation.workspace.repository
