@@ -242,3 +242,25 @@ def test_cli_without_daemon_says_so(project: Project) -> None:
     out = proc.cli("trigger", "anything")
     assert out.returncode == 1
     assert out.stderr.startswith("nightshift: the daemon is not running")
+
+
+def test_a_huge_journal_is_read_by_its_tail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from daemon.agents import script_journal
+
+    monkeypatch.setattr(script_journal, "TAIL", 4096)
+    (tmp_path / "exit").write_text("0\n")
+    artifact = {"type": "artifact", "kind": "link", "title": "t", "url": "https://x.invalid"}
+    with (tmp_path / "stdout.jsonl").open("wb") as out:
+        for i in range(5000):
+            out.write(b"noise that is not an event %d\n" % i)
+        out.write(json.dumps(artifact).encode() + b"\n")
+        out.write(b'{"type": "finished", "status": "succeeded", "summary": "ok"}')  # no newline
+    said = script_journal.recorded(tmp_path)
+    assert said is not None
+    assert (said.lines, said.finished.summary, [a.title for a in said.artifacts]) == (
+        5002,
+        "ok",
+        ["t"],
+    )

@@ -23,6 +23,9 @@ from ..runs.status import RunStatus
 from .script_lines import MAX_LINE, DelegateRequest, TooLong, parse_line
 
 OUT, ERR, EXIT = "stdout.jsonl", "stderr.log", "exit"
+# What of the output is read back for the outcome: a runaway script's journal can be
+# hundreds of MB, and its `finished` and artifacts come at its end.
+TAIL = 4 * 1024 * 1024
 
 # $0 is the journal folder; the script's own exit code is written (then renamed, so a reader
 # never sees half of it) before the wrapper ends as the script did: by the same signal when
@@ -57,13 +60,12 @@ def recorded(journal: Path, max_line: int = MAX_LINE) -> Recorded | None:
     code: it is still running, was killed with its daemon, or never had a journal)."""
     try:
         code = int((journal / EXIT).read_text().strip())
-        out = (journal / OUT).read_bytes()
+        count, ending = _tail(journal / OUT)
     except (OSError, ValueError):
         return None
     finished: Finished | None = None
     artifacts: list[Artifact] = []
-    lines = out.splitlines()
-    for raw in lines:
+    for raw in ending.splitlines():
         line: bytes | TooLong = TooLong(len(raw)) if len(raw) > max_line else raw
         event: RunEvent | DelegateRequest | None = parse_line(line, max_line)
         if isinstance(event, Finished):
@@ -85,7 +87,25 @@ def recorded(journal: Path, max_line: int = MAX_LINE) -> Recorded | None:
         )
     else:
         outcome = Finished(status=RunStatus.SUCCEEDED, summary="script exited with code 0")
-    return Recorded(outcome, code, len(lines), artifacts)
+    return Recorded(outcome, code, count, artifacts)
+
+
+def _tail(path: Path) -> tuple[int, bytes]:
+    """(how many lines `path` holds, its last whole lines within `TAIL` bytes), read in
+    chunks so a huge journal costs no more memory than its tail."""
+    lines, size = 0, 0
+    with path.open("rb") as f:
+        while chunk := f.read(1024 * 1024):
+            lines += chunk.count(b"\n")
+            size += len(chunk)
+            last = chunk
+        if size and not last.endswith(b"\n"):
+            lines += 1  # a last line without its newline
+        f.seek(max(size - TAIL, 0))
+        tail = f.read()
+    if size > TAIL:
+        tail = tail.partition(b"\n")[2]  # the first line read may be a part of one
+    return lines, tail
 
 
 def discard_journal(journal: Path) -> None:
