@@ -7,7 +7,8 @@ from datetime import datetime
 from sqlalchemy import Engine, delete, insert
 from sqlmodel import Session, col, select
 
-from .tables import RefusalRow
+from .repository import Repository
+from .tables import RefusalRow, utcnow
 
 KEEP = 1_000  # the newest refusals kept; an attacker's flood cannot grow the table past this
 
@@ -42,3 +43,17 @@ def newest(engine: Engine, limit: int) -> list[RefusalRow]:
     with Session(engine) as s:
         q = select(RefusalRow).order_by(col(RefusalRow.id).desc()).limit(limit)
         return list(s.exec(q))
+
+
+class RefusalQueries(Repository):
+    """Refused deliveries, for `nightshift events --refused`."""
+
+    def record_refusal(
+        self, source: str, delivery: str | None, status: int, reason: str, client: str | None
+    ) -> None:
+        """Keep a refused delivery (the newest only)."""
+        record(self.engine, source, delivery, status, reason, client, utcnow())
+
+    def refusals(self, limit: int = 50) -> list[RefusalRow]:
+        """The newest refused deliveries first."""
+        return newest(self.engine, limit)

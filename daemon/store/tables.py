@@ -13,6 +13,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -236,3 +237,16 @@ class RefusalRow(SQLModel, table=True):
     reason: str
     client: str | None = None
     received_at: datetime = _ts(nullable=False)
+
+
+def _core(name: str) -> Table:
+    return SQLModel.metadata.tables[name]
+
+
+# The same tables as SQLAlchemy Core sees them, for the statements that skip the ORM.
+EVENTS = _core("events")
+RUNS = _core("runs")
+DECISIONS = _core("event_decisions")
+SCHEDULES = _core("schedule_state")
+RUN_EVENTS = _core("run_events")
+OUTBOX = _core("outbox")

@@ -1,0 +1,138 @@
+"""Runs and their logs, as the executor, the CLI and the reporters read them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import col, select
+
+from ..errors import RunNotFound
+from ..secrets import redactor
+from .repository import Repository
+from .requests import NewRun
+from .tables import EventRow, RunEventRow, RunRow, utcnow
+
+
+def new_run_row(new: NewRun, event_id: int | None, now: datetime | None = None) -> RunRow:
+    """The row of a queued run, its inputs masked."""
+    return RunRow(
+        automation=new.automation,
+        trigger=new.trigger,
+        event_id=event_id,
+        inputs=redactor.redact_obj(new.inputs),
+        attempt=new.attempt,
+        retry_of=new.retry_of,
+        not_before=new.not_before,
+        key=new.key,
+        created_at=now or utcnow(),
+    )
+
+
+class RunQueries(Repository):
+    """Runs, their chains of attempts, their logs, and the events that started them."""
+
+    def create_run(self, new: NewRun, event_id: int | None = None) -> RunRow:
+        """Create a queued run outside an event (retries)."""
+        with self._session() as s:
+            run = new_run_row(new, event_id)
+            s.add(run)
+            s.commit()
+            return run
+
+    def runs_for_event_key(self, key: str) -> list[RunRow]:
+        """Runs started by the event stored under `key`."""
+        with self._session() as s:
+            q = (
+                select(RunRow)
+                .join(EventRow, col(EventRow.id) == col(RunRow.event_id))
+                .where(EventRow.key == key, col(RunRow.retry_of).is_(None))
+            )
+            return list(s.exec(q.order_by(col(RunRow.id))))
+
+    def list_runs(
+        self,
+        *,
+        automation: str | None = None,
+        statuses: Iterable[str] | None = None,
+        limit: int = 50,
+        oldest_first: bool = False,
+    ) -> list[RunRow]:
+        """Runs, newest first unless `oldest_first`."""
+        with self._session() as s:
+            q = select(RunRow)
+            if automation:
+                q = q.where(RunRow.automation == automation)
+            if statuses is not None:
+                q = q.where(col(RunRow.status).in_(list(statuses)))
+            order = col(RunRow.id).asc() if oldest_first else col(RunRow.id).desc()
+            return list(s.exec(q.order_by(order).limit(limit)))
+
+    def update_run(self, run_id: int, **fields: Any) -> RunRow:
+        """Set fields of a run (status, started_at, finished_at, summary…)."""
+        with self._session() as s:
+            run = s.get(RunRow, run_id)
+            if run is None:
+                raise RunNotFound(run_id)
+            for name, value in fields.items():
+                if name == "summary" and isinstance(value, str):
+                    value = redactor.redact(value)
+                setattr(run, name, value)
+            s.add(run)
+            s.commit()
+            return run
+
+    def current_attempt(self, run_id: int) -> int:
+        """The newest retry in `run_id`'s chain of attempts (itself when never retried)."""
+        with self._session() as s:
+            while True:
+                q = (
+                    select(RunRow.id)
+                    .where(RunRow.retry_of == run_id)
+                    .order_by(col(RunRow.id).desc())
+                )
+                nxt = s.exec(q).first()
+                if nxt is None:
+                    return run_id
+                run_id = nxt
+
+    def attempts(self, run_id: int) -> list[RunRow]:
+        """`run_id`'s chain of attempts up to it, first first."""
+        chain: list[RunRow] = []
+        with self._session() as s:
+            next_id: int | None = run_id
+            while next_id is not None:
+                run = s.get(RunRow, next_id)
+                if run is None:
+                    break
+                chain.append(run)
+                next_id = run.retry_of
+        return chain[::-1]
+
+    def first_attempt(self, run_id: int) -> int:
+        """The first run of `run_id`'s chain of retries."""
+        with self._session() as s:
+            while True:
+                run = s.get(RunRow, run_id)
+                if run is None or run.retry_of is None:
+                    return run_id
+                run_id = run.retry_of
+
+    def run_events(
+        self, run_id: int, after_seq: int = 0, type: str | None = None
+    ) -> list[RunEventRow]:
+        """A run's log from `after_seq` on (only events of `type`, if given)."""
+        with self._session() as s:
+            q = select(RunEventRow).where(RunEventRow.run_id == run_id, RunEventRow.seq > after_seq)
+            if type is not None:
+                q = q.where(RunEventRow.type == type)
+            return list(s.exec(q.order_by(col(RunEventRow.seq))))
+
+    def list_events(self, limit: int = 50, source: str | None = None) -> list[EventRow]:
+        """Recent events, newest first."""
+        with self._session() as s:
+            q = select(EventRow)
+            if source:
+                q = q.where(EventRow.source == source)
+            return list(s.exec(q.order_by(col(EventRow.id).desc()).limit(limit)))
