@@ -1,7 +1,9 @@
-"""The in-process executor: starts queued runs within the global and per-automation limits,
-drives each through its agent backend, and records every state change.
+"""The in-process executor: recovers what a previous daemon left (`recovery`), starts queued
+runs within the global and per-automation limits (`admission`), starts each one's agent
+(`launch`) and hands it to the object that owns its life while it executes (`lifecycle`),
+then records its end and whether it runs again (`retries`).
 
-Replies reach a running run only through its `Inbox`; the executor forwards them to the agent.
+Replies reach a running run only through its `Inbox`; its lifecycle serves them to the agent.
 """
 
 from __future__ import annotations
@@ -9,80 +11,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import structlog
 
-from .. import workspace
 from ..agents import (
     AgentBackend,
-    AgentRun,
-    RunContext,
     discard_journal,
     kill_orphans,
-    recorded,
 )
 from ..bus import EventBus
 from ..config import StateLayout
 from ..durations import format_duration
-from ..errors import NightshiftError, RunStateError
+from ..errors import RunStateError
 from ..loader import Catalog
 from ..runs import (
-    EXECUTING,
-    ApprovalDecision,
-    ApprovalRequest,
     Cancel,
-    Command,
     Decision,
     Finished,
-    Inbox,
     Message,
     Pause,
     Resume,
     RunEvent,
     RunStatus,
     Started,
-    StatusChanged,
     Steer,
-    SteerReceived,
 )
 from ..spec import Automation, Skill
-from ..store import EventRow, NewRun, RunRow, Store, utcnow
+from ..store import NewRun, RunRow, Store, utcnow
 from .admission import Admission
-from .budget import LogBudget
+from .launch import Launcher, local_repository
+from .lifecycle import DRAIN_AFTER_CANCEL, RunLifecycle
+from .recovery import recover
 from .retries import retry_verdict
-from .trees import RunTree
 
 log = structlog.get_logger(__name__)
-
-OUTPUT_TAIL = 4000
-_DRAIN_AFTER_CANCEL = 15.0
-
-
-@dataclass
-class _Active:
-    run_id: int
-    automation: str
-    inbox: Inbox = field(default_factory=Inbox)
-    agent: AgentRun | None = None
-    task: asyncio.Task[None] | None = None
-    status: RunStatus = RunStatus.RUNNING
-    cancelled_by: str | None = None
-    interrupted: bool = False
-    timers: list[asyncio.TimerHandle] = field(default_factory=list)
-    # The inbox server is waiting for the next message (nothing half handled to lose).
-    inbox_idle: bool = True
-    inbox_closed: bool = False
-    tree: RunTree | None = None  # its worktree, when it works in one
-    started: asyncio.Event = field(default_factory=asyncio.Event)  # `started` is in the log
-    budget: LogBudget = field(default_factory=LogBudget)  # what of its progress is stored
-
-
-async def _ready_now() -> None:
-    return None
 
 
 class Executor:
@@ -107,8 +70,8 @@ class Executor:
         self._admission = Admission(max_runs)
         self._state = state
         self._base_dir = base_dir
-        self._skill_env = skill_env  # what the daemon's config grants a skill (e.g. GitHub)
-        self._active: dict[int, _Active] = {}
+        self._launcher = Launcher(state, skill_env)
+        self._active: dict[int, RunLifecycle] = {}
         self._wake = asyncio.Event()
         self._pump_task: asyncio.Task[None] | None = None
         self._accepting = True
@@ -222,19 +185,16 @@ class Executor:
                 await self._pump_task
         # A run waiting for a person has nothing to finish: interrupt it now, not after the grace.
         for active in list(self._active.values()):
-            if active.status in (RunStatus.WAITING, RunStatus.PAUSED) and active.agent is not None:
-                active.interrupted = True
-                await active.agent.cancel()
+            if active.status in (RunStatus.WAITING, RunStatus.PAUSED):
+                await active.interrupt()
         tasks = [a.task for a in self._active.values() if a.task is not None]
         if tasks:
             log.info("waiting for running runs", count=len(tasks), grace_s=grace)
             _, pending = await asyncio.wait(tasks, timeout=grace)
             for active in list(self._active.values()):
-                active.interrupted = True
-                if active.agent is not None:
-                    await active.agent.cancel()
+                await active.interrupt()
             if pending:
-                await asyncio.wait(pending, timeout=_DRAIN_AFTER_CANCEL + 5)
+                await asyncio.wait(pending, timeout=DRAIN_AFTER_CANCEL + 5)
         if self._cleanups:
             await asyncio.wait(self._cleanups, timeout=10)
 
@@ -262,7 +222,7 @@ class Executor:
             raise RunStateError(f"run {current} is not running")
         return current
 
-    def _require_active(self, run_id: int) -> _Active:
+    def _require_active(self, run_id: int) -> RunLifecycle:
         active = self._active.get(run_id)
         if active is None:
             if run_id in self._admission:
@@ -274,53 +234,10 @@ class Executor:
         await self._bus.emit(run_id, event)
 
     async def _recover(self) -> None:
-        stale = await self._store.call(
-            self._store.list_runs,
-            statuses=list(EXECUTING),
-            limit=10_000,
-            oldest_first=True,
-        )
-        finished: set[int] = set()
-        for run in stale:
-            assert run.id is not None
-            # Its processes carry the folder they worked in: a worktree, or a plain folder.
-            killed = await asyncio.to_thread(kill_orphans, *self._state.run_dirs(run.id))
-            log.warning("run was left running by a previous daemon", run_id=run.id, killed=killed)
-            journal = self._state.journal(run.id)
-            # A script that went on and finished while no daemon listened left its outcome
-            # in its journal: the run ends as the script said, and is not run again.
-            said = None if killed else await asyncio.to_thread(recorded, journal)
-            if said is None:
-                await self._emit(
-                    run.id,
-                    Message(level="warning", text="the daemon stopped while this run was active"),
-                )
-                await self._finish(
-                    run.id, RunStatus.INTERRUPTED, "the daemon stopped during the run", None
-                )
-            else:
-                finished.add(run.id)
-                await self._emit(
-                    run.id,
-                    Message(
-                        level="warning",
-                        text="the daemon stopped during this run; the script went on and "
-                        f"finished (exit code {said.code}, {said.lines} lines of output): "
-                        "its outcome is recorded from its journal",
-                    ),
-                )
-                for artifact in said.artifacts:
-                    await self._emit(run.id, artifact)
-                await self._finish(run.id, said.finished.status, said.finished.summary, None)
-            await asyncio.to_thread(discard_journal, journal)
-        salvaged = await workspace.salvage_all(self._state.worktrees, finished=finished)
-        await workspace.discard_spares(self._state.spares)
-        if salvaged:
-            log.warning("removed worktrees left by a previous daemon", count=len(salvaged))
-        queued = await self._store.call(
-            self._store.list_runs, statuses=[RunStatus.QUEUED], limit=100_000, oldest_first=True
-        )
-        for run in queued:
+        async def finish(run_id: int, status: RunStatus, summary: str) -> None:
+            await self._finish(run_id, status, summary, None)
+
+        for run in await recover(self._store, self._state, self._emit, finish):
             self.enqueue(run)
 
     async def _pump_loop(self) -> None:
@@ -335,18 +252,19 @@ class Executor:
         running = [a.automation for a in self._active.values()]
         taken, next_due = self._admission.admit(running, self._catalog(), utcnow())
         for q in taken:
-            active = _Active(q.run_id, q.automation)
+            active = RunLifecycle(q.run_id, q.automation, store=self._store, emit=self._emit)
             self._active[q.run_id] = active
             active.task = asyncio.create_task(self._execute(active), name=f"run-{q.run_id}")
         return next_due
 
-    async def _execute(self, active: _Active) -> None:
+    async def _execute(self, active: RunLifecycle) -> None:
         run_id = active.run_id
         try:
             try:
                 status, summary, automation = await self._run(active)
             finally:
-                await self._close_tree(active)
+                loaded = self._catalog().automations.get(active.automation)
+                await active.close_tree(keep=loaded.workspace.keep if loaded else False)
         except _NotQueued:
             log.info("run not started: it is not queued any more", run_id=run_id)
             self._active.pop(run_id, None)
@@ -364,7 +282,7 @@ class Executor:
             self._cleanups.add(cleanup)
             cleanup.add_done_callback(self._cleanups.discard)
 
-    async def _after_run(self, active: _Active) -> None:
+    async def _after_run(self, active: RunLifecycle) -> None:
         # What the run started and left behind — a `setsid` grandchild outside its process
         # group, a daemonised server — still carries the run's marker: it ends with the run.
         # After the run is reported finished: the /proc pass costs a few ms nobody waits on.
@@ -375,20 +293,13 @@ class Executor:
         if active.tree is not None:
             await active.tree.clean_up(spare=not self._stopping)
 
-    async def _set_status(self, active: _Active, status: RunStatus) -> None:
-        if active.status == status:
-            return
-        active.status = status
-        await self._store.call(self._store.update_run, active.run_id, status=status.value)
-        await self._emit(active.run_id, StatusChanged(status=status))
-
-    async def _run(self, active: _Active) -> tuple[RunStatus, str, Automation | None]:
+    async def _run(self, active: RunLifecycle) -> tuple[RunStatus, str, Automation | None]:
         run_id = active.run_id
         catalog = self._catalog()
         automation = catalog.automations.get(active.automation)
         skill = catalog.skills.get(automation.skill) if automation is not None else None
         backend = self._backends.get(automation.agent.backend) if automation is not None else None
-        repo = self._local_repository(automation) if automation is not None else None
+        repo = local_repository(automation, self._base_dir) if automation is not None else None
         # One store round trip: the run taken (marked running), with the event that started
         # it; a run that is not queued any more is not this daemon's to run.
         taken = await self._store.call(self._store.start_run, run_id, utcnow())
@@ -405,7 +316,7 @@ class Executor:
             # A local repository's worktree is started next: everything below (the started
             # event, the event's payload, the backend's start) happens meanwhile, and the
             # agent's first command waits for it.
-            self._start_tree(active, repo, automation, automation.workspace.base_branch)
+            active.start_tree(repo, automation.name, automation.workspace.base_branch, self._state)
         if automation is None:
             return RunStatus.FAILED, f"automation {run.automation!r} is no longer loaded", None
         # The backend starts while `started` is being stored: the agent's first model call
@@ -413,7 +324,7 @@ class Executor:
         # them, after `started`.
         announced = asyncio.create_task(self._announce(active, automation, run))
         try:
-            launched = await self._launch(
+            launched = await self._launcher.launch(
                 active, automation, skill, backend, repo, run, found, catalog
             )
         finally:
@@ -426,7 +337,7 @@ class Executor:
         if launched is not None:
             return (*launched, automation)
         assert active.agent is not None
-        status, summary = await self._drive(active, active.agent, automation)
+        status, summary = await active.drive(active.agent, automation)
         # A run that succeeded without ever needing its folder still fails if it was not made.
         if (
             active.tree is not None
@@ -436,7 +347,7 @@ class Executor:
             return RunStatus.FAILED, f"cannot make the workspace: {error}", automation
         return status, summary, automation
 
-    async def _announce(self, active: _Active, automation: Automation, run: RunRow) -> None:
+    async def _announce(self, active: RunLifecycle, automation: Automation, run: RunRow) -> None:
         """The run's `started`, the first event of its log."""
         await self._emit(
             active.run_id,
@@ -445,246 +356,6 @@ class Executor:
         active.started.set()
         for cb in self._started_cb:
             cb(active.run_id)
-
-    async def _launch(
-        self,
-        active: _Active,
-        automation: Automation,
-        skill: Skill | None,
-        backend: AgentBackend | None,
-        repo: Path | None,
-        run: RunRow,
-        found: EventRow | None,
-        catalog: Catalog,
-    ) -> tuple[RunStatus, str] | None:
-        """Start the run's agent (`active.agent`); if it cannot start, the run's end and why."""
-        run_id = active.run_id
-        if skill is None or backend is None:
-            missing = (
-                f"skill {automation.skill!r}"
-                if skill is None
-                else f"backend {automation.agent.backend!r}"
-            )
-            return RunStatus.FAILED, f"{missing} is not available"
-        try:
-            inputs = skill.resolve_inputs(run.inputs)
-            env = self._skill_env(skill)
-            env.update({k: v.resolve() for k, v in automation.env.items()})
-        except (ValueError, NightshiftError) as exc:
-            return RunStatus.FAILED, f"cannot start: {exc}"
-        event: dict[str, Any] = {}
-        if found is not None:
-            event = {
-                "id": found.id,
-                "source": found.source,
-                "type": found.type,
-                "received_at": found.received_at.isoformat(),
-                "payload": found.payload,
-            }
-        ready = _ready_now
-        if automation.isolated():
-            if active.tree is None:  # a clone URL: a worktree of the cached mirror, once fetched
-                try:
-                    repo = await workspace.mirror(
-                        automation.workspace.repository, self._state.mirrors
-                    )
-                except NightshiftError as exc:
-                    return RunStatus.FAILED, f"cannot make the workspace: {exc}"
-                base = f"origin/{automation.workspace.base_branch or 'HEAD'}"
-                self._start_tree(active, repo, automation, base)
-            # The worktree is made while the backend starts (and a model thinks about its
-            # first step); every backend awaits `ctx.ready()` before it touches the folder.
-            assert active.tree is not None
-            workdir, ready = active.tree.path, active.tree.ready
-        else:
-            workdir = self._state.runs / str(run_id)
-            await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-        ctx = RunContext(
-            run_id=run_id,
-            attempt=run.attempt,
-            automation=automation,
-            skill=skill,
-            inputs=inputs,
-            event=event,
-            workdir=workdir,
-            env=env,
-            repository=repo,
-            skills=tuple(catalog.skills.values()),
-            ready=ready,
-            journal=self._state.journal(run_id),
-        )
-        try:
-            active.agent = await backend.start(ctx)
-        except NightshiftError as exc:
-            return RunStatus.FAILED, str(exc)
-        return None
-
-    def _start_tree(
-        self, active: _Active, repo: Path, automation: Automation, base: str | None
-    ) -> None:
-        """Start making the run's worktree; `_close_tree` ends it whatever ends the run."""
-        active.tree = RunTree(active.run_id, repo, base, self._state, self._emit, active.started)
-        active.tree.start(automation.name)
-
-    async def _close_tree(self, active: _Active) -> None:
-        if active.tree is not None:
-            automation = self._catalog().automations.get(active.automation)
-            await active.tree.close(automation.workspace.keep if automation else False)
-
-    def _local_repository(self, automation: Automation) -> Path | None:
-        repo = automation.workspace.repository
-        if workspace.is_url(repo):
-            return None  # a clone URL: workspaces (worktrees of a mirror) handle those
-        path = Path(repo).expanduser()
-        return path if path.is_absolute() else (self._base_dir / path).resolve()
-
-    async def _drive(
-        self, active: _Active, agent: AgentRun, automation: Automation
-    ) -> tuple[RunStatus, str]:
-        inbox_task = asyncio.create_task(self._serve_inbox(active, agent))
-        timeout = automation.policies.timeout.total_seconds()
-        finished: Finished | None = None
-        timed_out = False
-        stream = agent.events()
-        try:
-            try:
-                async with asyncio.timeout(timeout):
-                    finished = await self._consume(active, stream)
-            except TimeoutError:
-                timed_out = True
-                await agent.cancel()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(_DRAIN_AFTER_CANCEL):
-                        await self._consume(active, stream)
-        finally:
-            for timer in active.timers:
-                timer.cancel()
-            # A message in hand is finished first: an agent that took a steer and finished at
-            # once must not lose the record that it took it (the "taken" acknowledgement).
-            active.inbox_closed = True
-            if active.inbox_idle:
-                inbox_task.cancel()
-            await asyncio.wait({inbox_task}, timeout=_DRAIN_AFTER_CANCEL)
-            inbox_task.cancel()
-            if inbox_task.done() and not inbox_task.cancelled() and inbox_task.exception():
-                log.warning(
-                    "run inbox failed", run_id=active.run_id, error=str(inbox_task.exception())
-                )
-        summary = active.budget.summary()
-        if summary is not None:
-            await self._emit(active.run_id, summary)
-        if timed_out:
-            return (
-                RunStatus.TIMED_OUT,
-                f"timed out after {format_duration(automation.policies.timeout)}",
-            )
-        if active.interrupted:
-            return RunStatus.INTERRUPTED, "the daemon was stopped"
-        if active.cancelled_by is not None:
-            return RunStatus.CANCELLED, f"cancelled by {active.cancelled_by}"
-        if finished is None:
-            return RunStatus.FAILED, "the agent ended without a result"
-        return finished.status, finished.summary
-
-    async def _consume(self, active: _Active, stream: Any) -> Finished | None:
-        async for event in stream:
-            if isinstance(event, Finished):
-                return event
-            if isinstance(event, Command) and len(event.output_tail) > OUTPUT_TAIL:
-                event = event.model_copy(
-                    update={"output_tail": "[…truncated]\n" + event.output_tail[-OUTPUT_TAIL:]}
-                )
-            if isinstance(event, ApprovalRequest):
-                if event.expires_at is None:
-                    ttl = self._catalog().automations[active.automation].policies.approval_ttl
-                    event = event.model_copy(update={"expires_at": utcnow() + ttl})
-                assert event.expires_at is not None
-                try:
-                    await self._store.call(
-                        self._store.create_approval,
-                        active.run_id,
-                        event.id,
-                        event.action,
-                        event.description,
-                        event.expires_at,
-                    )
-                except NightshiftError as exc:
-                    await self._emit(active.run_id, Message(level="warning", text=str(exc)))
-                    continue
-                await self._emit(active.run_id, event)
-                await self._set_status(active, RunStatus.WAITING)
-                self._expire_later(active, event.id, event.expires_at)
-                continue
-            kept = active.budget.admit(event)
-            if kept is not None:
-                await self._emit(active.run_id, kept)
-        return None
-
-    def _expire_later(self, active: _Active, approval_id: str, at: datetime) -> None:
-        """When the request's time is up, an expiry enters the inbox like any decision."""
-        delay = max((at - utcnow()).total_seconds(), 0.0)
-        expiry = Decision(
-            approval_id=approval_id,
-            approved=False,
-            by="nightshift",
-            reason=f"expired at {at:%Y-%m-%d %H:%M} UTC with no decision",
-            expired=True,
-        )
-        handle = asyncio.get_running_loop().call_later(delay, active.inbox.put, expiry)
-        active.timers.append(handle)
-
-    async def _serve_inbox(self, active: _Active, agent: AgentRun) -> None:
-        while not active.inbox_closed:
-            active.inbox_idle = True
-            msg = await active.inbox.get()
-            active.inbox_idle = False
-            if isinstance(msg, Steer):
-                await agent.steer(msg.text, msg.by)
-                # Recorded once the agent has it: reporters acknowledge "taken" from this.
-                await self._emit(
-                    active.run_id, SteerReceived(text=msg.text, by=msg.by, ref=msg.ref)
-                )
-            elif isinstance(msg, Pause | Resume):
-                pausing = isinstance(msg, Pause)
-                await (agent.pause() if pausing else agent.resume())
-                await self._emit(
-                    active.run_id, Message(text=f"{'paused' if pausing else 'resumed'} by {msg.by}")
-                )
-                await self._set_status(
-                    active, await self._unpaused(active) if not pausing else RunStatus.PAUSED
-                )
-            elif isinstance(msg, Decision):
-                outcome = "expired" if msg.expired else "approved" if msg.approved else "denied"
-                row = await self._store.call(
-                    self._store.decide_approval,
-                    active.run_id,
-                    msg.approval_id,
-                    outcome,
-                    msg.by,
-                    msg.reason,
-                )
-                if row is None:
-                    continue  # decided already: a second click changes nothing
-                await self._emit(
-                    active.run_id,
-                    ApprovalDecision(
-                        id=msg.approval_id, approved=msg.approved, by=msg.by, reason=msg.reason
-                    ),
-                )
-                pending = await self._store.call(self._store.approvals, active.run_id, "pending")
-                if not pending and active.status == RunStatus.WAITING:
-                    await self._set_status(active, RunStatus.RUNNING)
-                await agent.decide(msg.approval_id, msg.approved, msg.reason)
-            elif isinstance(msg, Cancel):
-                active.cancelled_by = msg.by
-                note = f"cancel requested by {msg.by}" + (f": {msg.reason}" if msg.reason else "")
-                await self._emit(active.run_id, Message(text=note))
-                await agent.cancel()
-
-    async def _unpaused(self, active: _Active) -> RunStatus:
-        """What a resumed run is: waiting again when a request is still open."""
-        pending = await self._store.call(self._store.approvals, active.run_id, "pending")
-        return RunStatus.WAITING if pending else RunStatus.RUNNING
 
     async def _finish(
         self, run_id: int, status: RunStatus, summary: str, automation: Automation | None

@@ -1,0 +1,71 @@
+"""What a daemon does at start with the runs a previous one left executing: it kills their
+processes, ends each as its journal says (a script that finished meanwhile) or as
+interrupted, salvages their worktrees, and hands back the runs still queued."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from .. import workspace
+from ..agents import discard_journal, kill_orphans, recorded
+from ..config import StateLayout
+from ..runs import EXECUTING, Message, RunStatus
+from ..store import RunRow, Store
+from .lifecycle import Emit
+
+log = structlog.get_logger(__name__)
+
+Finish = Callable[[int, RunStatus, str], Awaitable[None]]
+
+
+async def recover(store: Store, state: StateLayout, emit: Emit, finish: Finish) -> list[RunRow]:
+    """End every run the store says is executing (no daemon executes it now: this one is
+    starting) and clean what they left; the runs still queued, oldest first."""
+    stale = await store.call(
+        store.list_runs, statuses=list(EXECUTING), limit=10_000, oldest_first=True
+    )
+    finished: set[int] = set()
+    for run in stale:
+        assert run.id is not None
+        if await _end_left_run(run.id, state, emit, finish):
+            finished.add(run.id)
+    salvaged = await workspace.salvage_all(state.worktrees, finished=finished)
+    await workspace.discard_spares(state.spares)
+    if salvaged:
+        log.warning("removed worktrees left by a previous daemon", count=len(salvaged))
+    return await store.call(
+        store.list_runs, statuses=[RunStatus.QUEUED], limit=100_000, oldest_first=True
+    )
+
+
+async def _end_left_run(run_id: int, state: StateLayout, emit: Emit, finish: Finish) -> bool:
+    """End one run left executing; True when its script had finished on its own."""
+    # Its processes carry the folder they worked in: a worktree, or a plain folder.
+    killed = await asyncio.to_thread(kill_orphans, *state.run_dirs(run_id))
+    log.warning("run was left running by a previous daemon", run_id=run_id, killed=killed)
+    journal = state.journal(run_id)
+    # A script that went on and finished while no daemon listened left its outcome in its
+    # journal: the run ends as the script said, and is not run again.
+    said = None if killed else await asyncio.to_thread(recorded, journal)
+    if said is None:
+        text = "the daemon stopped while this run was active"
+        await emit(run_id, Message(level="warning", text=text))
+        await finish(run_id, RunStatus.INTERRUPTED, "the daemon stopped during the run")
+    else:
+        await emit(
+            run_id,
+            Message(
+                level="warning",
+                text="the daemon stopped during this run; the script went on and "
+                f"finished (exit code {said.code}, {said.lines} lines of output): "
+                "its outcome is recorded from its journal",
+            ),
+        )
+        for artifact in said.artifacts:
+            await emit(run_id, artifact)
+        await finish(run_id, said.finished.status, said.finished.summary)
+    await asyncio.to_thread(discard_journal, journal)
+    return said is not None
