@@ -29,7 +29,6 @@ import structlog
 
 from ..errors import BackendError
 from ..runs.events import (
-    ApprovalRequest,
     Command,
     FileChange,
     Finished,
@@ -41,6 +40,7 @@ from ..runs.status import RunStatus
 from ..spec import BuiltinAgent
 from ..workspace import WorkspaceError, sandbox
 from .base import QueuedRun, RunContext, run_facts, skill_catalog
+from .held_reports import HeldReports
 
 log = structlog.get_logger(__name__)
 
@@ -199,7 +199,7 @@ class BuiltinRun(QueuedRun):
         self._proc: asyncio.subprocess.Process | None = None
         self._tokens = 0
         self._cost = 0.0
-        self._held: list[RunEvent] | None = None  # see `emit`
+        self._reports = HeldReports(super().emit)  # see `emit`
         self._ended = False
         headers = {"Authorization": f"Bearer {spec.api_key.resolve()}"} if spec.api_key else {}
         self._http = httpx.AsyncClient(
@@ -233,29 +233,15 @@ class BuiltinRun(QueuedRun):
         self._running.set()
 
     def emit(self, event: RunEvent) -> None:
-        """Report `event`, or hold it until the next model request is on its way.
-
-        What the turn's last tool reported is held while the next request is built and sent:
-        reporting it (the store, Slack, the console) then happens while the model thinks,
-        instead of delaying the request by that much on every step. A request for approval
-        is never held back, nor is anything behind it.
-        """
-        if self._held is None or isinstance(event, ApprovalRequest | Finished):
-            self._release()
-            self._ended = self._ended or isinstance(event, Finished)
-            super().emit(event)
-        else:
-            self._held.append(event)
-
-    def _release(self) -> None:
-        held, self._held = self._held, None
-        for event in held or ():
-            super().emit(event)
+        """Report `event`, or hold it while the next model request is on its way
+        (`HeldReports`)."""
+        self._ended = self._ended or isinstance(event, Finished)
+        self._reports.put(event)
 
     async def _sent(self, name: str, info: dict[str, Any]) -> None:
         # httpcore's trace hook: the request is written; the answer is awaited from here on.
         if name.endswith("receive_response_headers.started"):
-            self._release()
+            self._reports.release()
 
     # -- the loop -------------------------------------------------------------------------
     async def _main(self) -> None:
@@ -279,7 +265,7 @@ class BuiltinRun(QueuedRun):
         ]
         for _ in range(self._spec.max_steps):
             if not self._running.is_set():
-                self._release()  # paused: what is held is reported now
+                self._reports.release()  # paused: what is held is reported now
                 await self._running.wait()
             while self._steers:  # steering joins the conversation before the next call
                 messages.append({"role": "user", "content": self._steers.pop(0)})
@@ -310,7 +296,8 @@ class BuiltinRun(QueuedRun):
                     )
                     return status, str(args.get("summary", ""))
                 # Only the turn's last tool is followed by the next request: its report is held.
-                self._held = [] if i == len(calls) else None
+                if i == len(calls):
+                    self._reports.hold()
                 result = await self._tool(name, args)
                 messages.append(
                     {"role": "tool", "tool_call_id": call["id"], "content": _clip(result)}
@@ -357,7 +344,7 @@ class BuiltinRun(QueuedRun):
                     )
                     return data
             finally:
-                self._release()  # not sent (refused, unreachable): reported all the same
+                self._reports.release()  # not sent (refused, unreachable): reported all the same
             if attempt < _RETRIES - 1:
                 await asyncio.sleep(delay)
                 delay *= 2
