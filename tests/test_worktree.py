@@ -10,6 +10,7 @@ from daemon import workspace
 from daemon.runs import RunStatus
 from daemon.store import NewRun
 from daemon.testing import Project, running_daemon, wait_for
+from daemon.workspace import refs
 
 from .helpers import git, make_repo, wait_event, wait_status
 
@@ -116,8 +117,15 @@ async def test_the_next_run_takes_the_spare_worktree_at_the_base_as_it_is_then(
     assert again.base == tree.base and worktrees(repo) == [str(repo), str(again.path)]
 
 
-def reflog(repo: Path, branch: str) -> Path:
-    return repo / ".git" / "logs" / "refs" / "heads" / branch
+def index_of(spares: Path) -> int:
+    """The inode of the one spare's index: `git checkout` writes a new index file, the
+    ref writer leaves it as it is."""
+    (spare,) = spares.iterdir()
+    return (refs.admin_of(spare) / "index").stat().st_ino
+
+
+def same_index(tree: Path, inode: int) -> bool:
+    return (refs.admin_of(tree) / "index").stat().st_ino == inode
 
 
 @pytest.mark.parametrize("packed", [False, True], ids=["loose refs", "packed refs"])
@@ -127,14 +135,19 @@ async def test_a_spare_still_at_the_base_is_put_on_its_branch_as_git_would(
     repo, spares, trees = make_repo(tmp_path / "repo"), tmp_path / "spares", tmp_path / "trees"
     git(repo, "branch", "release")
     await workspace.prepare_spare(repo, spares, "release")
+    inode = index_of(spares)
     git(repo, "commit", "-q", "--allow-empty", "-m", "on")  # HEAD moves on; release does not
     if packed:
         git(repo, "pack-refs", "--all")
     tree = await workspace.create(repo, trees, "fix", 9, "release", spares)
     release = git(repo, "rev-parse", "release").strip()
     assert tree.base == release != git(repo, "rev-parse", "HEAD").strip()
-    # No git process put it there (git would have started the branch's reflog) …
-    assert not reflog(repo, "nightshift/fix/9").exists()
+    # No git process put it there (git's checkout would have written a new index), and the
+    # branch's reflog says what git's would …
+    assert same_index(tree.path, inode)
+    assert git(repo, "reflog", "show", "nightshift/fix/9").splitlines() == [
+        f"{release[:7]} nightshift/fix/9@{{0}}: branch: Created from release^{{commit}}"
+    ]
     # … and git sees exactly what `git checkout -B` would have left.
     assert git(tree.path, "symbolic-ref", "HEAD").strip() == "refs/heads/nightshift/fix/9"
     assert git(repo, "rev-parse", "nightshift/fix/9").strip() == release
@@ -156,10 +169,11 @@ async def test_a_spare_takes_the_base_in_gits_own_order_of_names(tmp_path: Path)
     git(repo, "commit", "-q", "--allow-empty", "-m", "on")
     git(repo, "branch", "release")
     await workspace.prepare_spare(repo, spares, "release")
+    inode = index_of(spares)
     tree = await workspace.create(repo, trees, "fix", 10, "release", spares)
     assert tree.base == tagged
     assert git(repo, "rev-parse", "nightshift/fix/10").strip() == tagged
-    assert not reflog(repo, "nightshift/fix/10").exists()  # put there without git
+    assert same_index(tree.path, inode)  # put there without git
     # A spare made while the name meant the tag, taken once it means the branch: git's
     # checkout, at the branch.
     await workspace.prepare_spare(repo, spares, "release")

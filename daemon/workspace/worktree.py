@@ -9,7 +9,8 @@ thread: it never stalls the loop.
 A run's worktree is on the path to its first command, and `git worktree add` costs four git
 processes (10 to 30 ms here). So after a run, a **spare** worktree of the same repository is made
 in `<state_dir>/spares/` (detached, clean); the next run moves it into place and puts it on its
-own branch at the base as it is then: two ref files written when the base has not moved, one
+own branch at the base as it is then: its ref, HEAD and reflogs written as git would (`refs`)
+when the base has not moved, one
 `git checkout -B` when it has. Spares are removed when the daemon starts.
 """
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 import threading
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import NightshiftError
+from . import refs
 
 _GIT_ENV = {
     "GIT_TERMINAL_PROMPT": "0",
@@ -128,13 +129,23 @@ def _take_spare(
     the commit the branch starts at, or None (and nothing left at `path`) when there is no
     spare or it cannot be used."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    change = None
+    # The move, the relink and the in-place checkout as one change of the repository: a
+    # fetch (which reads every worktree's admin folder) never sees it half made.
+    with repository_lock(repo):
+        try:
+            os.rename(_spare_of(spares, repo), path)  # atomic: two runs cannot both take it
+        except OSError:
+            return None
+        try:
+            change = refs.Checkout(refs.relink(path), branch, base, start_point)
+            placed = refs.checkout_in_place(change)
+        except OSError:
+            placed = None
+            change = None
     try:
-        os.rename(_spare_of(spares, repo), path)  # atomic: two runs cannot both take it
-    except OSError:
-        return None
-    try:
-        admin = _relink(path)
-        placed = _branch_in_place(admin, branch, base)
+        if change is None:
+            raise WorkspaceError(f"cannot move the spare worktree to {path}")
         if placed is None:
             _git(
                 path, "checkout", "--quiet", "--force", "--ignore-other-worktrees",
@@ -145,125 +156,6 @@ def _take_spare(
         _discard(repo, path)
         return None
     return placed
-
-
-def _admin_of(tree: Path) -> Path:
-    """A worktree's admin folder in its repository (`worktrees/<id>/`), named by its `.git`
-    file (gitrepository-layout(5))."""
-    return Path((tree / ".git").read_text().split(":", 1)[1].strip())
-
-
-def _common_of(admin: Path) -> Path:
-    """The repository's git directory, named by the admin folder's `commondir` file."""
-    return (admin / (admin / "commondir").read_text().strip()).resolve()
-
-
-def _relink(path: Path) -> Path:
-    """Point a moved worktree's admin folder back at it: the `gitdir` file that
-    gitrepository-layout(5) documents under `worktrees/<id>/` (what `git worktree repair`
-    writes). Returns the admin folder."""
-    admin = _admin_of(path)
-    (admin / "gitdir").write_text(f"{path / '.git'}\n")
-    return admin
-
-
-def _branch_in_place(admin: Path, branch: str, base: str | None) -> str | None:
-    """When the spare already stands at the base's commit (the base has not moved since it was
-    made), put it on `branch` by writing the two files `git checkout -B` would change — the
-    new branch's ref and the worktree's HEAD — instead of starting git (milliseconds, and a
-    stat of every file, before the agent's first command). Returns that commit; None, with
-    nothing written, when only git can tell: the base moved, its ref is not plain, the
-    repository keeps its refs in a reftable, or a ref is locked."""
-    if not re.fullmatch(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*", branch):
-        return None  # a name git would have to judge (branch_name never makes one)
-    common = _common_of(admin)
-    at = (admin / "HEAD").read_text().strip()
-    if not _is_commit_id(at) or _resolve(common, base or "HEAD") != at:
-        return None
-    ref = common / "refs" / "heads" / branch
-    ref.parent.mkdir(parents=True, exist_ok=True)
-    if not _write_locked(ref, f"{at}\n"):
-        return None
-    if not _write_locked(admin / "HEAD", f"ref: refs/heads/{branch}\n"):
-        ref.unlink(missing_ok=True)
-        return None
-    return at
-
-
-def _write_locked(path: Path, text: str) -> bool:
-    """Replace `path` whole under git's own lock protocol (`<file>.lock`, made exclusively, then
-    renamed over it); False if someone holds the lock."""
-    lock = path.with_name(path.name + ".lock")
-    try:
-        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except FileExistsError:
-        return False
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-        os.replace(lock, path)
-    except BaseException:
-        lock.unlink(missing_ok=True)
-        raise
-    return True
-
-
-def _is_commit_id(text: str) -> bool:
-    return len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text)
-
-
-def _resolve(common: Path, name: str) -> str | None:
-    """The object `name` names, read from the ref files gitrepository-layout(5) documents and
-    tried in git's own order (a full name, then under refs/, refs/tags/, refs/heads/,
-    refs/remotes/); None wherever only git can tell (a reftable, a revision expression)."""
-    if _is_commit_id(name):
-        return name
-    if (common / "reftable").exists() or any(c in name for c in "^~:@{}[]?* \\"):
-        return None
-    packed: dict[str, str] | None = None
-    for candidate in (
-        name,
-        f"refs/{name}",
-        f"refs/tags/{name}",
-        f"refs/heads/{name}",
-        f"refs/remotes/{name}",
-        f"refs/remotes/{name}/HEAD",
-    ):
-        if candidate != "HEAD" and not candidate.startswith("refs/"):
-            continue  # git reads other top-level names (FETCH_HEAD, …) differently
-        value, packed = _read_ref(common, candidate, packed)
-        if value is not None:
-            return value
-    return None
-
-
-def _read_ref(
-    common: Path, ref: str, packed: dict[str, str] | None, depth: int = 0
-) -> tuple[str | None, dict[str, str] | None]:
-    """A ref's object id (a loose file first, then packed-refs; symbolic refs followed)."""
-    try:
-        text = (common / ref).read_text().strip()
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        if packed is None:
-            packed = _packed_refs(common)
-        return packed.get(ref), packed
-    if text.startswith("ref: ") and depth < 5:
-        return _read_ref(common, text.removeprefix("ref: ").strip(), packed, depth + 1)
-    return (text if _is_commit_id(text) else None), packed
-
-
-def _packed_refs(common: Path) -> dict[str, str]:
-    """packed-refs as {ref: object id} (an annotated tag's own id, as a loose ref holds it)."""
-    out: dict[str, str] = {}
-    try:
-        lines = (common / "packed-refs").read_text().splitlines()
-    except FileNotFoundError:
-        return out
-    for line in lines:
-        if line and line[0] not in "#^":
-            sha, _, ref = line.partition(" ")
-            out[ref.strip()] = sha
-    return out
 
 
 def _prepare_spare(repo: Path, spares: Path, base: str | None) -> None:
@@ -285,10 +177,16 @@ def _prepare_spare(repo: Path, spares: Path, base: str | None) -> None:
             str(making),
             f"{base or 'HEAD'}^{{commit}}",
         )
-    try:
-        os.rename(making, spare)
-        _relink(spare)
-    except OSError:  # another run's spare got there first
+    setting = _git(making, "config", "--get", "core.logAllRefUpdates", check=False)
+    refs.keep_logging(refs.admin_of(making), setting)
+    with repository_lock(repo):
+        try:
+            os.rename(making, spare)
+            refs.relink(spare)
+            moved = True
+        except OSError:  # another run's spare got there first
+            moved = False
+    if not moved:
         _discard(repo, making)
 
 
@@ -326,7 +224,7 @@ def _branch_commit(tree: Path, branch: str) -> str:
     """The commit a branch git just placed points to: read from its ref (loose or packed),
     or asked of git where only git can tell (a reftable, anything unexpected)."""
     try:
-        sha = _read_ref(_common_of(_admin_of(tree)), f"refs/heads/{branch}", None)[0]
+        sha = refs.resolve(refs.common_of(refs.admin_of(tree)), f"refs/heads/{branch}")
     except (OSError, IndexError):
         sha = None
     return sha or _git(tree, "rev-parse", "HEAD").strip()
