@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from daemon.asgi import free_port
+from daemon.http import free_port
 
 from ._util import Result, median, percentile
 

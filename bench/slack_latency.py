@@ -15,7 +15,7 @@ from io import StringIO
 from pathlib import Path
 
 from daemon.config import SlackConfig
-from daemon.reporters.slack import make_client
+from daemon.slack import make_client
 from daemon.testing import Project, running_daemon, wait_for
 from daemon.testing.slack import Posted, SlackDouble
 

@@ -14,25 +14,21 @@ from typing import Any, TextIO
 
 import structlog
 
-from .agents import AgentBackend, default_backends
-from .agents.processes import watch_children_with_pidfd
-from .asgi import serve as serve_asgi
+from .agents import AgentBackend, default_backends, watch_children_with_pidfd
 from .bus import EventBus
 from .config import DaemonConfig, StateLayout
-from .control.server import serve as serve_control
 from .dispatch import Dispatcher
 from .errors import DaemonAlreadyRunning, SecretError
 from .executor import Executor
+from .http import build_web_app, serve_control
+from .http import serve as serve_asgi
 from .loader import Catalog, Loader
 from .metrics import Metrics
 from .reload import watch
 from .reporters import ConsoleReporter
-from .sources import Scheduler
-from .sources.files import FileSource
-from .spec import Automation, Skill
-from .spec.automation import describe_trigger
+from .sources import FileSource, Scheduler
+from .spec import Automation, Skill, describe_trigger
 from .store import Store, utcnow
-from .web import build_web_app
 
 log = structlog.get_logger(__name__)
 
@@ -255,7 +251,7 @@ class Daemon:
             if self.config.slack is not None:
                 import aiohttp
 
-                from .reporters.slack import SlackDelivery, SlackReporter, make_client
+                from .slack import SlackDelivery, SlackReporter, make_client
 
                 self._slack_http = aiohttp.ClientSession()
                 delivery = SlackDelivery(
@@ -272,7 +268,7 @@ class Daemon:
                 spawn(delivery.run(), "slack-delivery")
                 slack = self.config.slack
                 if slack.app_token is not None or slack.signing_secret is not None:
-                    from .sources.slack import SlackSource
+                    from .slack import SlackSource
 
                     self.slack_source = SlackSource(
                         app_token=slack.app_token.resolve() if slack.app_token else None,

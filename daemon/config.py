@@ -246,8 +246,7 @@ def find_config(explicit: Path | None = None) -> Path | None:
 def load_config(path: Path | None = None) -> DaemonConfig:
     """Read and validate the daemon config; raises `ConfigError` listing every problem as
     `file:line: field: message`."""
-    from .spec._positions import NotText, read_text
-    from .spec.documents import validate_document
+    from .spec import NotText, read_text, validate_document
 
     found = find_config(path)
     if found is None:

@@ -23,10 +23,16 @@ from .errors import AutomationNotFound, NightshiftError, RunStateError, Template
 from .executor import Executor
 from .loader import Catalog
 from .runs import Message, RunStatus
-from .sources import alertmanager, files, github, webhooks
-from .sources.incoming import GUARD, Incoming
-from .spec import Automation, Skill, templates
-from .spec.automation import AlertmanagerTrigger, EventTrigger, GitHubTrigger, WebhookTrigger
+from .sources import GUARD, Incoming, alertmanager, files, github, webhooks
+from .spec import (
+    AlertmanagerTrigger,
+    Automation,
+    EventTrigger,
+    GitHubTrigger,
+    Skill,
+    WebhookTrigger,
+    templates,
+)
 from .store import (
     Decision,
     Dispatched,

@@ -19,10 +19,18 @@ from typing import Any
 import structlog
 
 from .errors import Problem
-from .spec import Automation, Skill, SkillFrontMatter, SkillManifest
-from .spec._positions import NotText, compose, key_line, read_text
-from .spec.documents import validate_document
-from .spec.skill import MANIFEST_NAME
+from .spec import (
+    MANIFEST_NAME,
+    Automation,
+    NotText,
+    Skill,
+    SkillFrontMatter,
+    SkillManifest,
+    compose,
+    key_line,
+    read_text,
+    validate_document,
+)
 
 YAML_SUFFIXES = (".yaml", ".yml")
 

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from daemon.app import Daemon
-from daemon.asgi import free_port, serve_in_background, stop
+from daemon.http import free_port, serve_in_background, stop
 from daemon.testing import Project, running_daemon, wait_for
 
 from .helpers import events

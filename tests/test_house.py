@@ -3,6 +3,7 @@ script skill imports stays out of the daemon's core."""
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 import subprocess
@@ -27,6 +28,39 @@ def test_no_module_of_the_daemon_imports_one_that_imports_it_back() -> None:
         and graph.find_shortest_chain(importer=imported, imported=importer)
     ]
     assert circles == []
+
+
+def imports_around_faces(root: Path) -> list[str]:
+    """`from ..pkg.module import name` in a module outside `pkg`: an import that goes around
+    the package's face."""
+    packages = {init.parent for init in root.rglob("__init__.py")} - {root}
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or not node.level or not node.module:
+                continue
+            base = path.parent
+            for _ in range(node.level - 1):
+                base = base.parent
+            target = base.joinpath(*node.module.split("."))
+            package = next((p for p in packages if target.is_relative_to(p) and target != p), None)
+            if package is not None and not path.is_relative_to(package):
+                found.append(f"{path.relative_to(root.parent)}:{node.lineno}: {node.module}")
+    return found
+
+
+def test_a_package_is_imported_through_its_face(tmp_path: Path) -> None:
+    assert imports_around_faces(ROOT / "daemon") == []
+    # The check finds one planted.
+    planted = tmp_path / "daemon"
+    shutil.copytree(ROOT / "daemon", planted, ignore=shutil.ignore_patterns("__pycache__"))
+    (planted / "dispatch.py").write_text(
+        (planted / "dispatch.py").read_text() + "\nfrom .store.tables import RunRow\n"
+    )
+    assert imports_around_faces(planted) == [
+        f"daemon/dispatch.py:{len((planted / 'dispatch.py').read_text().splitlines())}: "
+        "store.tables"
+    ]
 
 
 def test_every_package_imports_first_in_a_fresh_interpreter() -> None:

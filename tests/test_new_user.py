@@ -157,9 +157,9 @@ def test_an_approval_without_a_description_leaves_no_dangling_colon() -> None:
     from datetime import UTC, datetime
 
     from daemon.reporters import format_event
-    from daemon.reporters.slack_blocks import reply
     from daemon.runs import Envelope
     from daemon.runs.events import ApprovalRequest
+    from daemon.slack.blocks import reply
 
     bare = ApprovalRequest(id="a1", action="git push", description="")
     line = format_event(Envelope(run_id=3, seq=1, at=datetime.now(UTC), event=bare))

@@ -123,7 +123,7 @@ async def test_pending_messages_survive_a_daemon_restart(
         await wait_for(lambda: len(d.store.outbox(status="pending")) == 6, 5)
     await slack.start()
     # The backlog is read two items at a time while a new run adds items of its own.
-    monkeypatch.setattr("daemon.reporters.slack._FETCH", 2)
+    monkeypatch.setattr("daemon.slack.delivery._FETCH", 2)
     async with running_daemon(config(project, slack)) as d:
         second = await d.dispatcher.manual("deps", {}, "test")
         assert second.id is not None
@@ -263,7 +263,7 @@ async def test_a_reply_handed_over_is_posted_once_written_and_in_order(
     import aiohttp
 
     from daemon.config import SlackConfig
-    from daemon.reporters.slack import SlackDelivery, make_client
+    from daemon.slack import SlackDelivery, make_client
     from daemon.store import NewRun, OutboxItem, Store
 
     store = Store(f"sqlite:///{tmp_path / 'x.db'}")

@@ -6,7 +6,7 @@ from .base import AgentBackend, AgentRun, RunContext
 from .builtin import BuiltinBackend
 from .claude import ClaudeBackend
 from .codex import CodexBackend
-from .processes import kill_orphans
+from .processes import kill_orphans, watch_children_with_pidfd
 from .script import ScriptBackend
 from .script_journal import Recorded, discard_journal, recorded
 
@@ -23,6 +23,7 @@ __all__ = [
     "discard_journal",
     "kill_orphans",
     "recorded",
+    "watch_children_with_pidfd",
 ]
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..runs.events import ApprovalRequest, Finished, RunEvent
+from ..runs import ApprovalRequest, Finished, RunEvent
 from ..spec import Automation, Skill
 
 

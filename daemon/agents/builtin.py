@@ -28,15 +28,15 @@ import httpx
 import structlog
 
 from ..errors import BackendError
-from ..runs.events import (
+from ..runs import (
     Command,
     FileChange,
     Finished,
     Message,
     RunEvent,
+    RunStatus,
     Step,
 )
-from ..runs.status import RunStatus
 from ..spec import BuiltinAgent
 from ..workspace import WorkspaceError, sandbox
 from .base import QueuedRun, RunContext, run_facts, skill_catalog

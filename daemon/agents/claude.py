@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendError
-from ..runs.events import Command, FileChange, Message
-from ..runs.status import RunStatus
+from ..runs import Command, FileChange, Message, RunStatus
 from ..spec import ClaudeAgent
 from ..workspace import sandbox
 from .base import RunContext

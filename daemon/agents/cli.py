@@ -25,8 +25,7 @@ from typing import Any
 import structlog
 
 from ..errors import BackendError
-from ..runs.events import Finished, Step
-from ..runs.status import RunStatus
+from ..runs import Finished, RunStatus, Step
 from .base import QueuedRun, RunContext, run_facts, skill_catalog
 
 log = structlog.get_logger(__name__)

@@ -39,8 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendError
-from ..runs.events import Command, FileChange, Message, Step
-from ..runs.status import RunStatus
+from ..runs import Command, FileChange, Message, RunStatus, Step
 from ..spec import CodexAgent
 from .base import RunContext
 from .cli import CliRun, base_env, find_cli, prompt

@@ -31,14 +31,14 @@ from typing import Any
 import structlog
 
 from ..errors import BackendError, NightshiftError
-from ..runs.events import (
+from ..runs import (
     ApprovalRequest,
     Finished,
     Message,
     RunEvent,
+    RunStatus,
     Step,
 )
-from ..runs.status import RunStatus
 from ..spec import ScriptAgent
 from . import script_journal
 from .base import AgentBackend, AgentRun, RunContext

@@ -18,8 +18,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..runs.events import Artifact, Finished, RunEvent
-from ..runs.status import RunStatus
+from ..runs import Artifact, Finished, RunEvent, RunStatus
 from .script_lines import MAX_LINE, DelegateRequest, TooLong, parse_line
 
 OUT, ERR, EXIT = "stdout.jsonl", "stderr.log", "exit"

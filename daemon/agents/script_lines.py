@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from pydantic import ValidationError
 
-from ..runs.events import AGENT_EVENT_TYPES, RUN_EVENT, Message, RunEvent
+from ..runs import AGENT_EVENT_TYPES, RUN_EVENT, Message, RunEvent
 
 MAX_LINE = 256 * 1024
 

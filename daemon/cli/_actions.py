@@ -8,9 +8,8 @@ import json
 
 from ..config import DaemonConfig
 from ..control import ControlClient
-from ..runs import RunStatus
-from ..runs.events import Envelope
-from ..spec.inputs import parse_key_values
+from ..runs import Envelope, RunStatus
+from ..spec import parse_key_values
 from ._output import print_envelope
 
 

@@ -14,7 +14,7 @@ from ..config import DaemonConfig
 from ..control import ControlClient
 from ..errors import NightshiftError, Problem
 from ..loader import Loader, parse_skill
-from ..spec.automation import describe_trigger
+from ..spec import describe_trigger
 from ..store import utcnow
 from ._output import fmt_time, print_json, print_table
 
@@ -173,7 +173,7 @@ def cmd_list(config: DaemonConfig, args: argparse.Namespace) -> int:
 def cmd_test(config: DaemonConfig, args: argparse.Namespace) -> int:
     """Dry run: what would this event do to this automation? Nothing runs, nothing is stored."""
     from ..dispatch import evaluate
-    from ..sources.replay import KINDS, guess_github_event, incomings_from_payload
+    from ..sources import KINDS, guess_github_event, incomings_from_payload
 
     catalog = Loader(config.automations_dir, config.skills_dir).load()
     automation = catalog.automations.get(args.automation)

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from ..config import DaemonConfig
-from ..runs.events import Envelope
+from ..runs import Envelope
 from ..store import Store, utcnow
 
 

@@ -12,8 +12,7 @@ from typing import Any
 from ..config import DaemonConfig
 from ..control import ControlClient
 from ..errors import NightshiftError
-from ..runs import RunStatus, envelope_of
-from ..runs.events import Artifact
+from ..runs import Artifact, RunStatus, envelope_of
 from ._output import duration, fmt_time, open_store, print_envelope, print_json, print_table
 
 

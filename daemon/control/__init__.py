@@ -1,4 +1,5 @@
-"""The local control API (server inside the daemon, client in the CLI)."""
+"""The control API's client: how the CLI talks to the running daemon (the server is
+`http.control_api`)."""
 
 from .client import ControlClient, local_user
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from ..runs import RunStatus
-from ..spec.automation import Policies
+from ..spec import Policies
 from ..store import RunRow
 
 _FAILED = (RunStatus.FAILED, RunStatus.TIMED_OUT)

@@ -2,6 +2,7 @@
 messages that flow back into a run's inbox. A leaf: it imports nothing of nightshift's."""
 
 from .events import (
+    AGENT_EVENT_TYPES,
     RUN_EVENT,
     ApprovalDecision,
     ApprovalRequest,
@@ -22,6 +23,7 @@ from .inbox import Cancel, Decision, Inbox, InboxMessage, Pause, Resume, Steer
 from .status import EXECUTING, TERMINAL, UNFINISHED, RunStatus
 
 __all__ = [
+    "AGENT_EVENT_TYPES",
     "EXECUTING",
     "RUN_EVENT",
     "TERMINAL",

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..spec.automation import AlertmanagerTrigger
-from ..spec.matchers import parse_matcher
+from ..spec import AlertmanagerTrigger, parse_matcher
 from .envelopes import AlertmanagerEnvelope, first_problem
 from .github import WebhookRefused
 from .incoming import Incoming

@@ -17,7 +17,7 @@ import structlog
 from watchfiles import Change, awatch
 
 from ..loader import Catalog
-from ..spec.automation import FileTrigger
+from ..spec import FileTrigger
 from .incoming import Incoming
 
 log = structlog.get_logger(__name__)

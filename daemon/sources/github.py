@@ -10,7 +10,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from ..spec.automation import GitHubTrigger
+from ..spec import GitHubTrigger
 from .envelopes import GitHubEnvelope, first_problem
 from .incoming import GUARD, Incoming
 

@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..config import WebhookSource
-from ..spec.automation import WebhookTrigger
+from ..spec import WebhookTrigger
 from .github import WebhookRefused, same_digest
 from .incoming import Incoming
 

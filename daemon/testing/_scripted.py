@@ -10,7 +10,7 @@ from typing import Any, Self
 
 from starlette.requests import Request
 
-from ..asgi import free_port, serve_in_background, stop
+from ..http import free_port, serve_in_background, stop
 
 
 def sse_frame(event: dict[str, Any]) -> bytes:

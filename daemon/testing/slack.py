@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..asgi import free_port, serve_in_background, stop
+from ..http import free_port, serve_in_background, stop
 
 
 @dataclass

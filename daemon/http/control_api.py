@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..asgi import serve as serve_asgi
 from ..errors import AutomationNotFound, NightshiftError, RunNotFound, RunStateError
 from ..runs import Envelope, Finished, envelope_of
+from .serving import serve as serve_asgi
 
 if TYPE_CHECKING:
     from ..bus import EventBus

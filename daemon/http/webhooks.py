@@ -24,17 +24,15 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .errors import SecretError
-from .secrets import SecretRef
-from .sources import alertmanager, github, webhooks
-from .sources.github import WebhookRefused
-from .sources.incoming import Incoming, stored_text
+from ..errors import SecretError
+from ..secrets import SecretRef
+from ..sources import Incoming, WebhookRefused, alertmanager, github, stored_text, webhooks
 
 if TYPE_CHECKING:
-    from .config import DaemonConfig
-    from .dispatch import Dispatcher
-    from .metrics import Metrics
-    from .store import Store
+    from ..config import DaemonConfig
+    from ..dispatch import Dispatcher
+    from ..metrics import Metrics
+    from ..store import Store
 
 
 _DELIVERY_HEADERS = (b"x-github-delivery", b"webhook-id", b"x-request-id")

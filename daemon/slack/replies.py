@@ -27,10 +27,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from ..errors import NightshiftError
 from ..executor import Executor
 from ..loader import Catalog
-from ..spec import Automation
-from ..spec.inputs import parse_key_values
+from ..sources import Dispatching
+from ..spec import Automation, parse_key_values
 from ..store import DispatchRequest, Store
-from .incoming import Dispatching
 
 log = structlog.get_logger(__name__)
 
