@@ -189,7 +189,12 @@ class ModelError(BackendError):
 class BuiltinRun(QueuedRun):
     """One run of the loop."""
 
-    def __init__(self, ctx: RunContext, spec: BuiltinAgent) -> None:
+    def __init__(
+        self,
+        ctx: RunContext,
+        spec: BuiltinAgent,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         super().__init__()
         self._ctx = ctx
         self._spec = spec
@@ -203,7 +208,11 @@ class BuiltinRun(QueuedRun):
         self._ended = False
         headers = {"Authorization": f"Bearer {spec.api_key.resolve()}"} if spec.api_key else {}
         self._http = httpx.AsyncClient(
-            base_url=spec.base_url.rstrip("/"), headers=headers, timeout=120, verify=_tls()
+            base_url=spec.base_url.rstrip("/"),
+            headers=headers,
+            timeout=120,
+            verify=_tls(),
+            transport=transport,
         )
         self._task = asyncio.create_task(self._main(), name=f"builtin-{ctx.run_id}")
 
@@ -505,8 +514,12 @@ class BuiltinBackend:
 
     name = "builtin"
 
+    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        # A test's in-process model double (e.g. `ScriptedServer.transport()`); None: the network.
+        self._transport = transport
+
     async def start(self, ctx: RunContext) -> BuiltinRun:
         spec = ctx.automation.agent
         if not isinstance(spec, BuiltinAgent):
             raise BackendError("the builtin backend needs `agent: {backend: builtin, …}`")
-        return BuiltinRun(ctx, spec)
+        return BuiltinRun(ctx, spec, self._transport)

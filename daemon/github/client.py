@@ -85,6 +85,7 @@ class GitHubClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         on_wait: Callable[[float, str], None] | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         headers = {
             "Accept": "application/vnd.github+json",
@@ -94,8 +95,13 @@ class GitHubClient:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self.base_url = base_url.rstrip("/")
+        # `transport`: a test's in-process double (httpx.MockTransport) instead of the network.
         self._http = httpx.Client(
-            base_url=self.base_url, headers=headers, timeout=timeout, follow_redirects=True
+            base_url=self.base_url,
+            headers=headers,
+            timeout=timeout,
+            follow_redirects=True,
+            transport=transport,
         )
         self.max_wait = max_wait
         self.write_interval = write_interval

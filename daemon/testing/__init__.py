@@ -3,6 +3,11 @@
 - `Project`: a throwaway folder with `automations/`, `skills/` and a config.
 - `running_daemon`: a real daemon (store, executor, control API on its Unix socket) in-process.
 - `wait_for`: wait on a condition instead of sleeping.
+- `capture_events`: the run events a daemon publishes inside a block.
+
+The wire-level doubles of the services nightshift talks to are in `testing.github`,
+`testing.slack`, `testing.models`, `testing.prometheus` and `testing.packages`; the HTTP ones
+also run in-process through an httpx `transport=` (`ScriptedServer.transport()`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,16 @@ import yaml
 
 from ..app import Daemon
 from ..config import DaemonConfig
+from .capture import CapturedEvents, capture_events
+
+__all__ = [
+    "CapturedEvents",
+    "Project",
+    "capture_events",
+    "running_daemon",
+    "wait_for",
+    "wait_for_sync",
+]
 
 T = TypeVar("T")
 

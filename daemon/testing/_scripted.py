@@ -8,6 +8,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Self
 
+import httpx
 from starlette.requests import Request
 
 from ..http import free_port, serve_in_background, stop
@@ -31,6 +32,11 @@ class Served:
 
     async def __aexit__(self, *exc: object) -> None:
         await stop(self._task)
+
+    def transport(self) -> httpx.AsyncBaseTransport:
+        """The double in-process, for a client that takes an httpx `transport=`: no port,
+        no `async with` (the model loop's `BuiltinBackend(transport=…)`)."""
+        return httpx.ASGITransport(app=self._app())
 
     def _app(self) -> Any:
         raise NotImplementedError
