@@ -40,126 +40,12 @@ from ..runs import (
 from ..spec import BuiltinAgent
 from ..workspace import WorkspaceError, sandbox
 from .base import QueuedRun, RunContext, run_facts, skill_catalog
+from .builtin_tools import TOOLS, WORKSPACE_TOOLS, clip
 from .held_reports import HeldReports
 
 log = structlog.get_logger(__name__)
 
-MAX_TOOL_OUTPUT = 8000
 _RETRIES = 4
-
-TOOLS: list[dict[str, Any]] = [
-    {
-        "type": "function",
-        "function": {
-            "name": "run_command",
-            "description": "Run a shell command in the workspace.",
-            "parameters": {
-                "type": "object",
-                "properties": {"command": {"type": "string"}},
-                "required": ["command"],
-            },
-        },
-    },
-    {
-        "type": "function",
-        "function": {
-            "name": "read_file",
-            "description": "Read a file (workspace-relative, or a skill file).",
-            "parameters": {
-                "type": "object",
-                "properties": {"path": {"type": "string"}},
-                "required": ["path"],
-            },
-        },
-    },
-    {
-        "type": "function",
-        "function": {
-            "name": "write_file",
-            "description": "Create or replace a file in the workspace.",
-            "parameters": {
-                "type": "object",
-                "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
-                "required": ["path", "content"],
-            },
-        },
-    },
-    {
-        "type": "function",
-        "function": {
-            "name": "apply_patch",
-            "description": "Apply a unified diff (as `git diff` writes it) to the workspace's "
-            "files; all hunks apply or none do.",
-            "parameters": {
-                "type": "object",
-                "properties": {"patch": {"type": "string"}},
-                "required": ["patch"],
-            },
-        },
-    },
-    {
-        "type": "function",
-        "function": {
-            "name": "search_files",
-            "description": "Search the workspace's files for a regex.",
-            "parameters": {
-                "type": "object",
-                "properties": {"pattern": {"type": "string"}},
-                "required": ["pattern"],
-            },
-        },
-    },
-    {
-        "type": "function",
-        "function": {
-            "name": "request_approval",
-            "description": "Ask a person before an elevated action (push, pull request, network…).",
-            "parameters": {
-                "type": "object",
-                "properties": {"action": {"type": "string"}, "description": {"type": "string"}},
-                "required": ["action", "description"],
-            },
-        },
-    },
-    {
-        "type": "function",
-        "function": {
-            "name": "post_update",
-            "description": "Tell the people watching what is happening.",
-            "parameters": {
-                "type": "object",
-                "properties": {"text": {"type": "string"}},
-                "required": ["text"],
-            },
-        },
-    },
-    {
-        "type": "function",
-        "function": {
-            "name": "finish",
-            "description": "End the task with a summary.",
-            "parameters": {
-                "type": "object",
-                "properties": {
-                    "summary": {"type": "string"},
-                    "status": {"type": "string", "enum": ["succeeded", "failed"]},
-                },
-                "required": ["summary"],
-            },
-        },
-    },
-]
-
-
-_WORKSPACE_TOOLS = frozenset(
-    {"run_command", "read_file", "write_file", "apply_patch", "search_files"}
-)
-
-
-def _clip(text: str, limit: int = MAX_TOOL_OUTPUT) -> str:
-    if len(text) <= limit:
-        return text
-    return f"[…{len(text) - limit} characters cut…]\n" + text[-limit:]
 
 
 @functools.cache
@@ -309,7 +195,7 @@ class BuiltinRun(QueuedRun):
                     self._reports.hold()
                 result = await self._tool(name, args)
                 messages.append(
-                    {"role": "tool", "tool_call_id": call["id"], "content": _clip(result)}
+                    {"role": "tool", "tool_call_id": call["id"], "content": clip(result)}
                 )
         return RunStatus.FAILED, f"step budget of {self._spec.max_steps} model calls used up"
 
@@ -372,7 +258,7 @@ class BuiltinRun(QueuedRun):
         raise BackendError(f"{raw} is outside the workspace")
 
     async def _tool(self, name: str, args: dict[str, Any]) -> str:
-        if name in _WORKSPACE_TOOLS:
+        if name in WORKSPACE_TOOLS:
             await self._ctx.ready()  # a WorkspaceError ends the run (see _main)
         try:
             if name == "run_command":
@@ -419,7 +305,7 @@ class BuiltinRun(QueuedRun):
         out, _ = await proc.communicate(patch.encode())
         text = out.decode(errors="replace").strip()
         if proc.returncode != 0:
-            return f"error: the patch does not apply (nothing changed):\n{_clip(text, 2000)}"
+            return f"error: the patch does not apply (nothing changed):\n{clip(text, 2000)}"
         created = set(re.findall(r"^ create mode \d+ (.+)$", text, re.M))
         deleted = set(re.findall(r"^ delete mode \d+ (.+)$", text, re.M))
         changed = [line.split("\t", 2)[2] for line in text.splitlines() if line.count("\t") >= 2]
@@ -484,7 +370,7 @@ class BuiltinRun(QueuedRun):
                 duration_s=round(time.monotonic() - start, 3),
             )
         )
-        return f"exit code {code}\n{_clip(text)}"
+        return f"exit code {code}\n{clip(text)}"
 
     def _kill_command(self) -> None:
         if self._proc is not None and self._proc.returncode is None:

@@ -1,12 +1,15 @@
 """The file formats nightshift reads: automations and skills, as pydantic models."""
 
 from ._positions import NotText, compose, key_line, read_text
-from .automation import (
+from .agents import BuiltinAgent, ClaudeAgent, CodexAgent, ScriptAgent
+from .automation import Automation, MisfirePolicy, Policies, RetryPolicy
+from .documents import validate_document
+from .inputs import parse_key_values
+from .matchers import parse_matcher
+from .schema import schemas, write_schemas
+from .skill import MANIFEST_NAME, InputSpec, Permissions, Skill, SkillFrontMatter, SkillManifest
+from .triggers import (
     AlertmanagerTrigger,
-    Automation,
-    BuiltinAgent,
-    ClaudeAgent,
-    CodexAgent,
     CronTrigger,
     DateTrigger,
     EventTrigger,
@@ -14,20 +17,11 @@ from .automation import (
     GitHubTrigger,
     IntervalTrigger,
     ManualTrigger,
-    MisfirePolicy,
-    Policies,
-    RetryPolicy,
     ScheduleTrigger,
-    ScriptAgent,
     Trigger,
     WebhookTrigger,
     describe_trigger,
 )
-from .documents import validate_document
-from .inputs import parse_key_values
-from .matchers import parse_matcher
-from .schema import schemas, write_schemas
-from .skill import MANIFEST_NAME, InputSpec, Permissions, Skill, SkillFrontMatter, SkillManifest
 
 __all__ = [
     "MANIFEST_NAME",
