@@ -163,5 +163,13 @@ async def test_a_database_error_leaves_the_store_as_nightshifts_own(tmp_path: Pa
         assert str(caught.value) == (
             "database error in run_events: OperationalError: no such table: run_events"
         )
+        # The same boundary for a caller on its own thread (the CLI's reads).
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE event_decisions")
+            conn.exec_driver_sql("DROP TABLE events")
+        with pytest.raises(StoreError, match="database error in list_events: OperationalError"):
+            store.list_events()
+        with pytest.raises(StoreError, match="database error in get_event: OperationalError"):
+            store.get_event(1)  # SQLite's fast path: the same boundary
     finally:
         store.close()

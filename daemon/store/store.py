@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
+import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
@@ -46,6 +48,39 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+S = TypeVar("S", bound=type)
+
+
+def _at_the_boundary(fn: Callable[P, T]) -> Callable[P, T]:
+    """`fn` with a database exception leaving it as nightshift's own `StoreError`."""
+
+    @functools.wraps(fn)
+    def translated(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except (SQLAlchemyError, sqlite3.Error) as exc:  # sqlite3: SQLite's fast path
+            raise wrap_errors(exc, fn.__name__) from exc
+
+    return translated
+
+
+def _boundary(cls: S) -> S:
+    """The store's boundary: every public synchronous method — called on the store thread by
+    the daemon, directly by the CLI's reads and by the writer process — raises a database
+    error as a `StoreError` naming the method (its SQL and parameters stay in the log)."""
+    for name in dir(cls):
+        member = inspect.getattr_static(cls, name)
+        if (
+            not name.startswith("_")
+            and inspect.isfunction(member)
+            and not inspect.iscoroutinefunction(member)
+            and name not in ("hand_over", "start_writer_process")
+        ):
+            setattr(cls, name, _at_the_boundary(member))
+    return cls
+
+
+@_boundary
 class Store(RunQueries, ApprovalQueries, OutboxQueries, ScheduleQueries, RefusalQueries):
     """Persistent state of the daemon.
 
@@ -132,13 +167,9 @@ class Store(RunQueries, ApprovalQueries, OutboxQueries, ScheduleQueries, Refusal
 
     # -- the store thread -----------------------------------------------------------------
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run a store method on the store thread and await its result. This is the store's
-        boundary: a database exception leaves it as a `StoreError` naming the method."""
+        """Run a store method on the store thread and await its result."""
         loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
-        except SQLAlchemyError as exc:
-            raise wrap_errors(exc, getattr(fn, "__name__", "store call")) from exc
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
     def hand_over(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Run a store method on the store thread without waiting for it: the store thread
@@ -222,7 +253,7 @@ class Store(RunQueries, ApprovalQueries, OutboxQueries, ScheduleQueries, Refusal
             self._rows.mark_outbox(ids, status, ts, error, channel_id, thread_ts)
 
 
-def wrap_errors(exc: SQLAlchemyError, doing: str) -> StoreError:
+def wrap_errors(exc: SQLAlchemyError | sqlite3.Error, doing: str) -> StoreError:
     """A database exception as nightshift's own: what was being done and the driver's first
     line (its SQL and parameters stay in the log, not in a message a person sees)."""
     orig = getattr(exc, "orig", None)
