@@ -133,6 +133,9 @@ def scenario(store: Store) -> list[tuple[str, Any]]:
         do(s.append_run_event, retry.id, "step", {"title": "retry's first"})
         do(s.run_events, run)
         do(s.run_events, run, after_seq=1, type="step")
+        do(s.last_events, [run, retry.id, 9999])
+        do(s.last_events, [run], types=["message"])
+        do(s.last_events, [])
         do(s.list_events)
         do(s.list_events, limit=2, source="manual")
         do(s.get_event, first.event_id)
@@ -186,7 +189,9 @@ def scenario(store: Store) -> list[tuple[str, Any]]:
         async def on_the_loop() -> None:
             logged = [await s.log(retry.id, "step", {"title": str(i)}) for i in range(3)]
             do(lambda: logged)
-            do(s.run_events, retry.id)
+            # Read on the store thread, which writes what `log` handed over first.
+            written = await s.call(s.run_events, retry.id)
+            do(lambda: written)
             submitted = await s.submit(DispatchRequest("manual", "trigger", {}, key="late"))
             do(lambda: submitted)
             do(lambda: s.get_run.__name__)  # the store thread still answers after the loop

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func
 from sqlmodel import col, select
 
 from ..errors import RunNotFound
@@ -128,6 +129,23 @@ class RunQueries(Repository):
             if type is not None:
                 q = q.where(RunEventRow.type == type)
             return list(s.exec(q.order_by(col(RunEventRow.seq))))
+
+    def last_events(
+        self, run_ids: Iterable[int], types: Iterable[str] = ("step", "command", "message")
+    ) -> dict[int, RunEventRow]:
+        """Each run's newest event of `types` (what a board shows as its last step), in one
+        query for all of them."""
+        ids = list(run_ids)
+        if not ids:
+            return {}
+        with self._session() as s:
+            newest = (
+                select(func.max(RunEventRow.id))
+                .where(col(RunEventRow.run_id).in_(ids), col(RunEventRow.type).in_(list(types)))
+                .group_by(col(RunEventRow.run_id))
+            )
+            rows = s.exec(select(RunEventRow).where(col(RunEventRow.id).in_(newest)))
+            return {row.run_id: row for row in rows}
 
     def list_events(self, limit: int = 50, source: str | None = None) -> list[EventRow]:
         """Recent events, newest first."""
