@@ -171,6 +171,29 @@ class SlackConfig(_Strict):
     )
 
 
+class CenterToken(_Strict):
+    """A token that opens the command center when it is served beyond loopback."""
+
+    name: str = Field(min_length=1, max_length=64, description="who acts with it, e.g. ops")
+    token: SecretRef = Field(description="e.g. ${NIGHTSHIFT_WEB_TOKEN}")
+    read_only: bool = Field(False, description="sees everything and can change nothing")
+
+
+class CenterConfig(_Strict):
+    """The command center: the web page and its JSON API under /api/, on the HTTP server."""
+
+    enabled: bool = True
+    tokens: list[CenterToken] = Field(
+        default_factory=list,
+        description="required when `http.host` is not a loopback address (no login on loopback)",
+    )
+    trusted_header: str | None = Field(
+        None,
+        description="a header a reverse proxy you trust sets to the signed-in user (e.g. "
+        "X-Forwarded-User); the proxy must drop it from what clients send",
+    )
+
+
 class DaemonConfig(_Strict):
     """Everything `config.yaml` may set; every field has a working default."""
 
@@ -204,6 +227,7 @@ class DaemonConfig(_Strict):
     )
     console: bool = Field(True, description="print live run progress on stdout")
     http: HttpConfig = HttpConfig()
+    center: CenterConfig = CenterConfig()
     sources: SourcesConfig = SourcesConfig()
     slack: SlackConfig | None = Field(None, description="without it, runs report to the console")
     github: GitHubApiConfig = Field(

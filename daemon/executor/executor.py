@@ -154,6 +154,14 @@ class Executor:
                 raise RunStateError(f"run {run_id} has no pending approval request")
             approval_id = pending[0].request_id
         elif approval_id not in {a.request_id for a in pending}:
+            every = await self._store.call(self._store.approvals, run_id)
+            decided = next((a for a in every if a.request_id == approval_id), None)
+            if decided is not None and decided.decided_at is not None:
+                # The first decision won (here, in Slack, on the page or from GitHub).
+                raise RunStateError(
+                    f"approval {approval_id!r} was already {decided.status} by "
+                    f"{decided.decided_by} at {decided.decided_at:%Y-%m-%d %H:%M:%S} UTC"
+                )
             raise RunStateError(f"run {run_id} has no pending approval {approval_id!r}")
         active.inbox.put(Decision(approval_id=approval_id, approved=approved, by=by, reason=reason))
         return approval_id

@@ -21,9 +21,10 @@ from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..center import Supervised, build_center
 from ..errors import SecretError
 from ..secrets import SecretRef
 from ..sources import Incoming, WebhookRefused, alertmanager, github, stored_text, webhooks
@@ -83,9 +84,9 @@ def _log_failure(done: Any) -> None:
         log.warning("a refused delivery could not be recorded", error=str(done.exception()))
 
 
-class Served(Protocol):
+class Served(Supervised, Protocol):
     """What the HTTP server needs of the daemon it serves (the daemon is one; a test's
-    stand-in can be another)."""
+    stand-in can be another): what the command center needs, and the intake's parts."""
 
     config: DaemonConfig
     metrics: Metrics
@@ -377,6 +378,8 @@ def build_web_app(daemon: Served) -> ASGIApp:
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
             Route("/slack/events", slack_events, methods=["POST"]),
+            # The command center takes every other path (its pages, /api/, /static/).
+            *([Mount("/", app=build_center(daemon))] if daemon.config.center.enabled else []),
         ],
         exception_handlers={404: not_found},
     )
