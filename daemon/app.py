@@ -210,6 +210,7 @@ class Daemon:
             catalog = await asyncio.to_thread(self.loader.load)
             self._report_problems(catalog)
             self.started_at = utcnow()
+            await self.dispatcher.load_paused()
             await self.executor.start()
             await self.scheduler.sync(catalog, catch_up=True)
 

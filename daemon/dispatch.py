@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -190,6 +190,37 @@ class Dispatcher:
         self._catalog = catalog
         self._bus = bus or EventBus(store)
         self._sources = sources or SourcesConfig()
+        self._paused: dict[str, tuple[str, datetime]] = {}  # name -> (by, at), as stored
+
+    async def load_paused(self) -> None:
+        """Read which automations a person paused (before the schedules catch up)."""
+        self._paused = await self._store.call(self._store.paused_automations)
+
+    def paused(self) -> Mapping[str, tuple[str, datetime]]:
+        """Each paused automation: who paused it, and when."""
+        return dict(self._paused)
+
+    async def set_paused(self, name: str, paused: bool, by: str) -> None:
+        """Pause or resume an automation: while paused its due fires are recorded as skipped,
+        its events start nothing, and a person's trigger is refused unless forced. Kept in
+        the store, so it survives a restart."""
+        if name not in self._catalog().automations:
+            raise AutomationNotFound(name)
+        row = await self._store.call(self._store.set_paused, name, paused, by)
+        if paused:
+            self._paused[name] = (row.by, row.at)
+        else:
+            self._paused.pop(name, None)
+        log.info("automation paused" if paused else "automation resumed", automation=name, by=by)
+
+    def _unless_paused(self, decision: Decision, verdict: str) -> Decision:
+        """`decision`, or `verdict` with who paused it where it would start a run of a paused
+        automation."""
+        held = self._paused.get(decision.automation)
+        if decision.run is None or held is None:
+            return decision
+        by, at = held
+        return Decision(decision.automation, verdict, f"paused by {by} at {at:%Y-%m-%d %H:%M} UTC")
 
     async def _submit(self, result: Dispatched | None) -> list[RunRow]:
         if result is None:
@@ -225,6 +256,11 @@ class Dispatcher:
                 raise NightshiftError(
                     f"automation {name!r} is disabled (enabled: false); "
                     "trigger it anyway with --force"
+                )
+            if (held := self._paused.get(name)) is not None:
+                raise NightshiftError(
+                    f"automation {name!r} is paused (by {held[0]}); resume it, "
+                    "or trigger it anyway with --force"
                 )
             placeholder = _placeholder(automation, inputs)
             if placeholder is not None:
@@ -279,7 +315,7 @@ class Dispatcher:
         for automation in self._catalog().automations.values():
             decision = evaluate(automation, incoming, self._sources)
             if decision is not None:
-                decisions.append(decision)
+                decisions.append(self._unless_paused(decision, "paused"))
         resolved: list[RunRow] = []
         if incoming.source == "alertmanager" and incoming.payload.get("status") == "resolved":
             resolved = await self._store.call(
@@ -334,10 +370,11 @@ class Dispatcher:
             "late": late,
         }
         event = {"source": "schedule", "type": "fire", "payload": payload}
-        decision = (
+        decision = self._unless_paused(
             decide(automation, event, f"schedule:{trigger_key}")
             if automation.enabled
-            else Decision(automation.name, "disabled")
+            else Decision(automation.name, "disabled"),
+            "skipped",
         )
         result = await self._store.submit(
             DispatchRequest(

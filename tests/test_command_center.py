@@ -124,15 +124,15 @@ print(json.dumps({"type": "finished", "status": "succeeded", "summary": "done"})
     project.automation("two", skill="two")
     async with running_daemon(project.config()) as d, page_client(d) as api:
         run_id = (await api.post("/api/automations/two/run", json={})).json()["run_id"]
-        await wait_for(lambda: d.store.approvals(run_id, "pending"))
+
+        async def pending(*ids: str) -> bool:
+            waiting = await d.store.call(d.store.approvals, run_id, "pending")
+            return [a.request_id for a in waiting] == list(ids)
+
+        await wait_for(lambda: pending("a1"))
         ok = await api.post(f"/api/runs/{run_id}/approve", json={"approval_id": "a1"})
         assert ok.status_code == 202
-        await wait_for(
-            lambda: (
-                d.store.approvals(run_id, "pending")
-                and d.store.approvals(run_id, "pending")[0].request_id == "a2"
-            )
-        )
+        await wait_for(lambda: pending("a2"))
         late = await api.post(
             f"/api/runs/{run_id}/deny", json={"approval_id": "a1", "reason": "no"}
         )
@@ -288,3 +288,71 @@ async def sse(client: httpx.AsyncClient, url: str, headers: dict[str, str]) -> l
                 }
             )
     return frames
+
+
+# -- automations -------------------------------------------------------------------------------
+QUICK = """\
+import json
+print(json.dumps({"type": "finished", "status": "succeeded", "summary": "ticked"}))
+"""
+
+
+async def skipped_fires(d: Daemon, name: str) -> list[str]:
+    """The details of the schedule fires of `name` recorded as skipped."""
+    out = []
+    for event in await d.store.call(d.store.list_events, 200, "schedule"):
+        found = await d.store.call(d.store.get_event, event.id or 0)
+        assert found is not None
+        out += [x.detail for x in found[1] if x.automation == name and x.decision == "skipped"]
+    return out
+
+
+async def test_a_paused_automation_skips_its_fires_across_a_restart(
+    project: Project, browser: Browser
+) -> None:
+    project.skill("quick", QUICK)
+    project.automation("ticker", skill="quick", triggers=[{"type": "interval", "every": "1s"}])
+    project.automation("broken", text="name: broken\nskill: quick\ntriggers: [{type: cron}]\n")
+    async with running_daemon(project.config()) as d:
+        page = await browser.new_page()
+        await page.goto(base(d) + "/automations")
+        row = page.locator("#automation-ticker")
+        await expect(row).to_contain_text("every 1s")
+        problems = page.locator(".problems")
+        await expect(problems).to_contain_text("broken.yaml:3")  # the broken file, by line
+        await wait_for(lambda: d.store.list_runs(automation="ticker"))  # it fires meanwhile
+        await row.locator("button[data-pause='pause']").click()
+        await expect(page.locator("#automation-ticker .paused-badge")).to_contain_text("web:")
+        assert "ticker" in d.dispatcher.paused()
+    async with running_daemon(project.config()) as d:  # a restart keeps it paused
+        assert "ticker" in d.dispatcher.paused()
+        ran = len(await d.store.call(d.store.list_runs, automation="ticker"))
+        details = await wait_for(lambda: skipped_fires(d, "ticker"))
+        assert details[0].startswith("paused by web:")
+        assert len(await d.store.call(d.store.list_runs, automation="ticker")) == ran
+        async with page_client(d) as api:
+            refused = await api.post("/api/automations/ticker/run", json={})
+            assert refused.status_code == 400 and "is paused" in refused.json()["error"]
+            listed = (await api.get("/api/automations")).json()
+            (ticker,) = [a for a in listed["automations"] if a["name"] == "ticker"]
+            assert ticker["paused"]["by"].startswith("web:") and ticker["next_fire"] is None
+            assert any(p["file"].endswith("broken.yaml") for p in listed["problems"])
+            assert (await api.post("/api/automations/nope/pause")).status_code == 404
+            assert (await api.post("/api/automations/ticker/resume")).status_code == 202
+        await wait_for(
+            lambda: len(d.store.list_runs(automation="ticker", statuses=["succeeded"])) > ran
+        )
+
+
+async def test_run_now_from_the_page_opens_the_new_run(project: Project, browser: Browser) -> None:
+    project.skill("quick", QUICK)
+    project.automation("once", skill="quick")
+    async with running_daemon(project.config()) as d:
+        page = await browser.new_page()
+        await page.goto(base(d) + "/automations")
+        await page.locator("#automation-once summary").click()
+        await page.locator("#automation-once .run-form button").click()
+        await page.wait_for_url("**/runs/*")
+        await expect(page.locator("#run-status")).to_have_text("succeeded")
+        (run,) = await d.store.call(d.store.list_runs, automation="once")
+        assert page.url.endswith(f"/runs/{run.id}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
-from . import api, live, pages
+from . import api, automations, live, pages
 from .access import Access, Guard, Identity, is_loopback
 from .api import Supervised
 
@@ -15,7 +15,14 @@ from .api import Supervised
 def build_center(site: Supervised) -> ASGIApp:
     """The command center's ASGI app over a running daemon."""
     access = Access(site.config)
-    app = Starlette(routes=[*api.routes(site), *live.routes(site), *pages.routes(site, access)])
+    app = Starlette(
+        routes=[
+            *api.routes(site),
+            *automations.routes(site),
+            *live.routes(site),
+            *pages.routes(site, access),
+        ]
+    )
     return Guard(app, access)
 
 

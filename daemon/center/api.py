@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ..dispatch import Dispatcher
     from ..executor import Executor
     from ..loader import Catalog
+    from ..sources import Scheduler
     from ..store import Store
 
 
@@ -37,6 +38,7 @@ class Supervised(Protocol):
     bus: EventBus
     executor: Executor
     dispatcher: Dispatcher
+    scheduler: Scheduler
 
     def catalog(self) -> Catalog:
         """The automations and skills loaded now."""
@@ -69,7 +71,7 @@ def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-async def _answer(work: Callable[[], Awaitable[Response]]) -> Response:
+async def answer(work: Callable[[], Awaitable[Response]]) -> Response:
     """Run an endpoint, turning nightshift's errors into the client's: 404 for what does not
     exist, 409 for what the run's state does not allow, 400 for a bad request."""
     try:
@@ -144,7 +146,7 @@ def routes(site: Supervised) -> list[Route]:
             )
             return JSONResponse({"runs": [c.to_json() for c in await cards.of(rows)]})
 
-        return await _answer(work)
+        return await answer(work)
 
     async def run(request: Request) -> Response:
         async def work() -> Response:
@@ -160,7 +162,7 @@ def routes(site: Supervised) -> list[Route]:
                 }
             )
 
-        return await _answer(work)
+        return await answer(work)
 
     async def events(request: Request) -> Response:
         async def work() -> Response:
@@ -170,7 +172,7 @@ def routes(site: Supervised) -> list[Route]:
             rows = await store.call(store.run_events, run_id, after)
             return JSONResponse({"events": [envelope_of(r).to_json() for r in rows]})
 
-        return await _answer(work)
+        return await answer(work)
 
     def action(do: Callable[[Request, int], Awaitable[dict[str, Any]]]) -> Any:
         async def handler(request: Request) -> Response:
@@ -178,7 +180,7 @@ def routes(site: Supervised) -> list[Route]:
                 done = await do(request, int(request.path_params["run_id"]))
                 return JSONResponse({"ok": True, **done}, status_code=202)
 
-            return await _answer(work)
+            return await answer(work)
 
         return handler
 
@@ -219,7 +221,7 @@ def routes(site: Supervised) -> list[Route]:
             )
             return JSONResponse({"run_id": new.id, "status": new.status}, status_code=201)
 
-        return await _answer(work)
+        return await answer(work)
 
     run_path = "/api/runs/{run_id:int}"
     return [

@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 from ..errors import RunNotFound
 from .access import CSRF_COOKIE, TOKEN_COOKIE, Access, Identity, new_csrf_token
 from .api import Cards, Supervised
+from .automations import listing
 from .views import line_of
 
 _HERE = Path(__file__).parent
@@ -56,6 +57,9 @@ def routes(site: Supervised, access: Access) -> list[Route | Mount]:
         pending = await store.call(store.approvals, run_id, "pending")
         return _page(request, "run.html", run=shown, pending=pending)
 
+    async def automations(request: Request) -> Response:
+        return _page(request, "automations.html", **await listing(site, cards))
+
     async def login(request: Request) -> Response:
         if request.method == "GET":
             return _page(request, "login.html", failed=False)
@@ -71,6 +75,7 @@ def routes(site: Supervised, access: Access) -> list[Route | Mount]:
     return [
         Route("/", board),
         Route("/runs/{run_id:int}", run),
+        Route("/automations", automations),
         Route("/login", login, methods=["GET", "POST"]),
         Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
     ]

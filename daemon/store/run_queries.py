@@ -147,6 +147,13 @@ class RunQueries(Repository):
             rows = s.exec(select(RunEventRow).where(col(RunEventRow.id).in_(newest)))
             return {row.run_id: row for row in rows}
 
+    def latest_runs(self) -> dict[str, RunRow]:
+        """Each automation's newest run, in one query."""
+        with self._session() as s:
+            newest = select(func.max(RunRow.id)).group_by(col(RunRow.automation))
+            rows = s.exec(select(RunRow).where(col(RunRow.id).in_(newest)))
+            return {row.automation: row for row in rows}
+
     def list_events(self, limit: int = 50, source: str | None = None) -> list[EventRow]:
         """Recent events, newest first."""
         with self._session() as s:

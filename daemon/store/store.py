@@ -26,6 +26,7 @@ from ..errors import StoreError
 from ..secrets import redactor
 from . import schema
 from .approvals import ApprovalQueries
+from .automation_states import AutomationStateQueries
 from .dispatching import DispatchTransaction
 from .engine import make_engine, start_checkpointer
 from .group_commit import GroupCommit
@@ -81,7 +82,14 @@ def _boundary(cls: S) -> S:
 
 
 @_boundary
-class Store(RunQueries, ApprovalQueries, OutboxQueries, ScheduleQueries, RefusalQueries):
+class Store(
+    RunQueries,
+    ApprovalQueries,
+    OutboxQueries,
+    ScheduleQueries,
+    RefusalQueries,
+    AutomationStateQueries,
+):
     """Persistent state of the daemon.
 
     `fast_path=False` takes SQLite's per-step reads and writes through SQLAlchemy as on

@@ -239,6 +239,19 @@ class RefusalRow(SQLModel, table=True):
     received_at: datetime = _ts(nullable=False)
 
 
+class AutomationStateRow(SQLModel, table=True):
+    """What a person set on an automation beyond its file: paused (its fires are recorded
+    as skipped and its events start nothing) until resumed. The file stays the source of
+    truth for everything else."""
+
+    __tablename__ = "automation_state"
+
+    name: str = Field(primary_key=True)
+    paused: bool = False
+    by: str  # who paused or resumed it last
+    at: datetime = _ts(nullable=False)
+
+
 def _core(name: str) -> Table:
     return SQLModel.metadata.tables[name]
 

@@ -259,8 +259,44 @@ function runPage() {
   });
 }
 
+// -- automations -------------------------------------------------------------------------
+function automationsPage() {
+  const table = document.querySelector(".automations");
+  table.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-pause]");
+    if (!button) return;
+    const row = button.closest("tr");
+    const outcome = row.querySelector(".pause-outcome");
+    try {
+      await post(`/api/automations/${encodeURIComponent(row.dataset.automation)}/${button.dataset.pause}`, {});
+      window.location.reload();
+    } catch (error) {
+      outcome.textContent = error.message;
+      outcome.className = "outcome pause-outcome error";
+    }
+  });
+  table.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = event.target;
+    const row = form.closest("tr");
+    const inputs = {};
+    for (const field of form.querySelectorAll("input[name]")) {
+      if (field.value !== "") inputs[field.name] = field.value;
+    }
+    const outcome = form.querySelector(".outcome");
+    try {
+      const made = await post(`/api/automations/${encodeURIComponent(row.dataset.automation)}/run`, { inputs });
+      window.location.href = `/runs/${made.run_id}`;
+    } catch (error) {
+      outcome.textContent = error.message;
+      outcome.className = "outcome error";
+    }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const page = document.body.dataset.page;
   if (page === "board") board();
   if (page === "run") runPage();
+  if (page === "automations") automationsPage();
 });
