@@ -3,9 +3,11 @@ and the page itself in a real browser (Debian's chromium, driven by Playwright).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +16,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from daemon.app import Daemon
 from daemon.runs import RunStatus
+from daemon.store import Decision, NewRun, utcnow
 from daemon.testing import Project, running_daemon, wait_for
 
 from .helpers import events, wait_status
@@ -356,3 +359,65 @@ async def test_run_now_from_the_page_opens_the_new_run(project: Project, browser
         await expect(page.locator("#run-status")).to_have_text("succeeded")
         (run,) = await d.store.call(d.store.list_runs, automation="once")
         assert page.url.endswith(f"/runs/{run.id}")
+
+
+# -- events and history ----------------------------------------------------------------------
+def seed_runs(d: Daemon, count: int) -> list[int]:
+    """`count` runs of two automations, stored as an event each, every third one failed."""
+    ids = []
+    for n in range(count):
+        name = "alpha" if n % 2 == 0 else "beta"
+        made = d.store.dispatch(
+            source="manual",
+            type="trigger",
+            key=f"seed-{n}",
+            payload={"n": n},
+            decisions=[Decision(name, "matched", run=NewRun(name, "manual", {"n": n}))],
+        )
+        assert made is not None and made.runs[0].id is not None
+        run_id = made.runs[0].id
+        d.store.end_run(run_id, "failed" if n % 3 == 0 else "succeeded", f"run {n}", utcnow())
+        ids.append(run_id)
+    return ids
+
+
+async def test_history_is_filtered_and_paged_and_events_say_what_they_meant(
+    project: Project, tmp_path: Path
+) -> None:
+    project.skill("quick", QUICK)
+    for name in ("alpha", "beta"):
+        project.automation(name, skill="quick", workspace={"repository": str(tmp_path / name)})
+    async with running_daemon(project.config()) as d, page_client(d) as api:
+        ids = await asyncio.to_thread(seed_runs, d, 130)
+        alpha = [i for n, i in enumerate(ids) if n % 2 == 0][::-1]  # 65 runs, newest first
+        page = (await api.get("/api/history", params={"automation": "alpha"})).json()
+        assert [r["id"] for r in page["runs"]] == alpha[:50]
+        params = {"automation": "alpha", "before": page["next_before"]}
+        rest = (await api.get("/api/history", params=params)).json()
+        assert [r["id"] for r in rest["runs"]] == alpha[50:] and rest["next_before"] is None
+        failed = await api.get("/api/history", params={"automation": "alpha", "status": "failed"})
+        expected = [i for n, i in enumerate(ids) if n % 6 == 0][::-1]
+        assert [r["id"] for r in failed.json()["runs"]] == expected
+        by_repo = await api.get("/api/history", params={"repository": str(tmp_path / "beta")})
+        assert {r["automation"] for r in by_repo.json()["runs"]} == {"beta"}
+        assert len((await api.get("/api/history", params={"trigger": "man"})).json()["runs"]) == 50
+        assert (await api.get("/api/history", params={"trigger": "github"})).json()["runs"] == []
+        today = utcnow().date().isoformat()
+        assert len((await api.get("/api/history", params={"since": today})).json()["runs"]) == 50
+        assert (await api.get("/api/history", params={"until": today})).json()["runs"] == []
+        bad = await api.get("/api/history", params={"since": "last tuesday"})
+        assert bad.status_code == 400 and bad.json()["error"].startswith("since:")
+        assert (await api.get("/api/history", params={"status": "nope"})).status_code == 400
+        html = await api.get("/history", params={"automation": "beta"})
+        assert html.status_code == 200 and 'id="older"' in html.text
+        assert "not a date" in (await api.get("/history", params={"since": "x"})).text
+
+        listed = (await api.get("/api/events", params={"limit": 3})).json()["events"]
+        assert [e["id"] for e in listed] == [130, 129, 128] and "payload" not in listed[0]
+        assert listed[0]["decisions"] == [
+            {"automation": "beta", "decision": "matched", "detail": "", "run_id": ids[-1]}
+        ]
+        one = (await api.get("/api/events/130")).json()
+        assert one["payload"] == {"n": 129}
+        assert (await api.get("/api/events/9999")).status_code == 404
+        assert (await api.get("/events")).status_code == 200

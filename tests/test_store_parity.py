@@ -137,6 +137,12 @@ def scenario(store: Store) -> list[tuple[str, Any]]:
         do(s.last_events, [run], types=["message"])
         do(s.last_events, [])
         do(s.latest_runs)
+        do(s.history)
+        do(s.history, automations=["lint", "triage"], statuses=["queued"], limit=2)
+        do(s.history, trigger="issu", since=T0, until=T0 + timedelta(days=1), before_id=3)
+        do(s.history, trigger="100%_")  # LIKE's wildcards are text here
+        do(s.events_with_decisions)
+        do(s.events_with_decisions, limit=2, before_id=4, source="manual")
         do(s.list_events)
         do(s.list_events, limit=2, source="manual")
         do(s.get_event, first.event_id)

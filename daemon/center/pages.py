@@ -14,9 +14,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..errors import RunNotFound
+from ..runs import RunStatus
 from .access import CSRF_COOKIE, TOKEN_COOKIE, Access, Identity, new_csrf_token
 from .api import Cards, Supervised
 from .automations import listing
+from .records import PAGE, event_json, history_page
 from .views import line_of
 
 _HERE = Path(__file__).parent
@@ -60,6 +62,25 @@ def routes(site: Supervised, access: Access) -> list[Route | Mount]:
     async def automations(request: Request) -> Response:
         return _page(request, "automations.html", **await listing(site, cards))
 
+    async def events(request: Request) -> Response:
+        before = request.query_params.get("before")
+        found = await store.call(
+            store.events_with_decisions, PAGE, int(before) if before and before.isdigit() else None
+        )
+        listed = [event_json(e, d, payload=False) for e, d in found]
+        older = listed[-1]["id"] if len(listed) == PAGE else None
+        return _page(request, "events.html", events=listed, older=older)
+
+    async def history(request: Request) -> Response:
+        query = dict(request.query_params)
+        try:
+            shown = await history_page(site, cards, query)
+        except ValueError as exc:
+            shown = {"runs": [], "next_before": None, "filters": query, "problem": str(exc)}
+        names = sorted(site.catalog().automations)
+        statuses = [s.value for s in RunStatus]
+        return _page(request, "history.html", names=names, statuses=statuses, **shown)
+
     async def login(request: Request) -> Response:
         if request.method == "GET":
             return _page(request, "login.html", failed=False)
@@ -76,6 +97,8 @@ def routes(site: Supervised, access: Access) -> list[Route | Mount]:
         Route("/", board),
         Route("/runs/{run_id:int}", run),
         Route("/automations", automations),
+        Route("/events", events),
+        Route("/history", history),
         Route("/login", login, methods=["GET", "POST"]),
         Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
     ]

@@ -154,9 +154,7 @@ def cmd_events(config: DaemonConfig, args: argparse.Namespace) -> int:
                 )
             return 0
         listed: list[dict[str, Any]] = []
-        for event in store.list_events(limit=args.limit):
-            found = store.get_event(event.id or 0)
-            decisions = found[1] if found else []
+        for event, decisions in store.events_with_decisions(limit=args.limit):
             entry = event.model_dump(mode="json", exclude={"payload"})
             entry["decisions"] = [d.model_dump(mode="json") for d in decisions]
             listed.append(entry)

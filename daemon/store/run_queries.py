@@ -13,7 +13,7 @@ from ..errors import RunNotFound
 from ..secrets import redactor
 from .repository import Repository
 from .requests import NewRun
-from .tables import EventRow, RunEventRow, RunRow, utcnow
+from .tables import DecisionRow, EventRow, RunEventRow, RunRow, utcnow
 
 
 def new_run_row(new: NewRun, event_id: int | None, now: datetime | None = None) -> RunRow:
@@ -146,6 +146,55 @@ class RunQueries(Repository):
             )
             rows = s.exec(select(RunEventRow).where(col(RunEventRow.id).in_(newest)))
             return {row.run_id: row for row in rows}
+
+    def history(
+        self,
+        *,
+        automations: Iterable[str] | None = None,
+        statuses: Iterable[str] | None = None,
+        trigger: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[RunRow]:
+        """Runs newest first, filtered, a page at a time: the page after the one that ended
+        at `before_id` (keyset paging: as fast on page 200 as on page 1)."""
+        with self._session() as s:
+            q = select(RunRow)
+            if automations is not None:
+                q = q.where(col(RunRow.automation).in_(list(automations)))
+            if statuses is not None:
+                q = q.where(col(RunRow.status).in_(list(statuses)))
+            if trigger:
+                q = q.where(col(RunRow.trigger).startswith(trigger, autoescape=True))
+            if since is not None:
+                q = q.where(col(RunRow.created_at) >= since)
+            if until is not None:
+                q = q.where(col(RunRow.created_at) < until)
+            if before_id is not None:
+                q = q.where(col(RunRow.id) < before_id)
+            return list(s.exec(q.order_by(col(RunRow.id).desc()).limit(limit)))
+
+    def events_with_decisions(
+        self, limit: int = 50, before_id: int | None = None, source: str | None = None
+    ) -> list[tuple[EventRow, list[DecisionRow]]]:
+        """Recent events newest first, each with what it meant per automation (two queries
+        for the page, not one per event)."""
+        with self._session() as s:
+            q = select(EventRow)
+            if source:
+                q = q.where(EventRow.source == source)
+            if before_id is not None:
+                q = q.where(col(EventRow.id) < before_id)
+            events = list(s.exec(q.order_by(col(EventRow.id).desc()).limit(limit)))
+            ids = [e.id for e in events]
+            decisions: dict[int, list[DecisionRow]] = {}
+            if ids:
+                dq = select(DecisionRow).where(col(DecisionRow.event_id).in_(ids))
+                for d in s.exec(dq.order_by(col(DecisionRow.id))):
+                    decisions.setdefault(d.event_id, []).append(d)
+            return [(e, decisions.get(e.id or 0, [])) for e in events]
 
     def latest_runs(self) -> dict[str, RunRow]:
         """Each automation's newest run, in one query."""

@@ -294,9 +294,24 @@ function automationsPage() {
   });
 }
 
+// -- events ------------------------------------------------------------------------------
+function eventsPage() {
+  for (const details of document.querySelectorAll("details.payload")) {
+    details.addEventListener("toggle", async () => {
+      const pre = details.querySelector("pre");
+      if (!details.open || pre.textContent) return;
+      const id = details.closest("tr").dataset.event;
+      const response = await fetch(`/api/events/${id}`, { credentials: "same-origin" });
+      const event = await response.json();
+      pre.textContent = JSON.stringify(event.payload, null, 2);
+    });
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const page = document.body.dataset.page;
   if (page === "board") board();
   if (page === "run") runPage();
   if (page === "automations") automationsPage();
+  if (page === "events") eventsPage();
 });
