@@ -421,3 +421,75 @@ async def test_history_is_filtered_and_paged_and_events_say_what_they_meant(
         assert one["payload"] == {"n": 129}
         assert (await api.get("/api/events/9999")).status_code == 404
         assert (await api.get("/events")).status_code == 200
+
+
+# -- the diff and its review -------------------------------------------------------------------
+REVIEWED = """\
+import json, pathlib, sys
+ctx = json.loads(sys.stdin.readline())
+calc = pathlib.Path(ctx["workdir"], "calc.py")
+calc.write_text(calc.read_text().replace("a - b", "a + b"))
+print(json.dumps({"type": "step", "title": "edited calc.py"}), flush=True)
+review = json.loads(sys.stdin.readline())
+print(json.dumps({"type": "message", "text": review["text"]}), flush=True)
+calc.write_text(calc.read_text().replace("a + b", "b + a"))  # the commented line changes
+print(json.dumps({"type": "file_change", "path": "calc.py"}), flush=True)
+sys.stdin.readline()
+print(json.dumps({"type": "finished", "status": "succeeded", "summary": "reviewed"}), flush=True)
+"""
+
+
+async def test_line_comments_become_one_steering_message_and_then_outdated(
+    project: Project, repo: Path, browser: Browser
+) -> None:
+    project.skill("reviewed", REVIEWED)
+    project.automation(
+        "reviewed", skill="reviewed", workspace={"repository": str(repo), "isolate": True}
+    )
+    async with running_daemon(project.config()) as d:
+        run = await d.dispatcher.manual("reviewed", {}, "test")
+        assert run.id is not None
+        page = await browser.new_page()
+        await page.goto(f"{base(d)}/runs/{run.id}")
+        await expect(page.locator("#log")).to_contain_text("edited calc.py")
+        added = page.locator("section.file[data-path='calc.py'] tr.kind-add td.commentable")
+        await expect(added).to_have_count(1)
+        await expect(page.locator("#diff-source")).to_contain_text("as it stands now")
+        await added.click()
+        await page.fill("tr.draft textarea", "why is this not commutative-safe?")
+        await page.click("tr.draft button.add-comment")
+        await expect(page.locator("#send-review")).to_have_text("Send review (1)")
+        await page.click("#send-review")
+        await expect(page.locator("#review-state")).to_contain_text("one message (1 comments)")
+        # The agent got one message: file, line, the hunk and the text.
+        message = page.locator("#log li.type-message", has_text="Review of your diff")
+        await expect(message).to_contain_text("calc.py, line 2:")
+        await expect(message).to_contain_text("+    return a + b")
+        await expect(message).to_contain_text("why is this not commutative-safe?")
+        # The agent changed the line since: the comment is shown as outdated.
+        await expect(page.locator(".outdated-comments")).to_contain_text("calc.py:2")
+        steers = [e for e in await events(d, run.id) if e["type"] == "steer_received"]
+        assert len(steers) == 1 and steers[0]["text"].startswith("Review of your diff from web:")
+        (kept,) = await d.store.call(d.store.review_comments, run.id)
+        assert (kept.path, kept.line, kept.anchor) == ("calc.py", 2, "    return a + b")
+        async with page_client(d) as api:
+            wrong = await api.post(
+                f"/api/runs/{run.id}/review",
+                json={"comments": [{"path": "calc.py", "line": 40, "text": "?"}]},
+            )
+            assert (
+                wrong.status_code == 400 and "not a line of the run's diff" in wrong.json()["error"]
+            )
+            assert (
+                await api.post(f"/api/runs/{run.id}/steer", json={"text": "done"})
+            ).status_code == 202
+            await wait_status(d, run.id, RunStatus.SUCCEEDED)
+            final = (await api.get(f"/api/runs/{run.id}/diff")).json()
+            assert final["source"] == "final" and final["files"][0]["path"] == "calc.py"
+            assert [c["outdated"] for c in final["comments"]] == [True]
+            late = await api.post(
+                f"/api/runs/{run.id}/review",
+                json={"comments": [{"path": "calc.py", "line": 2, "text": "late"}]},
+            )
+            assert late.status_code == 409
+        assert len(await d.store.call(d.store.review_comments, run.id)) == 1  # nothing kept

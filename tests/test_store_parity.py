@@ -189,6 +189,10 @@ def scenario(store: Store) -> list[tuple[str, Any]]:
         do(s.mark_schedule, "weekly", "cron:0", T0)
         do(s.last_fire, "nightly", "cron:0")
         do(s.last_fire, "weekly", "cron:0")
+        do(s.review_comments, run)
+        do(s.add_review, run, [("calc.py", 3, "    return a - b", "why minus?")], "web:ann")
+        do(s.add_review, run, [("a.py", 1, "x = 1", "ghp_" + "e" * 36), ("b.py", 2, "", "ok")], "b")
+        do(s.review_comments, run)
         do(s.paused_automations)
         do(s.set_paused, "nightly", True, "web:ann")
         do(s.set_paused, "weekly", True, "web:bob")
@@ -238,7 +242,7 @@ def test_every_operation_answers_alike_on_every_path(
     # the operations only the event loop calls.
     errors = [a["<error>"] for _, a in fast if isinstance(a, dict) and "<error>" in a]
     assert errors == ["RunNotFound", "RunNotFound", "RunNotFound", "StoreError"]
-    for secret in "abcd":
+    for secret in "abcde":
         assert "ghp_" + secret * 36 not in repr(fast)
     assert fast[-2:] == [("dispatch", None), ("dispatch", None)]  # redelivered
     for path in ("sqlite-portable", "postgres"):

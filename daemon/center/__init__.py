@@ -7,7 +7,7 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
-from . import api, automations, live, pages, records
+from . import api, automations, diffs, live, pages, records
 from .access import Access, Guard, Identity, is_loopback
 from .api import Supervised
 
@@ -20,6 +20,7 @@ def build_center(site: Supervised) -> ASGIApp:
             *api.routes(site),
             *automations.routes(site),
             *records.routes(site),
+            *diffs.routes(site),
             *live.routes(site),
             *pages.routes(site, access),
         ]

@@ -175,6 +175,13 @@ class Executor:
             return
         self._require_active(run_id).inbox.put(Cancel(by=by, reason=reason))
 
+    async def live_diff(self, run_id: int) -> str | None:
+        """An executing run's diff as it stands now; None when it has no worktree here."""
+        active = self._active.get(run_id)
+        if active is None or active.tree is None:
+            return None
+        return await active.tree.diff()
+
     def on_started(self, callback: Callable[[int], None]) -> None:
         """Call `callback(run_id)` whenever a run starts executing (benchmarks, tests)."""
         self._started_cb.append(callback)

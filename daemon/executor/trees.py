@@ -83,6 +83,13 @@ class RunTree:
         await asyncio.wait({self._making})
         return None if self._making.cancelled() else self._making.exception()
 
+    async def diff(self) -> str | None:
+        """What the run changed so far, against its base; None until the worktree is made."""
+        making = self._making
+        if making is None or not making.done() or making.cancelled() or making.exception():
+            return None
+        return await workspace.live_diff(making.result())
+
     async def close(self, keep: bool) -> None:
         """Keep what the run changed on its branch, with the diff as an artifact; never leave
         a half-made worktree behind (whatever ended the run, a bug included)."""

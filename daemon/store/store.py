@@ -33,6 +33,7 @@ from .group_commit import GroupCommit
 from .outbox import OutboxQueries
 from .refusals import RefusalQueries
 from .requests import Dispatched, DispatchRequest
+from .reviews import ReviewQueries
 from .rows import PortableRows, RowPath
 from .run_log import RunLog
 from .run_queries import RunQueries
@@ -89,6 +90,7 @@ class Store(
     ScheduleQueries,
     RefusalQueries,
     AutomationStateQueries,
+    ReviewQueries,
 ):
     """Persistent state of the daemon.
 

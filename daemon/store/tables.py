@@ -252,6 +252,23 @@ class AutomationStateRow(SQLModel, table=True):
     at: datetime = _ts(nullable=False)
 
 
+class ReviewCommentRow(SQLModel, table=True):
+    """A line comment on a run's diff, sent to the run as part of one review (steering);
+    `anchor` is the line's text when it was written, so a later change to it shows as
+    outdated."""
+
+    __tablename__ = "review_comments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id", index=True)
+    path: str
+    line: int  # in the new side of the diff
+    anchor: str
+    text: str
+    by: str
+    at: datetime = _ts(nullable=False)
+
+
 def _core(name: str) -> Table:
     return SQLModel.metadata.tables[name]
 

@@ -246,6 +246,23 @@ def _finish(tree: Worktree, run_id: int) -> Outcome:
     return Outcome(stat, diff, head)
 
 
+def _live_diff(tree: Worktree) -> str:
+    """What the run changed so far against its base — its commits, its uncommitted edits and
+    its new files — without touching the worktree's index (the agent may be using git)."""
+    diff = _git(tree.path, "--no-optional-locks", "diff", "--no-color", tree.base)
+    others = _git(tree.path, "ls-files", "--others", "--exclude-standard", "-z").split("\0")
+    for path in [p for p in others if p][:200]:
+        if len(diff) > MAX_DIFF:
+            break
+        # --no-index exits 1 when the files differ, which a new file always does.
+        diff += _git(
+            tree.path, "diff", "--no-color", "--no-index", "--", "/dev/null", path, check=False
+        )
+    if len(diff) > MAX_DIFF:
+        diff = diff[:MAX_DIFF] + "\n[…diff truncated]\n"
+    return diff
+
+
 def _state(tree: Worktree) -> tuple[str | None, bool]:
     """(HEAD's commit, whether any file is changed, staged or untracked): one git process."""
     # Without optional locks status only reads: by default it rewrites the index to refresh
@@ -355,6 +372,11 @@ async def discard_spares(spares: Path) -> int:
 async def finish(tree: Worktree, run_id: int) -> Outcome:
     """Commit what changed on the run's branch; the diff and its stat."""
     return await asyncio.to_thread(_finish, tree, run_id)
+
+
+async def live_diff(tree: Worktree) -> str:
+    """The run's diff against its base as it stands now (in a thread)."""
+    return await asyncio.to_thread(_live_diff, tree)
 
 
 async def remove(tree: Worktree, outcome: Outcome) -> None:

@@ -159,6 +159,137 @@ function approvalNode(runId, event) {
   return box;
 }
 
+// -- a run's diff and its review ---------------------------------------------------------
+function diffView(runId) {
+  const box = document.getElementById("diff");
+  const source = document.getElementById("diff-source");
+  const send = document.getElementById("send-review");
+  const state = document.getElementById("review-state");
+  const pending = []; // {path, line, text}
+  let timer = null;
+
+  const refreshSend = () => {
+    send.disabled = pending.length === 0;
+    send.textContent = pending.length ? `Send review (${pending.length})` : "Send review";
+  };
+
+  function commentNode(comment) {
+    const node = el("div", `comment${comment.outdated ? " outdated" : ""}`);
+    node.append(el("b", null, comment.by ? `${comment.by}: ` : "pending: "), comment.text);
+    if (comment.outdated) node.append(" ", el("span", "status", "outdated"));
+    return node;
+  }
+
+  async function render() {
+    const response = await fetch(`/api/runs/${runId}/diff?html=1`, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const data = await response.json();
+    source.textContent = { live: "(as it stands now)", final: "(the run's final diff)", none: "(no changes)" }[data.source];
+    box.replaceChildren();
+    const kept = new Map();
+    const outdated = [];
+    for (const c of data.comments) {
+      if (c.outdated) { outdated.push(c); continue; }
+      const key = `${c.path}:${c.line}`;
+      kept.set(key, [...(kept.get(key) || []), c]);
+    }
+    for (const file of data.files) {
+      const section = el("section", "file");
+      section.dataset.path = file.path;
+      section.append(el("h3", null, file.path));
+      const table = el("table", "hl");
+      for (const hunk of file.hunks) {
+        const head = el("tr", "hunk");
+        const cell = el("td", null, hunk.header);
+        cell.colSpan = 3;
+        head.append(cell);
+        table.append(head);
+        for (const line of hunk.lines) {
+          const row = el("tr", `line kind-${line.kind === "+" ? "add" : line.kind === "-" ? "del" : "ctx"}`);
+          const number = el("td", "num", line.new ?? "");
+          if (line.new !== null) {
+            number.classList.add("commentable");
+            number.dataset.line = line.new;
+            row.dataset.line = line.new;
+          }
+          const code = el("td", "code");
+          code.innerHTML = line.html; // Pygments' output: escaped text in spans
+          row.append(el("td", "num", line.old ?? ""), number, code);
+          table.append(row);
+          for (const c of kept.get(`${file.path}:${line.new}`) || []) {
+            const note = el("tr", "note");
+            const td = el("td");
+            td.colSpan = 3;
+            td.append(commentNode(c));
+            note.append(td);
+            table.append(note);
+          }
+        }
+      }
+      section.append(table);
+      box.append(section);
+    }
+    if (outdated.length) {
+      const list = el("section", "outdated-comments");
+      list.append(el("h3", null, "Outdated comments (their lines changed since)"));
+      for (const c of outdated) {
+        const item = commentNode(c);
+        item.prepend(el("code", null, `${c.path}:${c.line} `));
+        list.append(item);
+      }
+      box.append(list);
+    }
+  }
+
+  box.addEventListener("click", (event) => {
+    const cell = event.target.closest("td.commentable");
+    if (!cell) return;
+    const row = cell.closest("tr");
+    if (row.nextElementSibling?.classList.contains("draft")) return;
+    const path = cell.closest("section.file").dataset.path;
+    const line = Number(cell.dataset.line);
+    const draft = el("tr", "draft");
+    const td = el("td");
+    td.colSpan = 3;
+    const text = el("textarea");
+    text.placeholder = `comment on ${path}:${line}`;
+    const add = el("button", "add-comment", "Add to review");
+    add.addEventListener("click", () => {
+      if (!text.value.trim()) return;
+      pending.push({ path, line, text: text.value.trim() });
+      td.replaceChildren(commentNode({ text: text.value.trim() }));
+      draft.className = "note pending";
+      refreshSend();
+    });
+    td.append(text, add);
+    draft.append(td);
+    row.after(draft);
+    text.focus();
+  });
+
+  send.addEventListener("click", async () => {
+    try {
+      const done = await post(`/api/runs/${runId}/review`, { comments: pending });
+      pending.length = 0;
+      refreshSend();
+      state.textContent = `review sent as one message (${done.comments} comments)`;
+      state.className = "sent";
+      await render();
+    } catch (error) {
+      state.textContent = error.message;
+      state.className = "error";
+    }
+  });
+
+  return {
+    render,
+    soon() { // a change to the workspace: render again once things settle
+      clearTimeout(timer);
+      timer = setTimeout(render, 800);
+    },
+  };
+}
+
 function runPage() {
   const runId = document.querySelector(".run").dataset.run;
   const log = document.getElementById("log");
@@ -172,6 +303,8 @@ function runPage() {
     steerState.className = "taken";
     sentSteer = null;
   };
+  const diff = diffView(runId);
+  diff.render();
   const source = new EventSource(`/api/runs/${runId}/stream`);
   liveIndicator(source);
   source.addEventListener("run-event", (message) => {
@@ -194,6 +327,7 @@ function runPage() {
         for (const button of box.querySelectorAll("button")) button.disabled = true;
       }
     }
+    if (["artifact", "file_change", "command"].includes(event.type)) diff.soon();
     if (event.type === "steer_received") {
       taken.set(event.text, env.at);
       if (event.text === sentSteer) showTaken(env.at);
