@@ -18,6 +18,7 @@ from daemon.app import Daemon
 from daemon.runs import RunStatus
 from daemon.store import Decision, NewRun, utcnow
 from daemon.testing import Project, running_daemon, wait_for
+from daemon.testing.slack import SlackDouble
 
 from .helpers import events, wait_status
 
@@ -212,10 +213,19 @@ async def column_of(page: Page, run_id: int) -> str | None:
 
 
 async def test_a_run_supervised_from_the_page_end_to_end(
-    project: Project, browser: Browser
+    project: Project, browser: Browser, slack: SlackDouble
 ) -> None:
-    supervised(project)
-    async with running_daemon(project.config()) as d:
+    project.skill("supervised", SUPERVISED)
+    project.automation("supervised", skill="supervised", report={"channel": "#ops"})
+    config = project.config(
+        slack={
+            "bot_token": slack.bot_token,
+            "app_token": slack.app_token,
+            "base_url": slack.base_url,
+            "min_interval": "10ms",
+        }
+    )
+    async with running_daemon(config) as d:
         board = await browser.new_page()
         await board.goto(base(d) + "/")
         await expect(board.locator("#live")).to_have_text("live")
@@ -246,6 +256,12 @@ async def test_a_run_supervised_from_the_page_end_to_end(
 
         (decided,) = await d.store.call(d.store.approvals, run.id)
         assert (decided.status, decided.reason) == ("approved", "ship it")
+        # The Slack thread's request says who decided on the page, its buttons gone.
+        parent = await wait_for(lambda: next(iter(slack.parents()), None))
+        request = next(m for m in slack.thread(parent) if "push the fix" in m.text)
+        await wait_for(lambda: request.updates)
+        assert f"approved by {decided.decided_by}" in request.updates[-1]["text"]
+        assert all(b["type"] != "actions" for b in request.updates[-1]["blocks"])
         log = await events(d, run.id)
         assert decided.decided_by is not None and decided.decided_by.startswith("web:")
         assert any(e["type"] == "message" and e["text"] == "approved: ship it" for e in log)
