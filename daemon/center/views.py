@@ -60,7 +60,7 @@ def card(run: RunRow, automation: Automation | None, last: RunEventRow | None) -
         status=run.status,
         column=COLUMN_OF.get(RunStatus(run.status), "done"),
         trigger=run.trigger,
-        repository=automation.workspace.repository if automation is not None else None,
+        repository=_repository(automation),
         attempt=run.attempt,
         created_at=run.created_at,
         started_at=run.started_at,
@@ -69,6 +69,13 @@ def card(run: RunRow, automation: Automation | None, last: RunEventRow | None) -
         last_step=line_of(last.data) if last is not None else None,
         summary=run.summary,
     )
+
+
+def _repository(automation: Automation | None) -> str | None:
+    """The repository a run works in, where it names one (not the daemon's own folder)."""
+    if automation is None or automation.workspace.repository in (".", "./"):
+        return None
+    return automation.workspace.repository
 
 
 def line_of(data: dict[str, Any]) -> str:
