@@ -7,6 +7,7 @@ import sys
 
 from . import (
     agent_overhead,
+    command_center,
     idle_rss,
     intake,
     kit_import,
@@ -34,6 +35,7 @@ def main() -> int:
         worktree_ready,
         agent_overhead,
         kit_import,
+        command_center,
     )
     for module in modules:
         if only and module.__name__.rsplit(".", 1)[-1] not in only:
