@@ -70,9 +70,12 @@ def routes(site: Supervised) -> list[Route]:
                     env = envelope_of(row)
                     last, ended = env.seq, ended or isinstance(env.event, Finished)
                     yield frame(env.to_json(), "run-event", env.seq)
-                if not ended:
-                    run = await store.call(store.get_run, run_id)
-                    ended = run.finished_at is not None
+                if not ended and (await store.call(store.get_run, run_id)).finished_at:
+                    # Ended: its `finished` is in the log already (a reconnect after the
+                    # end), or on its way to this subscription (stored just after the run's
+                    # row), and is sent before the end either way.
+                    done = await store.call(store.run_events, run_id, 0, "finished")
+                    ended = bool(done) and done[-1].seq <= last
                 while not ended:
                     try:
                         env = await asyncio.wait_for(sub.queue.get(), _KEEPALIVE)
