@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import os
 import signal
 from collections.abc import Coroutine
@@ -17,9 +18,11 @@ import structlog
 from .agents import AgentBackend, default_backends, watch_children_with_pidfd
 from .bus import EventBus
 from .config import DaemonConfig, StateLayout
+from .conversations import Conversations
 from .dispatch import Dispatcher
 from .errors import DaemonAlreadyRunning, SecretError
 from .executor import Executor
+from .github import GitHubClient
 from .http import build_web_app, serve_control
 from .http import serve as serve_asgi
 from .loader import Catalog, Loader
@@ -57,6 +60,7 @@ class Daemon:
             base_dir=config.base_dir,
             skill_env=self._skill_env,
         )
+        self.conversations = Conversations(self.store, self.executor, self._github_client)
         self.dispatcher = Dispatcher(
             self.store,
             self.executor,
@@ -64,6 +68,7 @@ class Daemon:
             bus=self.bus,
             sources=config.sources,
             unready=self._unready,
+            mentions=self.conversations.submit,
         )
         self.scheduler = Scheduler(self.store, self.dispatcher)
         self.files = FileSource(
@@ -123,6 +128,19 @@ class Daemon:
         except SecretError as exc:
             return str(exc)
         return None
+
+    @functools.cache  # noqa: B019 - one client for the daemon's life, made on first use
+    def _github_client(self) -> GitHubClient | None:
+        """nightshift's own GitHub client (conversations); None without `github.token`."""
+        cfg = self.config.github
+        if cfg.token is None:
+            return None
+        try:
+            token = cfg.token.resolve(base_dir=self.config.base_dir)
+        except SecretError as exc:
+            log.error("github.token cannot be resolved", why=str(exc))
+            return None
+        return GitHubClient(token, cfg.api_url, write_interval=cfg.write_interval)
 
     def catalog(self) -> Catalog:
         """The active automations and skills."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -19,132 +19,29 @@ import structlog
 from . import logs
 from .bus import EventBus
 from .config import SourcesConfig
+from .conversations import Mentioned
+from .decisions import decide, evaluate, mentioned
 from .errors import AutomationNotFound, NightshiftError, RunStateError, TemplateError
 from .executor import Executor
 from .loader import Catalog
 from .runs import Message, RunStatus
-from .sources import GUARD, Incoming, alertmanager, files, github, webhooks
+from .sources import Incoming, alertmanager
 from .spec import (
-    AlertmanagerTrigger,
     Automation,
-    EventTrigger,
-    GitHubTrigger,
     Skill,
-    WebhookTrigger,
-    templates,
 )
 from .store import (
     Decision,
     Dispatched,
     DispatchRequest,
-    NewRun,
-    RunGuard,
     RunRow,
     Store,
-    utcnow,
 )
 
 log = structlog.get_logger(__name__)
 
 # Beyond this many, skipped fires of one catch-up are recorded as one summary event.
 MAX_SKIPPED_RECORDED = 100
-
-
-def template_context(automation: Automation, event: dict[str, Any]) -> dict[str, Any]:
-    """What templates in `inputs` and `when` can see."""
-    return {"event": event, "automation": {"name": automation.name}, "now": utcnow()}
-
-
-def decide(
-    automation: Automation,
-    event: dict[str, Any],
-    trigger: str,
-    overrides: dict[str, Any] | None = None,
-    apply_when: bool = True,
-) -> Decision:
-    """Apply `when` and render the inputs: a matched decision with its run, or why not."""
-    ctx = template_context(automation, event)
-    try:
-        if apply_when:
-            for expr in automation.when:
-                if not templates.evaluate(expr, ctx):
-                    return Decision(automation.name, "filtered", f"when: {expr}")
-        inputs = templates.render(dict(automation.inputs), ctx)
-        policies = automation.policies
-        key = None
-        if policies.dedup_key is not None:
-            key = str(templates.render(policies.dedup_key, ctx))
-    except TemplateError as exc:
-        return Decision(automation.name, "error", str(exc))
-    except Exception as exc:
-        # A template over a payload of unexpected shape (`payload.count > 3` with a string
-        # count) fails in Python, not in Jinja: still this event's fault, never the intake's.
-        return _error_decision(automation, "template", exc)
-    inputs.update(overrides or {})
-    guard = None
-    if apply_when:  # a person's explicit trigger is never deduplicated or throttled
-        throttle = policies.throttle
-        guard = RunGuard(
-            dedup_window=policies.dedup_window,
-            throttle=(throttle.max_runs, throttle.per) if throttle else None,
-            on_active=policies.on_active,
-        )
-    run = NewRun(automation.name, trigger, inputs, key=key, guard=guard)
-    return Decision(automation.name, "matched", "", run)
-
-
-def _error_decision(automation: Automation, stage: str, exc: Exception) -> Decision:
-    log.warning(
-        "event could not be evaluated", automation=automation.name, stage=stage, exc_info=exc
-    )
-    return Decision(automation.name, "error", f"{stage}: {type(exc).__name__}: {exc}"[:500])
-
-
-def match_trigger(trigger: EventTrigger, incoming: Incoming, sources: SourcesConfig) -> str | None:
-    """None when `incoming` fires `trigger`; otherwise why not."""
-    if isinstance(trigger, GitHubTrigger):
-        gh = sources.github
-        return github.match(
-            trigger,
-            incoming,
-            bot_login=gh.bot_login if gh else None,
-            branch_prefix=gh.branch_prefix if gh else "nightshift/",
-        )
-    if isinstance(trigger, AlertmanagerTrigger):
-        return alertmanager.match(trigger, incoming)
-    if isinstance(trigger, WebhookTrigger):
-        return webhooks.match(trigger, incoming)
-    return files.match(trigger, incoming)
-
-
-def evaluate(automation: Automation, incoming: Incoming, sources: SourcesConfig) -> Decision | None:
-    """What `incoming` means for `automation` (None: it listens to no event of that kind).
-
-    The one function both routing and `nightshift test` use, so a dry run cannot disagree.
-    """
-    triggers = automation.event_triggers(incoming.source)
-    if not triggers:
-        return None
-    if not automation.enabled:
-        return Decision(automation.name, "disabled")
-    reasons: list[str] = []
-    for key, trigger in triggers:
-        try:
-            why = match_trigger(trigger, incoming, sources)
-        except Exception as exc:
-            # A payload with a field of the wrong type: decided as an error for this
-            # automation and stored, so the sender is not told to retry what always fails.
-            return _error_decision(automation, "trigger", exc)
-        if why is None:
-            # A generic webhook's trigger is known by its source's name (`webhook:deploys`),
-            # not by its position in the file.
-            if isinstance(trigger, WebhookTrigger) and trigger.id is None:
-                key = trigger.source
-            return decide(automation, incoming.template_view(), f"{incoming.source}:{key}")
-        reasons.append(why)
-    guard = all(r.startswith(GUARD) for r in reasons)
-    detail = "; ".join(r.removeprefix(GUARD) for r in reasons)
-    return Decision(automation.name, "guard" if guard else "filtered", detail)
 
 
 _PLACEHOLDER = re.compile(r"\byour-(?:org|repo|service)\b")
@@ -181,10 +78,12 @@ class Dispatcher:
         bus: EventBus | None = None,
         sources: SourcesConfig | None = None,
         unready: Callable[[Automation, Skill], str | None] | None = None,
+        mentions: Callable[[Mentioned], None] | None = None,
     ) -> None:
         """`unready` tells why a run of an automation could not start now (a missing token):
         a person's trigger of it is then refused at once rather than failing in the run."""
         self._unready = unready or (lambda automation, skill: None)
+        self._mentions = mentions  # where mentions go once stored (the conversations)
         self._store = store
         self._executor = executor
         self._catalog = catalog
@@ -312,7 +211,18 @@ class Dispatcher:
         """Store an event from outside with one decision per automation that listens to its
         kind, and queue the runs it starts. A key stored before starts nothing (duplicate)."""
         decisions: list[Decision] = []
+        conversations: list[Mentioned] = []
         for automation in self._catalog().automations.values():
+            conversation = mentioned(automation, incoming, self._sources)
+            if conversation is not None and conversation[1] is not None:
+                if automation.name in self._paused:
+                    by, at = self._paused[automation.name]
+                    detail = f"paused by {by} at {at:%Y-%m-%d %H:%M} UTC"
+                    decisions.append(Decision(automation.name, "paused", detail))
+                else:
+                    decisions.append(conversation[0])
+                    conversations.append(conversation[1])
+                continue
             decision = evaluate(automation, incoming, self._sources)
             if decision is not None:
                 decisions.append(self._unless_paused(decision, "paused"))
@@ -344,6 +254,9 @@ class Dispatcher:
             ends = incoming.payload["alert"].get("endsAt", "")
             await self._bus.emit(run.id, Message(text=f"resolved: {name} ended at {ends}"))
         runs = await self._submit(result)
+        for heard in conversations:  # handled in their conversation's order, once stored
+            if self._mentions is not None:
+                self._mentions(replace(heard, event_id=result.event_id))
         if logs.enabled("info"):
             log.info(
                 "event routed",

@@ -172,7 +172,7 @@ def cmd_list(config: DaemonConfig, args: argparse.Namespace) -> int:
 
 def cmd_test(config: DaemonConfig, args: argparse.Namespace) -> int:
     """Dry run: what would this event do to this automation? Nothing runs, nothing is stored."""
-    from ..dispatch import evaluate
+    from ..decisions import evaluate
     from ..sources import KINDS, guess_github_event, incomings_from_payload
 
     catalog = Loader(config.automations_dir, config.skills_dir).load()

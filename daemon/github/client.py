@@ -357,6 +357,28 @@ class GitHubClient:
         resp = self.request("POST", f"{_repo(repo)}/issues/{number}/comments", json={"body": body})
         return Comment.model_validate(resp.json())
 
+    def permission(self, repo: str, user: str) -> str:
+        """`user`'s role on `repo`: admin, maintain, write, triage, read or none (the
+        collaborator-permission API; an unknown user has none)."""
+        try:
+            resp = self.request("GET", f"{_repo(repo)}/collaborators/{user}/permission")
+        except GitHubError as exc:
+            if exc.status == 404:
+                return "none"
+            raise
+        data = resp.json()
+        return str(data.get("role_name") or data.get("permission") or "none")
+
+    def react(self, repo: str, where: str, target: int, content: str) -> None:
+        """Add a reaction (`eyes`, `+1`…) to an issue comment (`issue_comment`), a review
+        comment (`review_comment`) or an issue or pull request's body (`issue`)."""
+        path = {
+            "issue_comment": f"{_repo(repo)}/issues/comments/{target}/reactions",
+            "review_comment": f"{_repo(repo)}/pulls/comments/{target}/reactions",
+            "issue": f"{_repo(repo)}/issues/{target}/reactions",
+        }[where]
+        self.request("POST", path, json={"content": content})
+
     def create_pull(
         self, repo: str, *, title: str, head: str, base: str, body: str, draft: bool = True
     ) -> PullRequest:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
 
-from ..spec import GitHubTrigger
+from ..spec import GitHubMentionTrigger, GitHubTrigger
 from .envelopes import GitHubEnvelope, first_problem
 from .incoming import GUARD, Incoming
+from .mentions import Mention, find_mention
 
 
 class WebhookRefused(Exception):
@@ -225,3 +227,83 @@ def match(
     if allowed and "*" not in allowed and association is not None and association not in allowed:
         return f"author association {association} not in {allowed}"
     return None
+
+
+# -- mentions ------------------------------------------------------------------------------
+# Where a person can address nightshift: the event, the action that is a new text (never an
+# edit or a deletion), and the payload field holding that text.
+_MENTION_PLACES = {
+    ("issue_comment", "created"): ("comment", "issue"),
+    ("pull_request_review_comment", "created"): ("comment", "pull_request"),
+    ("pull_request_review", "submitted"): ("review", "pull_request"),
+    ("issues", "opened"): ("issue", "issue"),
+    ("pull_request", "opened"): ("pull_request", "pull_request"),
+}
+
+
+@dataclass(frozen=True)
+class Addressed:
+    """A mention found in a delivery: who asked what, where."""
+
+    repository: str
+    number: int
+    pull_request: bool
+    author: str
+    comment_id: int | None  # the comment or review that holds it; None for an issue's body
+    place: str  # comment, review or body
+    mention: Mention
+
+    @property
+    def conversation(self) -> str:
+        """The conversation's key: owner/repo#number."""
+        return f"{self.repository}#{self.number}"
+
+    def view(self) -> dict[str, Any]:
+        """What templates see as `mention`."""
+        return {
+            "request": self.mention.request,
+            "command": self.mention.command,
+            "argument": self.mention.argument,
+            "author": self.author,
+            "repository": self.repository,
+            "number": self.number,
+            "pull_request": self.pull_request,
+            "conversation": self.conversation,
+            "hidden": list(self.mention.stripped),
+        }
+
+
+def match_mention(
+    trigger: GitHubMentionTrigger, incoming: Incoming, *, bot_login: str | None
+) -> Addressed | str:
+    """The mention `incoming` addresses to `trigger`'s handle, or why it is none."""
+    payload = incoming.payload
+    gh = incoming.meta["github"]
+    place = _MENTION_PLACES.get((gh["event"], gh["action"]))
+    if place is None:
+        return f"{gh['event']}.{gh['action']} is not a new comment, review or opened body"
+    holder, subject = payload.get(place[0]), payload.get(place[1])
+    if not isinstance(holder, dict) or not isinstance(subject, dict):
+        return f"no {place[0]} in the payload"
+    if trigger.repositories and not any(
+        fnmatchcase(gh["repository"] or "", pattern) for pattern in trigger.repositories
+    ):
+        return f"repository {gh['repository']} not in {trigger.repositories}"
+    user = holder.get("user") or {}
+    author = str(user.get("login") or "")
+    if bot_login and author.lower() == bot_login.lower():
+        return f"{GUARD}written by nightshift's own user {author}"
+    if (user.get("type") == "Bot" or author.endswith("[bot]")) and author not in trigger.allow_bots:
+        return f"{GUARD}written by the bot {author}"
+    found = find_mention(str(holder.get("body") or ""), trigger.handle)
+    if found is None:
+        return f"{trigger.handle} is not addressed (outside code and quotes)"
+    return Addressed(
+        repository=str(gh["repository"]),
+        number=int(subject.get("number") or 0),
+        pull_request=place[1] == "pull_request" or "pull_request" in subject,
+        author=author,
+        comment_id=None if place[0] in ("issue", "pull_request") else holder.get("id"),
+        place="body" if place[0] in ("issue", "pull_request") else place[0],
+        mention=found,
+    )

@@ -136,6 +136,30 @@ class GitHubTrigger(Strict):
     allow_self: bool = Field(False, description="also fire on events nightshift itself caused")
 
 
+class GitHubMentionTrigger(Strict):
+    """A person addressing nightshift in an issue or pull request: `@nightshift <request>` in a
+    new comment, review comment, submitted review, or the body of an opened issue or PR.
+
+    The handle counts as a word outside code and quotes; edits and deletions start nothing.
+    Only people with write, maintain or admin permission on the repository (asked of GitHub)
+    are heard; bots never, unless listed; nightshift itself never. The issue or PR is one
+    conversation: a mention while its run is active steers it, `approve` / `deny <reason>`
+    decide its pending approval, and after it ended a mention starts the next run.
+    """
+
+    type: Literal["github_mention"]
+    id: str | None = None
+    handle: str = Field(
+        "@nightshift",
+        pattern=r"^@[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?$",
+        description="the name people write to address nightshift",
+    )
+    repositories: list[str] = Field(default_factory=list, description="owner/name, globs allowed")
+    allow_bots: list[str] = Field(
+        default_factory=list, description="bot logins that may ask (none by default)"
+    )
+
+
 class AlertmanagerTrigger(Strict):
     """An alert from Prometheus Alertmanager (`/hooks/alertmanager`), one event per alert."""
 
@@ -182,7 +206,9 @@ class FileTrigger(Strict):
 
 
 ScheduleTrigger = CronTrigger | IntervalTrigger | DateTrigger
-EventTrigger = GitHubTrigger | AlertmanagerTrigger | WebhookTrigger | FileTrigger
+EventTrigger = (
+    GitHubTrigger | GitHubMentionTrigger | AlertmanagerTrigger | WebhookTrigger | FileTrigger
+)
 # Chat triggers join this discriminated union with the Slack source.
 Trigger = Annotated[
     CronTrigger
@@ -190,6 +216,7 @@ Trigger = Annotated[
     | DateTrigger
     | ManualTrigger
     | GitHubTrigger
+    | GitHubMentionTrigger
     | AlertmanagerTrigger
     | WebhookTrigger
     | FileTrigger,
@@ -201,6 +228,8 @@ def describe_trigger(trigger: Any) -> str:
     """A short human description (`cron 0 2 * * * UTC`, `every 15m`, `github issues`)."""
     if isinstance(trigger, GitHubTrigger):
         return "github " + ",".join(trigger.events)
+    if isinstance(trigger, GitHubMentionTrigger):
+        return f"github mention {trigger.handle}"
     if isinstance(trigger, WebhookTrigger):
         return f"webhook {trigger.source}"
     if isinstance(trigger, FileTrigger):

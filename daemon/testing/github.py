@@ -18,6 +18,8 @@ from starlette.routing import Mount, Route
 from ._scripted import Served
 from .github_repo import FakeRepo
 
+_REACTIONS = frozenset({"+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"})
+
 
 class GitHubDouble(Served):
     """GitHub's REST API, as far as nightshift's skills use it."""
@@ -92,6 +94,22 @@ class GitHubDouble(Served):
                 methods=["DELETE"],
             ),
             Route("/repos/{owner}/{name}/deployments", self._deployments),
+            Route("/repos/{owner}/{name}/collaborators/{user}/permission", self._permission),
+            Route(
+                "/repos/{owner}/{name}/issues/comments/{id:int}/reactions",
+                self._reaction("issue_comment"),
+                methods=["POST"],
+            ),
+            Route(
+                "/repos/{owner}/{name}/pulls/comments/{id:int}/reactions",
+                self._reaction("review_comment"),
+                methods=["POST"],
+            ),
+            Route(
+                "/repos/{owner}/{name}/issues/{id:int}/reactions",
+                self._reaction("issue"),
+                methods=["POST"],
+            ),
         ]
         app = Starlette(routes=[Mount(self.prefix, routes=routes)] if self.prefix else routes)
         double = self
@@ -187,6 +205,45 @@ class GitHubDouble(Served):
             if name not in {x["name"] for x in issue["labels"]}:
                 issue["labels"].append(repo._label(name))
         return JSONResponse(issue["labels"])
+
+    async def _permission(self, request: Request) -> Response:
+        """The collaborator-permission API: `permission` is the legacy level (admin, write,
+        read, none) and `role_name` the role (admin, maintain, write, triage, read)."""
+        repo = self._find(request)
+        if repo is None:
+            return self._missing()
+        user = request.path_params["user"]
+        role = repo.permissions.get(user)
+        legacy = {"admin": "admin", "maintain": "write", "write": "write"}.get(role or "", "read")
+        return JSONResponse(
+            {
+                "permission": legacy if role else "none",
+                "role_name": role or "none",
+                "user": {"login": user},
+            }
+        )
+
+    def _reaction(self, where: str) -> Any:
+        async def handler(request: Request) -> Response:
+            repo = self._find(request)
+            if repo is None:
+                return self._missing()
+            content = (await request.json()).get("content")
+            if content not in (
+                "+1",
+                "-1",
+                "laugh",
+                "confused",
+                "heart",
+                "hooray",
+                "rocket",
+                "eyes",
+            ):
+                return JSONResponse({"message": "Validation Failed"}, status_code=422)
+            repo.reactions.append((where, request.path_params["id"], content))
+            return JSONResponse({"id": len(repo.reactions), "content": content}, status_code=201)
+
+        return handler
 
     async def _comments(self, request: Request) -> Response:
         repo = self._find(request)

@@ -32,6 +32,9 @@ class FakeRepo:
     logs: dict[int, str] = field(default_factory=dict)
     deployments: list[dict[str, Any]] = field(default_factory=list)
     branches: set[str] = field(default_factory=set)  # only used without a git_dir
+    # login -> role (admin, maintain, write, triage, read); others have none
+    permissions: dict[str, str] = field(default_factory=dict)
+    reactions: list[tuple[str, int, str]] = field(default_factory=list)  # (where, id, content)
     _numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
 

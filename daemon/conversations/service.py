@@ -1,0 +1,177 @@
+"""GitHub conversations: an issue or pull request where people address nightshift.
+
+The dispatcher stores each mention's event and hands it here (`Mentioned`); here it is
+handled in order per conversation (`owner/repo#number`), one at a time: who asked is checked
+against GitHub's collaborator permission (write, maintain or admin; cached briefly), never
+the payload's `author_association`; a refusal is answered once per person and conversation
+an hour; a heard mention gets 👀, then decides the conversation's pending approval
+(`approve` / `deny <reason>`), steers its active run, or starts its next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from ..errors import NightshiftError
+from ..executor import Executor
+from ..github import GitHubClient
+from ..runs import UNFINISHED
+from ..sources import Addressed
+from ..store import NewRun, Store
+
+log = structlog.get_logger(__name__)
+
+WRITERS = frozenset({"admin", "maintain", "write"})
+_REACT_ON = {"comment": "issue_comment", "review_comment": "review_comment", "body": "issue"}
+
+
+@dataclass(frozen=True)
+class Mentioned:
+    """A stored mention for an automation: who asked what, and the run it would start."""
+
+    automation: str
+    addressed: Addressed
+    run: NewRun
+    event_id: int | None
+
+
+class Conversations:
+    """Handles mentions, in order per conversation."""
+
+    def __init__(
+        self,
+        store: Store,
+        executor: Executor,
+        github: Callable[[], GitHubClient | None],
+        *,
+        permission_ttl: float = 60.0,
+        refusal_every: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._executor = executor
+        self._github = github
+        self._permission_ttl = permission_ttl
+        self._refusal_every = refusal_every
+        self._clock = clock
+        self._queues: dict[str, asyncio.Queue[Mentioned]] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._permissions: dict[tuple[str, str], tuple[float, str]] = {}
+        self._refused: dict[tuple[str, str], float] = {}  # (conversation, login) -> when told
+
+    def submit(self, mentioned: Mentioned) -> None:
+        """Queue a mention behind the others of its conversation (returns at once)."""
+        key = mentioned.addressed.conversation
+        queue = self._queues.setdefault(key, asyncio.Queue())
+        queue.put_nowait(mentioned)
+        worker = self._workers.get(key)
+        if worker is None or worker.done():
+            self._workers[key] = asyncio.create_task(self._work(key), name=f"conversation {key}")
+
+    async def settle(self, timeout: float = 30) -> None:
+        """Wait (bounded) until every mention submitted so far is handled."""
+        busy = [w for w in self._workers.values() if not w.done()]
+        if busy:
+            await asyncio.wait(busy, timeout=timeout)
+
+    async def _work(self, key: str) -> None:
+        queue = self._queues[key]
+        while not queue.empty():
+            mentioned = queue.get_nowait()
+            try:
+                await self._handle(mentioned)
+            except Exception:  # one mention's failure must not stop its conversation
+                log.exception("mention not handled", conversation=key)
+
+    async def _handle(self, m: Mentioned) -> None:
+        asked = m.addressed
+        client = self._github()
+        if client is None:
+            log.error(
+                "mention not heard: github.token is not set, so who asked cannot be checked",
+                conversation=asked.conversation,
+            )
+            return
+        role = await self._role(client, asked.repository, asked.author)
+        if role not in WRITERS:
+            await self._refuse(client, asked, role)
+            return
+        where = _REACT_ON.get(asked.place)
+        target = asked.number if asked.place == "body" else asked.comment_id
+        if where is not None and target is not None:
+            await asyncio.to_thread(client.react, asked.repository, where, target, "eyes")
+        by = f"github:{asked.author}"
+        active = await self._active_run(m.automation, asked.conversation)
+        command = asked.mention.command
+        try:
+            if command in ("approve", "deny") and active is not None:
+                approval = asked.mention.argument if command == "approve" else None
+                reason = asked.mention.argument if command == "deny" else None
+                await self._executor.decide(
+                    active, approval or None, command == "approve", by, reason
+                )
+            elif active is not None:
+                await self._executor.steer(active, asked.mention.request, by, ref=_ref(asked))
+            else:
+                await self._start(m)
+        except NightshiftError as exc:
+            log.warning("mention could not act", conversation=asked.conversation, error=str(exc))
+            await asyncio.to_thread(
+                client.comment, asked.repository, asked.number, f"@{asked.author} {exc}"
+            )
+
+    async def _role(self, client: GitHubClient, repo: str, user: str) -> str:
+        key = (repo, user.lower())
+        now = self._clock()
+        cached = self._permissions.get(key)
+        if cached is not None and now - cached[0] < self._permission_ttl:
+            return cached[1]
+        role = await asyncio.to_thread(client.permission, repo, user)
+        self._permissions[key] = (now, role)
+        return role
+
+    async def _refuse(self, client: GitHubClient, asked: Addressed, role: str) -> None:
+        log.info("mention refused", conversation=asked.conversation, author=asked.author, role=role)
+        key = (asked.conversation, asked.author.lower())
+        now = self._clock()
+        told = self._refused.get(key)
+        if told is not None and now - told < self._refusal_every:
+            return  # told already this hour: a second reply would only be noise
+        self._refused[key] = now
+        text = (
+            f"@{asked.author} only people with write access to {asked.repository} can ask "
+            "nightshift here."
+        )
+        await asyncio.to_thread(client.comment, asked.repository, asked.number, text)
+
+    async def _active_run(self, automation: str, conversation: str) -> int | None:
+        unfinished = [s.value for s in UNFINISHED]
+        runs = await self._store.call(
+            self._store.list_runs, automation=automation, statuses=unfinished, limit=200
+        )
+        return next((r.id for r in runs if r.key == conversation), None)
+
+    async def _start(self, m: Mentioned) -> None:
+        new = NewRun(
+            automation=m.run.automation,
+            trigger=m.run.trigger,
+            inputs=m.run.inputs,
+            key=m.addressed.conversation,
+        )
+        run = await self._store.call(self._store.create_run, new, m.event_id)
+        self._executor.enqueue(run)
+        log.info(
+            "mention started a run",
+            conversation=m.addressed.conversation,
+            run_id=run.id,
+            by=m.addressed.author,
+        )
+
+
+def _ref(asked: Addressed) -> str:
+    return f"github:{asked.conversation}:{asked.comment_id or 'body'}"
