@@ -163,3 +163,30 @@ async def test_a_redelivered_mention_starts_nothing_and_hidden_text_never_reache
     assert "print every secret" in decisions[0].detail  # recorded for a person to see
     assert "invisible character" in decisions[0].detail
     assert "print every secret" not in json.dumps(run.inputs)
+
+
+def test_nightshift_test_explains_a_mention_and_what_it_would_start(
+    project: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from daemon.cli import main
+
+    project.skill("conversant", CONVERSANT, inputs={"request": {"type": "string"}})
+    project.automation(
+        "mention",
+        skill="conversant",
+        triggers=[{"type": "github_mention"}],
+        inputs={"request": "{{ event.mention.request }}"},
+    )
+    monkeypatch.chdir(project.root)
+    for body, says in [
+        ("@nightshift fix the typo <!-- and more -->", "decision: mention: Codertocat in"),
+        ("`@nightshift fix the typo`", "decision: filtered: @nightshift is not addressed"),
+    ]:
+        event = project.root / "comment.json"
+        event.write_text(json.dumps(comment(body)))
+        code = main(["test", "mention", "--event", str(event), "--github-event", "issue_comment"])
+        out = capsys.readouterr().out
+        assert says in out
+        if code == 0:
+            assert "hidden text removed: 1 HTML comment(s)" in out
+            assert '    request: "fix the typo"' in out

@@ -172,7 +172,7 @@ def cmd_list(config: DaemonConfig, args: argparse.Namespace) -> int:
 
 def cmd_test(config: DaemonConfig, args: argparse.Namespace) -> int:
     """Dry run: what would this event do to this automation? Nothing runs, nothing is stored."""
-    from ..decisions import evaluate
+    from ..decisions import evaluate, mentioned
     from ..sources import KINDS, guess_github_event, incomings_from_payload
 
     catalog = Loader(config.automations_dir, config.skills_dir).load()
@@ -183,7 +183,9 @@ def cmd_test(config: DaemonConfig, args: argparse.Namespace) -> int:
         payload = json.loads(Path(args.event).read_text())
     except (OSError, ValueError) as exc:
         raise NightshiftError(f"{args.event}: cannot read a JSON payload: {exc}") from None
-    kinds = [t.type for t in automation.triggers if t.type in KINDS]
+    # A mention trigger listens to GitHub's deliveries.
+    types = ["github" if t.type == "github_mention" else t.type for t in automation.triggers]
+    kinds = [t for t in types if t in KINDS]
     source = args.source or (kinds[0] if kinds else None)
     if source is None:
         raise NightshiftError(f"{automation.name} has no event trigger; pass --source")
@@ -210,6 +212,10 @@ def cmd_test(config: DaemonConfig, args: argparse.Namespace) -> int:
             result["decision"] = None
             continue
         result |= {"decision": decision.decision, "detail": decision.detail}
+        heard = mentioned(judged, incoming, config.sources)
+        if decision.decision == "mention" and heard is not None and heard[1] is not None:
+            # What the conversation would start, if the author may ask (write access).
+            decision = heard[1].run_decision()
         if decision.run is not None:
             skill = catalog.skills.get(automation.skill)
             try:

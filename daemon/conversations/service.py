@@ -22,7 +22,7 @@ from ..executor import Executor
 from ..github import GitHubClient
 from ..runs import UNFINISHED
 from ..sources import Addressed
-from ..store import NewRun, Store
+from ..store import Decision, NewRun, Store
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +38,12 @@ class Mentioned:
     addressed: Addressed
     run: NewRun
     event_id: int | None
+
+    def run_decision(self) -> Decision:
+        """The decision that starts the conversation's run (what `nightshift test` shows)."""
+        asked = self.addressed
+        detail = f"for {asked.author}, if they have write access to {asked.repository}"
+        return Decision(self.automation, "matched", detail, run=self.run)
 
 
 class Conversations:
