@@ -18,7 +18,7 @@ import structlog
 from .agents import AgentBackend, default_backends, watch_children_with_pidfd
 from .bus import EventBus
 from .config import DaemonConfig, StateLayout
-from .conversations import Conversations
+from .conversations import Conversations, StatusComments
 from .dispatch import Dispatcher
 from .errors import DaemonAlreadyRunning, SecretError
 from .executor import Executor
@@ -60,7 +60,9 @@ class Daemon:
             base_dir=config.base_dir,
             skill_env=self._skill_env,
         )
-        self.conversations = Conversations(self.store, self.executor, self._github_client)
+        self.conversations = Conversations(
+            self.store, self.executor, self._github_client, self.catalog
+        )
         self.dispatcher = Dispatcher(
             self.store,
             self.executor,
@@ -141,6 +143,22 @@ class Daemon:
             log.error("github.token cannot be resolved", why=str(exc))
             return None
         return GitHubClient(token, cfg.api_url, write_interval=cfg.write_interval)
+
+    def _status_comments(self) -> StatusComments:
+        public = self.config.center.public_url
+
+        def page(run_id: int) -> str | None:
+            return f"{public.rstrip('/')}/runs/{run_id}" if public else None
+
+        every = 2.0 if self.config.github.write_interval else 0.0
+        return StatusComments(
+            self.store,
+            self.bus,
+            self._github_client,
+            page_url=page,
+            every=every,
+            wrote=self.conversations.wrote,
+        )
 
     def catalog(self) -> Catalog:
         """The active automations and skills."""
@@ -267,6 +285,8 @@ class Daemon:
             spawn(self.scheduler.run(), "scheduler")
             if self.config.console:
                 spawn(ConsoleReporter(self.bus, self.catalog, self._console_out).run(), "console")
+            if self.config.github.token is not None:
+                spawn(self._status_comments().run(), "github status comments")
             if self.config.slack is not None:
                 import aiohttp
 

@@ -192,6 +192,11 @@ class CenterConfig(_Strict):
         description="a header a reverse proxy you trust sets to the signed-in user (e.g. "
         "X-Forwarded-User); the proxy must drop it from what clients send",
     )
+    public_url: str | None = Field(
+        None,
+        description="where people reach the center (e.g. https://nightshift.example.com); "
+        "GitHub status comments link a run's page there",
+    )
 
 
 class DaemonConfig(_Strict):

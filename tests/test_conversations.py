@@ -95,7 +95,8 @@ async def test_a_conversation_starts_steers_and_approves_one_run(
         lambda: ("issue_comment", first["comment"]["id"], "eyes") in gh.repo(REPO).reactions
     )
     # A second mention while the run is active steers it; `approve` decides its request.
-    await deliver(client, "issue_comment", comment("@nightshift only the unit tests", "maintainer"))
+    steer = comment("@nightshift only the unit tests", "maintainer")
+    await deliver(client, "issue_comment", steer)
     await wait_status(d, run.id or 0, RunStatus.WAITING)
     await deliver(client, "issue_comment", comment("@nightshift approve"))
     done = await wait_status(d, run.id or 0, RunStatus.SUCCEEDED)
@@ -105,7 +106,20 @@ async def test_a_conversation_starts_steers_and_approves_one_run(
     assert [(e["text"], e["by"]) for e in steered] == [("only the unit tests", "github:maintainer")]
     (approval,) = await d.store.call(d.store.approvals, run.id or 0)
     assert approval.decided_by == "github:Codertocat"
-    assert len(gh.repo(REPO).reactions) == 3 and comments_on(gh) == []
+    # The agent took the steer: the comment that carried it gets a rocket.
+    reactions = gh.repo(REPO).reactions
+    await wait_for(lambda: ("issue_comment", steer["comment"]["id"], "rocket") in reactions)
+    assert [r[2] for r in reactions].count("eyes") == 3
+    # One status comment, edited in place as the run went, ending with its outcome.
+    status = await wait_for(
+        lambda: [c for c in gh.repo(REPO).comments.get(1, []) if "✅" in c["body"]]
+    )
+    (only,) = gh.repo(REPO).comments[1]
+    assert only is status[0] and only.get("edits", 0) >= 1
+    assert only["body"].startswith(f"**nightshift** — run {run.id}")
+    assert "- [x] asked: fix the flaky test" in only["body"]
+    assert "approval push-1 approved by github:Codertocat" in only["body"]
+    assert only["body"].endswith("✅ **succeeded**: approved")
     # After the run ended, the next mention starts the conversation's next run.
     await deliver(client, "issue_comment", comment("@nightshift now the docs"))
     runs = await wait_for(
@@ -190,3 +204,88 @@ def test_nightshift_test_explains_a_mention_and_what_it_would_start(
         if code == 0:
             assert "hidden text removed: 1 HTML comment(s)" in out
             assert '    request: "fix the typo"' in out
+
+
+ECHO = """\
+import json, sys
+ctx = json.loads(sys.stdin.readline())
+before = ctx["inputs"].get("previous_summary") or "none"
+print(json.dumps({"type": "finished", "status": "succeeded",
+                  "summary": ctx["inputs"]["request"] + " (before: " + before + ")"}), flush=True)
+"""
+
+
+async def echoing(
+    project: Project, gh: GitHubDouble, monkeypatch: pytest.MonkeyPatch, **policies: Any
+) -> Any:
+    monkeypatch.setenv("GH_HOOK_SECRET", SECRET)
+    repo = gh.repo(REPO)
+    repo.issue("Spelling error in the README file")
+    repo.permissions["Codertocat"] = "admin"
+    inputs = {"request": {"type": "string"}, "previous_summary": {"type": "string"}}
+    project.skill("echo", ECHO, inputs=inputs)
+    project.automation(
+        "mention",
+        skill="echo",
+        triggers=[{"type": "github_mention"}],
+        inputs={"request": "{{ event.mention.request }}"},
+        policies=policies,
+    )
+    return project.config(
+        sources={"github": {"secret": "${GH_HOOK_SECRET}", "bot_login": "nightshift-bot"}},
+        github={
+            "token": "${NIGHTSHIFT_TEST_GH_TOKEN}",
+            "api_url": gh.base_url,
+            "write_interval": 0,
+        },
+    )
+
+
+async def finished_runs(d: Daemon, count: int) -> list[Any]:
+    async def check() -> list[Any] | None:
+        runs = await d.store.call(d.store.list_runs, automation="mention", statuses=["succeeded"])
+        return runs if len(runs) >= count else None
+
+    return await wait_for(check)
+
+
+async def test_the_next_run_is_handed_the_last_ones_summary_and_a_storm_trips_the_breaker(
+    project: Project, gh: GitHubDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = await echoing(project, gh, monkeypatch)
+    async with running_daemon(config) as d:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{d.http_port}") as client:
+            await deliver(client, "issue_comment", comment("@nightshift one"))
+            await finished_runs(d, 1)
+            await deliver(client, "issue_comment", comment("@nightshift two"))
+            runs = await finished_runs(d, 2)
+            assert (
+                runs[0].summary == f"two (before: run {runs[1].id} succeeded: one (before: none))"
+            )
+            # A storm: every mention a new run, every run a new status comment.
+            for n in range(3, 12):
+                await deliver(client, "issue_comment", comment(f"@nightshift {n}"))
+                await finished_runs(d, n)
+                await d.conversations.settle()
+            await wait_for(lambda: len(gh.repo(REPO).comments.get(1, [])) == 11)
+            for n in (12, 13):  # the breaker holds: one notice, no more runs
+                await deliver(client, "issue_comment", comment(f"@nightshift {n}"))
+                await d.conversations.settle()
+            notices = [b for b in comments_on(gh) if "stops answering here" in b]
+            assert len(notices) == 1 and "wrote 11 comments" in notices[0]
+            assert len(await d.store.call(d.store.list_runs, automation="mention")) == 11
+
+
+async def test_a_conversation_runs_at_most_as_often_as_its_throttle_allows(
+    project: Project, gh: GitHubDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = await echoing(project, gh, monkeypatch, throttle={"max_runs": 1, "per": "1h"})
+    async with running_daemon(config) as d:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{d.http_port}") as client:
+            await deliver(client, "issue_comment", comment("@nightshift one"))
+            await finished_runs(d, 1)
+            await deliver(client, "issue_comment", comment("@nightshift two"))
+            await d.conversations.settle()
+            said = await wait_for(lambda: [b for b in comments_on(gh) if "policies.throttle" in b])
+            assert said[0].startswith("@Codertocat this conversation had 1 runs in the last 1h")
+            assert len(await d.store.call(d.store.list_runs, automation="mention")) == 1

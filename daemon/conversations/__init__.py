@@ -2,5 +2,6 @@
 decide runs, for people with write access only."""
 
 from .service import WRITERS, Conversations, Mentioned
+from .status import StatusComments
 
-__all__ = ["WRITERS", "Conversations", "Mentioned"]
+__all__ = ["WRITERS", "Conversations", "Mentioned", "StatusComments"]

@@ -17,16 +17,20 @@ from dataclasses import dataclass
 
 import structlog
 
+from ..durations import format_duration
 from ..errors import NightshiftError
 from ..executor import Executor
 from ..github import GitHubClient
+from ..loader import Catalog
 from ..runs import UNFINISHED
 from ..sources import Addressed
-from ..store import Decision, NewRun, Store
+from ..store import Decision, NewRun, Store, utcnow
 
 log = structlog.get_logger(__name__)
 
 WRITERS = frozenset({"admin", "maintain", "write"})
+LOOP_COMMENTS = 10  # nightshift's own new comments in one conversation …
+LOOP_WINDOW = 600.0  # … within this many seconds trip the loop breaker
 _REACT_ON = {"comment": "issue_comment", "review_comment": "review_comment", "body": "issue"}
 
 
@@ -54,6 +58,7 @@ class Conversations:
         store: Store,
         executor: Executor,
         github: Callable[[], GitHubClient | None],
+        catalog: Callable[[], Catalog],
         *,
         permission_ttl: float = 60.0,
         refusal_every: float = 3600.0,
@@ -62,6 +67,9 @@ class Conversations:
         self._store = store
         self._executor = executor
         self._github = github
+        self._catalog = catalog
+        self._written: dict[str, list[float]] = {}  # conversation -> when nightshift commented
+        self._stopped: dict[str, float] = {}  # conversation -> until when the breaker holds
         self._permission_ttl = permission_ttl
         self._refusal_every = refusal_every
         self._clock = clock
@@ -94,8 +102,16 @@ class Conversations:
             except Exception:  # one mention's failure must not stop its conversation
                 log.exception("mention not handled", conversation=key)
 
+    def wrote(self, conversation: str) -> None:
+        """Count a new comment nightshift wrote in `conversation` (the loop breaker's)."""
+        now = self._clock()
+        recent = [t for t in self._written.get(conversation, []) if now - t < LOOP_WINDOW]
+        self._written[conversation] = [*recent, now]
+
     async def _handle(self, m: Mentioned) -> None:
         asked = m.addressed
+        if await self._broken(asked):
+            return
         client = self._github()
         if client is None:
             log.error(
@@ -130,6 +146,31 @@ class Conversations:
             await asyncio.to_thread(
                 client.comment, asked.repository, asked.number, f"@{asked.author} {exc}"
             )
+            self.wrote(asked.conversation)
+
+    async def _broken(self, asked: Addressed) -> bool:
+        """True while the loop breaker holds `asked`'s conversation: nightshift wrote more than
+        `LOOP_COMMENTS` comments there within `LOOP_WINDOW`. It says so once, then listens to
+        nothing there until the window has passed."""
+        key, now = asked.conversation, self._clock()
+        if self._stopped.get(key, 0.0) > now:
+            return True
+        recent = [t for t in self._written.get(key, []) if now - t < LOOP_WINDOW]
+        if len(recent) <= LOOP_COMMENTS:
+            return False
+        self._stopped[key] = now + LOOP_WINDOW
+        self._written[key] = []
+        minutes = int(LOOP_WINDOW // 60)
+        log.warning("loop breaker tripped", conversation=key, comments=len(recent))
+        client = self._github()
+        if client is not None:
+            text = (
+                f"nightshift stops answering here for {minutes} minutes: it wrote "
+                f"{len(recent)} comments in this conversation within {minutes} minutes, "
+                "which looks like a loop."
+            )
+            await asyncio.to_thread(client.comment, asked.repository, asked.number, text)
+        return True
 
     async def _role(self, client: GitHubClient, repo: str, user: str) -> str:
         key = (repo, user.lower())
@@ -154,6 +195,7 @@ class Conversations:
             "nightshift here."
         )
         await asyncio.to_thread(client.comment, asked.repository, asked.number, text)
+        self.wrote(asked.conversation)
 
     async def _active_run(self, automation: str, conversation: str) -> int | None:
         unfinished = [s.value for s in UNFINISHED]
@@ -163,11 +205,37 @@ class Conversations:
         return next((r.id for r in runs if r.key == conversation), None)
 
     async def _start(self, m: Mentioned) -> None:
+        key = m.addressed.conversation
+        automation = self._catalog().automations.get(m.automation)
+        if automation is None:
+            raise NightshiftError(f"automation {m.automation!r} is no longer loaded")
+        earlier = [
+            r
+            for r in await self._store.call(
+                self._store.list_runs, automation=m.automation, limit=500
+            )
+            if r.key == key
+        ]
+        throttle = automation.policies.throttle
+        if throttle is not None:
+            since = utcnow() - throttle.per
+            recent = [r for r in earlier if r.created_at >= since]
+            if len(recent) >= throttle.max_runs:
+                raise NightshiftError(
+                    f"this conversation had {len(recent)} runs in the last "
+                    f"{format_duration(throttle.per)} (policies.throttle); ask again later"
+                )
+        inputs = dict(m.run.inputs)
+        skill = self._catalog().skills.get(automation.skill)
+        ended = next((r for r in earlier if r.finished_at is not None), None)
+        if ended is not None and skill is not None and "previous_summary" in skill.manifest.inputs:
+            # The conversation's last run, handed to the next one.
+            inputs["previous_summary"] = f"run {ended.id} {ended.status}: {ended.summary}"
         new = NewRun(
             automation=m.run.automation,
             trigger=m.run.trigger,
-            inputs=m.run.inputs,
-            key=m.addressed.conversation,
+            inputs=inputs,
+            key=key,
         )
         run = await self._store.call(self._store.create_run, new, m.event_id)
         self._executor.enqueue(run)
@@ -180,4 +248,5 @@ class Conversations:
 
 
 def _ref(asked: Addressed) -> str:
-    return f"github:{asked.conversation}:{asked.comment_id or 'body'}"
+    """Where a steer came from, for its acknowledgement: github:<conversation>:<place>:<id>."""
+    return f"github:{asked.conversation}:{asked.place}:{asked.comment_id or 0}"

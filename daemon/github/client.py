@@ -357,6 +357,12 @@ class GitHubClient:
         resp = self.request("POST", f"{_repo(repo)}/issues/{number}/comments", json={"body": body})
         return Comment.model_validate(resp.json())
 
+    def edit_comment(self, repo: str, comment_id: int, body: str) -> Comment:
+        """Replace an issue comment's text."""
+        path = f"{_repo(repo)}/issues/comments/{comment_id}"
+        resp = self.request("PATCH", path, json={"body": body})
+        return Comment.model_validate(resp.json())
+
     def permission(self, repo: str, user: str) -> str:
         """`user`'s role on `repo`: admin, maintain, write, triage, read or none (the
         collaborator-permission API; an unknown user has none)."""

@@ -96,6 +96,11 @@ class GitHubDouble(Served):
             Route("/repos/{owner}/{name}/deployments", self._deployments),
             Route("/repos/{owner}/{name}/collaborators/{user}/permission", self._permission),
             Route(
+                "/repos/{owner}/{name}/issues/comments/{id:int}",
+                self._edit_comment,
+                methods=["PATCH"],
+            ),
+            Route(
                 "/repos/{owner}/{name}/issues/comments/{id:int}/reactions",
                 self._reaction("issue_comment"),
                 methods=["POST"],
@@ -205,6 +210,25 @@ class GitHubDouble(Served):
             if name not in {x["name"] for x in issue["labels"]}:
                 issue["labels"].append(repo._label(name))
         return JSONResponse(issue["labels"])
+
+    async def _edit_comment(self, request: Request) -> Response:
+        repo = self._find(request)
+        comment_id = request.path_params["id"]
+        found = next(
+            (
+                c
+                for cs in (repo.comments.values() if repo else ())
+                for c in cs
+                if c["id"] == comment_id
+            ),
+            None,
+        )
+        if found is None:
+            return self._missing()
+        found["body"] = (await request.json())["body"]
+        found.setdefault("edits", 0)
+        found["edits"] += 1
+        return JSONResponse(found)
 
     async def _permission(self, request: Request) -> Response:
         """The collaborator-permission API: `permission` is the legacy level (admin, write,

@@ -1,0 +1,183 @@
+"""One status comment per conversation run, kept current by editing it in place: the steps
+so far as a short checklist, a link to the run's page where the command center has a public
+address, the approval it waits for, and its end. Steering the agent took is acknowledged
+with a reaction on the comment that carried it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from ..bus import EventBus
+from ..github import GitHubClient
+from ..runs import (
+    ApprovalDecision,
+    ApprovalRequest,
+    Artifact,
+    Envelope,
+    Finished,
+    RunStatus,
+    SteerReceived,
+    Step,
+)
+from ..store import Store
+
+log = structlog.get_logger(__name__)
+
+STEPS_SHOWN = 12
+TRIGGER = "github_mention"  # the trigger prefix of a conversation's runs
+
+
+@dataclass
+class _Shown:
+    """What a run's status comment says, and where it is."""
+
+    repository: str
+    number: int
+    comment_id: int | None = None
+    steps: list[str] = field(default_factory=list)
+    waiting: dict[str, str] = field(default_factory=dict)  # approval id -> what it asks
+    links: list[str] = field(default_factory=list)
+    end: str | None = None
+    dirty: asyncio.Event = field(default_factory=asyncio.Event)
+    writer: asyncio.Task[None] | None = None
+
+
+def conversation_of(key: str | None) -> tuple[str, int] | None:
+    """(owner/repo, number) of a conversation key `owner/repo#number`."""
+    if not key or "#" not in key:
+        return None
+    repo, _, number = key.rpartition("#")
+    return (repo, int(number)) if number.isdigit() and "/" in repo else None
+
+
+def render(run_id: int, shown: _Shown, page: str | None) -> str:
+    """The status comment's Markdown."""
+    head = f"**nightshift** — run {run_id}"
+    if page:
+        head += f" · [follow it live]({page})"
+    lines = [head, ""]
+    earlier = len(shown.steps) - STEPS_SHOWN
+    if earlier > 0:
+        lines.append(f"- [x] … {earlier} earlier step{'s' if earlier != 1 else ''}")
+    steps = shown.steps[-STEPS_SHOWN:]
+    for index, step in enumerate(steps):
+        done = shown.end is not None or index < len(steps) - 1
+        lines.append(f"- [{'x' if done else ' '}] {step}")
+    for asks in shown.waiting.values():
+        lines += [
+            "",
+            f"⏳ **Waiting for approval**: {asks} — reply `@nightshift approve` or "
+            "`@nightshift deny <reason>`",
+        ]
+    if shown.links:
+        lines += ["", *(f"🔗 {link}" for link in shown.links)]
+    if shown.end is not None:
+        lines += ["", shown.end]
+    return "\n".join(lines)
+
+
+class StatusComments:
+    """Keeps the status comment of each conversation run (a bus subscriber)."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        github: Callable[[], GitHubClient | None],
+        *,
+        page_url: Callable[[int], str | None] = lambda run_id: None,
+        every: float = 2.0,
+        wrote: Callable[[str], None] = lambda conversation: None,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._github = github
+        self._page_url = page_url
+        self._every = every  # seconds between two edits of one comment (GitHub paces writes)
+        self._wrote = wrote  # counts each new comment for the conversation's loop breaker
+        self._shown: dict[int, _Shown] = {}
+        self._others: set[int] = set()  # runs that are no conversation's
+
+    async def run(self) -> None:
+        """Follow every run's events until cancelled."""
+        with self._bus.subscribe() as sub:
+            while True:
+                env = await sub.queue.get()
+                try:
+                    await self._handle(env)
+                except Exception:  # a reporter's fault must not stop the others
+                    log.exception("status comment not updated", run_id=env.run_id)
+
+    async def _handle(self, env: Envelope) -> None:
+        if env.run_id in self._others:
+            return
+        shown = self._shown.get(env.run_id)
+        if shown is None:
+            run = await self._store.call(self._store.get_run, env.run_id)
+            where = conversation_of(run.key) if run.trigger.startswith(TRIGGER) else None
+            if where is None or self._github() is None:
+                self._others.add(env.run_id)
+                return
+            shown = self._shown[env.run_id] = _Shown(*where)
+            shown.writer = asyncio.create_task(self._write(env.run_id, shown))
+        event = env.event
+        if isinstance(event, Step):
+            shown.steps.append(event.title[:200])
+        elif isinstance(event, ApprovalRequest):
+            shown.waiting[event.id] = f"{event.action}: {event.description}"[:300]
+        elif isinstance(event, ApprovalDecision):
+            shown.waiting.pop(event.id, None)
+            verdict = "approved" if event.approved else "denied"
+            shown.steps.append(f"approval {event.id} {verdict} by {event.by}")
+        elif isinstance(event, Artifact) and event.url:
+            shown.links.append(f"[{event.title}]({event.url})")
+        elif isinstance(event, SteerReceived):
+            await self._acknowledge(shown, event)
+        elif isinstance(event, Finished):
+            mark = "✅" if event.status == RunStatus.SUCCEEDED else "❌"
+            shown.waiting.clear()
+            shown.end = f"{mark} **{event.status}**: {event.summary}"[:2000]
+        else:
+            return
+        shown.dirty.set()
+
+    async def _acknowledge(self, shown: _Shown, event: SteerReceived) -> None:
+        # ref: github:<owner/repo>#<number>:<place>:<comment id>
+        parts = (event.ref or "").split(":")
+        client = self._github()
+        if len(parts) != 4 or parts[0] != "github" or not parts[3].isdigit() or client is None:
+            return
+        where = {"comment": "issue_comment", "review_comment": "review_comment"}.get(parts[2])
+        if where is not None:
+            await asyncio.to_thread(client.react, shown.repository, where, int(parts[3]), "rocket")
+
+    async def _write(self, run_id: int, shown: _Shown) -> None:
+        """Post the comment, then edit it whenever something changed (at most every
+        `every` seconds), until the run's end is written."""
+        client = self._github()
+        assert client is not None
+        while True:
+            await shown.dirty.wait()
+            shown.dirty.clear()
+            body = render(run_id, shown, self._page_url(run_id))
+            try:
+                if shown.comment_id is None:
+                    made = await asyncio.to_thread(
+                        client.comment, shown.repository, shown.number, body
+                    )
+                    shown.comment_id = made.id
+                    self._wrote(f"{shown.repository}#{shown.number}")
+                else:
+                    await asyncio.to_thread(
+                        client.edit_comment, shown.repository, shown.comment_id, body
+                    )
+            except Exception as exc:  # GitHub down: the next change tries again
+                log.warning("status comment not written", run_id=run_id, error=str(exc))
+            if shown.end is not None and not shown.dirty.is_set():
+                self._shown.pop(run_id, None)
+                return
+            await asyncio.sleep(self._every)
