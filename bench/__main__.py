@@ -8,6 +8,7 @@ import sys
 from . import (
     agent_overhead,
     command_center,
+    github_latency,
     idle_rss,
     intake,
     kit_import,
@@ -36,6 +37,7 @@ def main() -> int:
         agent_overhead,
         kit_import,
         command_center,
+        github_latency,
     )
     for module in modules:
         if only and module.__name__.rsplit(".", 1)[-1] not in only:
