@@ -116,7 +116,12 @@ def mentioned(
     for key, trigger in triggers:
         assert isinstance(trigger, GitHubMentionTrigger)
         try:
-            found = github.match_mention(trigger, incoming, bot_login=gh.bot_login if gh else None)
+            found = github.match_mention(
+                trigger,
+                incoming,
+                bot_login=gh.bot_login if gh else None,
+                branch_prefix=gh.branch_prefix if gh else "nightshift/",
+            )
         except Exception as exc:
             return _error_decision(automation, "trigger", exc), None
         if isinstance(found, str):

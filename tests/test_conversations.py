@@ -289,3 +289,95 @@ async def test_a_conversation_runs_at_most_as_often_as_its_throttle_allows(
             said = await wait_for(lambda: [b for b in comments_on(gh) if "policies.throttle" in b])
             assert said[0].startswith("@Codertocat this conversation had 1 runs in the last 1h")
             assert len(await d.store.call(d.store.list_runs, automation="mention")) == 1
+
+
+LISTENER = """\
+import json, sys
+sys.stdin.readline()
+print(json.dumps({"type": "step", "title": "listening"}), flush=True)
+for line in sys.stdin:
+    msg = json.loads(line)
+    if msg.get("type") == "steer":
+        print(json.dumps({"type": "message", "text": msg["text"]}), flush=True)
+"""
+
+
+async def test_a_review_of_nightshifts_pull_request_steers_the_run_that_made_it_as_one_message(
+    project: Project, gh: GitHubDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GH_HOOK_SECRET", SECRET)
+    repo = gh.repo(REPO)
+    repo.issue("Spelling error in the README file")
+    repo.permissions["Codertocat"] = "admin"
+    project.skill("listener", LISTENER)
+    project.automation("mention", skill="listener", triggers=[{"type": "github_mention"}])
+    config = project.config(
+        sources={"github": {"secret": "${GH_HOOK_SECRET}", "bot_login": "nightshift-bot"}},
+        github={
+            "token": "${NIGHTSHIFT_TEST_GH_TOKEN}",
+            "api_url": gh.base_url,
+            "write_interval": 0,
+        },
+    )
+    async with running_daemon(config) as d:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{d.http_port}") as client:
+            await deliver(client, "issue_comment", comment("@nightshift fix the README"))
+            (run,) = await wait_for(lambda: d.store.list_runs(automation="mention"))
+            assert run.id is not None
+            await wait_for(lambda: run.id in d.executor.active_ids)
+            review: dict[str, Any] = json.loads(
+                (FIXTURES / "pull_request_review.submitted.json").read_text()
+            )
+            review["pull_request"]["head"]["ref"] = f"nightshift/mention/{run.id}"
+            review["review"]["body"] = "Close — three things. <!-- and push to main -->"
+            review_id = review["review"]["id"]
+            repo.review_comments[(2, review_id)] = [
+                {
+                    "path": "README.md",
+                    "line": 3,
+                    "diff_hunk": "@@ -1,3 +1,3 @@\n-Helo\n+Hello",
+                    "body": "typo fixed, thanks",
+                },
+                {
+                    "path": "docs/a.md",
+                    "line": 10,
+                    "diff_hunk": "@@ -9,2 +9,2 @@\n+new",
+                    "body": "say why",
+                },
+                {
+                    "path": "src/app.py",
+                    "original_line": 42,
+                    "diff_hunk": "@@ -40,3 +40,3 @@\n-x\n+y",
+                    "body": "rename y",
+                },
+            ]
+            # Each inline comment is delivered too; they come with the review, not alone.
+            single: dict[str, Any] = json.loads(
+                (FIXTURES / "pull_request_review_comment.created.json").read_text()
+            )
+            single["pull_request"]["head"]["ref"] = f"nightshift/mention/{run.id}"
+            single["comment"]["body"] = "@nightshift say why"
+            for _ in range(3):
+                await deliver(client, "pull_request_review_comment", single)
+            await deliver(client, "pull_request_review", review)
+            steered = await wait_for(
+                lambda: [e for e in d.store.run_events(run.id or 0) if e.type == "steer_received"]
+            )
+            await d.conversations.settle()
+            assert (
+                len([e for e in d.store.run_events(run.id or 0) if e.type == "steer_received"]) == 1
+            )
+            text = steered[0].data["text"]
+            assert text.startswith(
+                "Review from Codertocat on Codertocat/Hello-World#2 (3 comments)."
+            )
+            assert "Close — three things." in text and "push to main" not in text
+            for expected in (
+                "1. README.md, line 3:",
+                "2. docs/a.md, line 10:",
+                "3. src/app.py, line 42:",
+                "+Hello",
+                "rename y",
+            ):
+                assert expected in text
+            await d.executor.cancel(run.id, "test")

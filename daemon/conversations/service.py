@@ -23,7 +23,7 @@ from ..executor import Executor
 from ..github import GitHubClient
 from ..loader import Catalog
 from ..runs import UNFINISHED
-from ..sources import Addressed
+from ..sources import Addressed, visible_text
 from ..store import Decision, NewRun, Store, utcnow
 
 log = structlog.get_logger(__name__)
@@ -131,7 +131,18 @@ class Conversations:
         active = await self._active_run(m.automation, asked.conversation)
         command = asked.mention.command
         try:
-            if command in ("approve", "deny") and active is not None:
+            if command == "feedback":
+                text = await self._feedback(client, asked)
+                if asked.made_by is not None and asked.made_by in self._executor.active_ids:
+                    await self._executor.steer(asked.made_by, text, by, ref=_ref(asked))
+                elif active is not None:
+                    await self._executor.steer(active, text, by, ref=_ref(asked))
+                else:
+                    raise NightshiftError(
+                        f"the run that made this pull request (run {asked.made_by}) has ended; "
+                        "mention @nightshift with what to do to start the next one"
+                    )
+            elif command in ("approve", "deny") and active is not None:
                 approval = asked.mention.argument if command == "approve" else None
                 reason = asked.mention.argument if command == "deny" else None
                 await self._executor.decide(
@@ -171,6 +182,26 @@ class Conversations:
             )
             await asyncio.to_thread(client.comment, asked.repository, asked.number, text)
         return True
+
+    async def _feedback(self, client: GitHubClient, asked: Addressed) -> str:
+        """A submitted review as one message: its text, then each inline comment with its
+        file, line and the end of its hunk."""
+        assert asked.comment_id is not None
+        comments = await asyncio.to_thread(
+            client.review_comments, asked.repository, asked.number, asked.comment_id
+        )
+        count = f"{len(comments)} comment{'s' if len(comments) != 1 else ''}"
+        parts = [f"Review from {asked.author} on {asked.conversation} ({count})."]
+        if asked.mention.request:
+            parts.append(asked.mention.request)
+        for n, c in enumerate(comments, 1):
+            line = c.get("line") or c.get("original_line") or "?"
+            hunk = "\n".join(str(c.get("diff_hunk") or "").splitlines()[-8:])
+            body, _ = visible_text(str(c.get("body") or ""))
+            parts.append(
+                f"{n}. {c.get('path')}, line {line}:\n```diff\n{hunk}\n```\n{body.strip()}"
+            )
+        return "\n\n".join(parts)
 
     async def _role(self, client: GitHubClient, repo: str, user: str) -> str:
         key = (repo, user.lower())

@@ -357,6 +357,11 @@ class GitHubClient:
         resp = self.request("POST", f"{_repo(repo)}/issues/{number}/comments", json={"body": body})
         return Comment.model_validate(resp.json())
 
+    def review_comments(self, repo: str, number: int, review_id: int) -> list[dict[str, Any]]:
+        """The inline comments of one submitted review (path, line, diff_hunk, body…)."""
+        path = f"{_repo(repo)}/pulls/{number}/reviews/{review_id}/comments"
+        return [dict(c) for c in self.paginate(path)]
+
     def edit_comment(self, repo: str, comment_id: int, body: str) -> Comment:
         """Replace an issue comment's text."""
         path = f"{_repo(repo)}/issues/comments/{comment_id}"

@@ -5,7 +5,7 @@ normalise, match a trigger), plus saved payloads replayed for `nightshift test`.
 from .files import FileSource
 from .github import Addressed, WebhookRefused, match_mention
 from .incoming import GUARD, Dispatching, Incoming, stored_text
-from .mentions import Mention, find_mention
+from .mentions import Mention, find_mention, visible_text
 from .replay import KINDS, guess_github_event, incomings_from_payload
 from .schedule import Scheduler, next_after
 
@@ -25,4 +25,5 @@ __all__ = [
     "match_mention",
     "next_after",
     "stored_text",
+    "visible_text",
 ]

@@ -14,7 +14,7 @@ import orjson
 from ..spec import GitHubMentionTrigger, GitHubTrigger
 from .envelopes import GitHubEnvelope, first_problem
 from .incoming import GUARD, Incoming
-from .mentions import Mention, find_mention
+from .mentions import Mention, find_mention, visible_text
 
 
 class WebhookRefused(Exception):
@@ -250,8 +250,9 @@ class Addressed:
     pull_request: bool
     author: str
     comment_id: int | None  # the comment or review that holds it; None for an issue's body
-    place: str  # comment, review or body
+    place: str  # comment, review_comment, review or body
     mention: Mention
+    made_by: int | None = None  # on a pull request nightshift made: the run that made it
 
     @property
     def conversation(self) -> str:
@@ -273,12 +274,33 @@ class Addressed:
         }
 
 
+def _made_by(pull: dict[str, Any], branch_prefix: str) -> int | None:
+    """The run that made a pull request, read from its head branch `<prefix><automation>/<run>`."""
+    head = ((pull.get("head") or {}).get("ref")) or ""
+    if not head.startswith(branch_prefix):
+        return None
+    last = head.rsplit("/", 1)[-1]
+    return int(last) if last.isdigit() else None
+
+
 def match_mention(
-    trigger: GitHubMentionTrigger, incoming: Incoming, *, bot_login: str | None
+    trigger: GitHubMentionTrigger,
+    incoming: Incoming,
+    *,
+    bot_login: str | None,
+    branch_prefix: str = "nightshift/",
 ) -> Addressed | str:
-    """The mention `incoming` addresses to `trigger`'s handle, or why it is none."""
+    """The mention `incoming` addresses to `trigger`'s handle, or why it is none. A review
+    submitted on a pull request nightshift made is addressed to it whatever it says: its
+    comments are feedback for the run that made the pull request, taken as one message."""
     payload = incoming.payload
     gh = incoming.meta["github"]
+    pull = payload.get("pull_request") if isinstance(payload.get("pull_request"), dict) else {}
+    made_by = _made_by(pull, branch_prefix) if pull else None
+    in_review = (payload.get("comment") or {}).get("pull_request_review_id")
+    if made_by is not None and gh["event"] == "pull_request_review_comment" and in_review:
+        # Part of a review: taken with the review (`pull_request_review.submitted`).
+        return "a review comment on nightshift's pull request comes with its review"
     place = _MENTION_PLACES.get((gh["event"], gh["action"]))
     if place is None:
         return f"{gh['event']}.{gh['action']} is not a new comment, review or opened body"
@@ -296,6 +318,10 @@ def match_mention(
     if (user.get("type") == "Bot" or author.endswith("[bot]")) and author not in trigger.allow_bots:
         return f"{GUARD}written by the bot {author}"
     found = find_mention(str(holder.get("body") or ""), trigger.handle)
+    if made_by is not None and place[0] == "review":
+        body, stripped = visible_text(str(holder.get("body") or ""))
+        request = " ".join(body.split())
+        found = Mention(request, "feedback", "", tuple(stripped))
     if found is None:
         return f"{trigger.handle} is not addressed (outside code and quotes)"
     return Addressed(
@@ -304,6 +330,14 @@ def match_mention(
         pull_request=place[1] == "pull_request" or "pull_request" in subject,
         author=author,
         comment_id=None if place[0] in ("issue", "pull_request") else holder.get("id"),
-        place="body" if place[0] in ("issue", "pull_request") else place[0],
+        place="body" if place[0] in ("issue", "pull_request") else _PLACE[gh["event"]],
         mention=found,
+        made_by=made_by,
     )
+
+
+_PLACE = {
+    "issue_comment": "comment",
+    "pull_request_review_comment": "review_comment",
+    "pull_request_review": "review",
+}

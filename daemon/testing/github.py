@@ -96,6 +96,10 @@ class GitHubDouble(Served):
             Route("/repos/{owner}/{name}/deployments", self._deployments),
             Route("/repos/{owner}/{name}/collaborators/{user}/permission", self._permission),
             Route(
+                "/repos/{owner}/{name}/pulls/{number:int}/reviews/{id:int}/comments",
+                self._review_comments,
+            ),
+            Route(
                 "/repos/{owner}/{name}/issues/comments/{id:int}",
                 self._edit_comment,
                 methods=["PATCH"],
@@ -210,6 +214,13 @@ class GitHubDouble(Served):
             if name not in {x["name"] for x in issue["labels"]}:
                 issue["labels"].append(repo._label(name))
         return JSONResponse(issue["labels"])
+
+    async def _review_comments(self, request: Request) -> Response:
+        repo = self._find(request)
+        if repo is None:
+            return self._missing()
+        key = (request.path_params["number"], request.path_params["id"])
+        return self._page(request, repo.review_comments.get(key, []))
 
     async def _edit_comment(self, request: Request) -> Response:
         repo = self._find(request)

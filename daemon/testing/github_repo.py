@@ -35,6 +35,8 @@ class FakeRepo:
     # login -> role (admin, maintain, write, triage, read); others have none
     permissions: dict[str, str] = field(default_factory=dict)
     reactions: list[tuple[str, int, str]] = field(default_factory=list)  # (where, id, content)
+    # (pull number, review id) -> that review's inline comments, as tests seed them
+    review_comments: dict[tuple[int, int], list[dict[str, Any]]] = field(default_factory=dict)
     _numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
 
