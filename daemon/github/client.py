@@ -357,6 +357,23 @@ class GitHubClient:
         resp = self.request("POST", f"{_repo(repo)}/issues/{number}/comments", json={"body": body})
         return Comment.model_validate(resp.json())
 
+    def pull_files(self, repo: str, number: int, limit: int = 300) -> list[dict[str, Any]]:
+        """A pull request's changed files with their patches (`filename`, `patch`, …)."""
+        return list(self.paginate(f"{_repo(repo)}/pulls/{number}/files", limit=limit))
+
+    def create_review(
+        self, repo: str, number: int, body: str, comments: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Post a review (event COMMENT) with line comments: each `{path, line, body}` on the
+        right side of the diff — a normal GitHub review, not a wall of text."""
+        review = {
+            "event": "COMMENT",
+            "body": body,
+            "comments": [{**c, "side": c.get("side", "RIGHT")} for c in comments],
+        }
+        resp = self.request("POST", f"{_repo(repo)}/pulls/{number}/reviews", json=review)
+        return dict(resp.json())
+
     def review_comments(self, repo: str, number: int, review_id: int) -> list[dict[str, Any]]:
         """The inline comments of one submitted review (path, line, diff_hunk, body…)."""
         path = f"{_repo(repo)}/pulls/{number}/reviews/{review_id}/comments"

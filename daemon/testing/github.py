@@ -99,6 +99,12 @@ class GitHubDouble(Served):
                 "/repos/{owner}/{name}/pulls/{number:int}/reviews/{id:int}/comments",
                 self._review_comments,
             ),
+            Route("/repos/{owner}/{name}/pulls/{number:int}/files", self._pull_files),
+            Route(
+                "/repos/{owner}/{name}/pulls/{number:int}/reviews",
+                self._reviews,
+                methods=["POST"],
+            ),
             Route(
                 "/repos/{owner}/{name}/issues/comments/{id:int}",
                 self._edit_comment,
@@ -214,6 +220,31 @@ class GitHubDouble(Served):
             if name not in {x["name"] for x in issue["labels"]}:
                 issue["labels"].append(repo._label(name))
         return JSONResponse(issue["labels"])
+
+    async def _pull_files(self, request: Request) -> Response:
+        repo = self._find(request)
+        if repo is None:
+            return self._missing()
+        return self._page(request, repo.pull_files.get(request.path_params["number"], []))
+
+    async def _reviews(self, request: Request) -> Response:
+        """A review as GitHub takes it: every line comment must name a file of the pull
+        request's diff (422 otherwise, as GitHub answers)."""
+        repo = self._find(request)
+        number = request.path_params["number"]
+        if repo is None or number not in repo.pulls:
+            return self._missing()
+        review = await request.json()
+        known = {f["filename"] for f in repo.pull_files.get(number, [])}
+        for comment in review.get("comments", []):
+            if comment.get("path") not in known or not isinstance(comment.get("line"), int):
+                return JSONResponse(
+                    {"message": "Unprocessable Entity", "errors": ["Path could not be resolved"]},
+                    status_code=422,
+                )
+        posted = {"id": next(repo._ids), **review}
+        repo.reviews.setdefault(number, []).append(posted)
+        return JSONResponse(posted, status_code=200)
 
     async def _review_comments(self, request: Request) -> Response:
         repo = self._find(request)

@@ -37,6 +37,8 @@ class FakeRepo:
     reactions: list[tuple[str, int, str]] = field(default_factory=list)  # (where, id, content)
     # (pull number, review id) -> that review's inline comments, as tests seed them
     review_comments: dict[tuple[int, int], list[dict[str, Any]]] = field(default_factory=dict)
+    pull_files: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # as seeded
+    reviews: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # as posted
     _numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
 
