@@ -381,3 +381,58 @@ async def test_a_review_of_nightshifts_pull_request_steers_the_run_that_made_it_
             ):
                 assert expected in text
             await d.executor.cancel(run.id, "test")
+
+
+ENV_SEEN = """\
+import json, os, sys
+ctx = json.loads(sys.stdin.readline())
+seen = sorted(k for k in ("GITHUB_TOKEN", "DEPLOY_KEY") if k in os.environ)
+print(json.dumps({"type": "finished", "status": "succeeded", "summary": ",".join(seen) or "none"}))
+"""
+
+
+async def test_a_fork_pull_requests_run_gets_no_secrets(
+    project: Project, gh: GitHubDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GH_HOOK_SECRET", SECRET)
+    monkeypatch.setenv("NS_TEST_DEPLOY_KEY", "deploy-" + "k" * 20)
+    repo = gh.repo(REPO)
+    repo.issue("Spelling error in the README file")  # #1
+    own = repo.pull("fix-typo", title="Fix the typo")  # #2, from this repository
+    fork = repo.pull("patch-1", title="Fix the typo too")  # #3, from a fork
+    repo.pulls[fork]["head"]["repo"]["full_name"] = "stranger/Hello-World"
+    repo.permissions["Codertocat"] = "admin"
+    project.skill("env-seen", ENV_SEEN, permissions={"github": True, "network": True})
+    project.automation(
+        "mention",
+        skill="env-seen",
+        triggers=[{"type": "github_mention"}],
+        env={"DEPLOY_KEY": "${NS_TEST_DEPLOY_KEY}"},
+    )
+    config = project.config(
+        sources={"github": {"secret": "${GH_HOOK_SECRET}", "bot_login": "nightshift-bot"}},
+        github={
+            "token": "${NIGHTSHIFT_TEST_GH_TOKEN}",
+            "api_url": gh.base_url,
+            "write_interval": 0,
+        },
+    )
+    async with running_daemon(config) as d:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{d.http_port}") as client:
+            for number in (own, fork):
+                data = comment("@nightshift run the checks")
+                data["issue"]["number"] = number
+                data["issue"]["pull_request"] = {
+                    "url": f"https://api.github.example/repos/{REPO}/pulls/{number}"
+                }
+                await deliver(client, "issue_comment", data)
+        runs = await wait_for(
+            lambda: (
+                len(d.store.list_runs(automation="mention", statuses=["succeeded"])) == 2
+                and d.store.list_runs(automation="mention")
+            )
+        )
+    by_key = {r.key: r for r in runs}
+    trusted, untrusted = by_key[f"{REPO}#{own}"], by_key[f"{REPO}#{fork}"]
+    assert (trusted.untrusted, trusted.summary) == (False, "DEPLOY_KEY,GITHUB_TOKEN")
+    assert (untrusted.untrusted, untrusted.summary) == (True, "none")

@@ -40,6 +40,8 @@ class RunContext:
     ready: Callable[[], Awaitable[None]] = _no_wait
     # Where a script backend keeps the script's journal (`script_journal`), if anywhere.
     journal: Path | None = None
+    # Asked for from a fork's pull request: no secrets, and no command ever gets the network.
+    untrusted: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """What a script backend writes to the script's stdin (no secrets: env stays out)."""

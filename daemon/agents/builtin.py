@@ -322,6 +322,9 @@ class BuiltinRun(QueuedRun):
         elevated = any(fnmatchcase(command, p) for p in spec.approval_commands) or not any(
             fnmatchcase(command, p) for p in spec.allow_commands
         )
+        if elevated and self._ctx.untrusted:
+            # A fork's run: nothing it asks for is worth the network, whoever would approve.
+            return "refused: this run works on a fork's pull request; it has no network"
         if elevated:
             approved, reason = await self.approval(
                 "command", f"run `{command}` (with network access)"

@@ -235,6 +235,21 @@ class Conversations:
         )
         return next((r.id for r in runs if r.key == conversation), None)
 
+    async def _from_fork(self, asked: Addressed) -> bool:
+        """Whether a pull request's head lives in another repository (a fork): its runs are
+        untrusted. An issue is no fork's; a pull request GitHub cannot tell about counts as one."""
+        if not asked.pull_request:
+            return False
+        client = self._github()
+        if client is None:
+            return True
+        try:
+            pull = await asyncio.to_thread(client.pull, asked.repository, asked.number)
+        except NightshiftError:
+            return True
+        head = pull.head.repo.full_name if pull.head.repo is not None else ""
+        return head.lower() != asked.repository.lower()
+
     async def _start(self, m: Mentioned) -> None:
         key = m.addressed.conversation
         automation = self._catalog().automations.get(m.automation)
@@ -262,11 +277,13 @@ class Conversations:
         if ended is not None and skill is not None and "previous_summary" in skill.manifest.inputs:
             # The conversation's last run, handed to the next one.
             inputs["previous_summary"] = f"run {ended.id} {ended.status}: {ended.summary}"
+        untrusted = await self._from_fork(m.addressed)
         new = NewRun(
             automation=m.run.automation,
             trigger=m.run.trigger,
             inputs=inputs,
             key=key,
+            untrusted=untrusted,
         )
         run = await self._store.call(self._store.create_run, new, m.event_id)
         self._executor.enqueue(run)
@@ -275,6 +292,7 @@ class Conversations:
             conversation=m.addressed.conversation,
             run_id=run.id,
             by=m.addressed.author,
+            untrusted=untrusted,
         )
 
 

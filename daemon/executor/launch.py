@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +73,19 @@ class Launcher:
                 else f"backend {automation.agent.backend!r}"
             )
             return RunStatus.FAILED, f"{missing} is not available"
+        if run.untrusted:
+            # Asked for from a fork: its code and text are a stranger's. The run gets no
+            # secret (no GitHub token, none of the automation's env), no network, no GitHub.
+            permissions = skill.manifest.permissions.model_copy(
+                update={"network": False, "github": False}
+            )
+            manifest = skill.manifest.model_copy(update={"permissions": permissions})
+            skill = replace(skill, manifest=manifest)
         try:
             inputs = skill.resolve_inputs(run.inputs)
-            env = self._skill_env(skill)
-            env.update({k: v.resolve() for k, v in automation.env.items()})
+            env = {} if run.untrusted else self._skill_env(skill)
+            if not run.untrusted:
+                env.update({k: v.resolve() for k, v in automation.env.items()})
         except (ValueError, NightshiftError) as exc:
             return RunStatus.FAILED, f"cannot start: {exc}"
         event = event_for_agent(found)
@@ -110,6 +120,7 @@ class Launcher:
             skills=tuple(catalog.skills.values()),
             ready=ready,
             journal=self._state.journal(run_id),
+            untrusted=run.untrusted,
         )
         try:
             active.agent = await backend.start(ctx)

@@ -50,9 +50,14 @@ class Comment(_Payload):
     html_url: str = ""
 
 
+class Repo(_Payload):
+    full_name: str = ""
+
+
 class Ref(_Payload):
     ref: str
     sha: str = ""
+    repo: Repo | None = None  # where the branch lives (a fork's, for a fork's pull request)
 
 
 class PullRequest(_Payload):
@@ -61,6 +66,7 @@ class PullRequest(_Payload):
     body: str | None = None
     state: str = "open"
     draft: bool = False
+    maintainer_can_modify: bool = False
     html_url: str = ""
     head: Ref
     base: Ref

@@ -24,6 +24,7 @@ class NewRun:
     not_before: datetime | None = None
     key: str | None = None
     guard: RunGuard | None = None
+    untrusted: bool = False  # no secrets, no network, no GitHub (a fork's pull request)
 
 
 @dataclass(frozen=True)

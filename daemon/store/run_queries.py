@@ -27,6 +27,7 @@ def new_run_row(new: NewRun, event_id: int | None, now: datetime | None = None) 
         retry_of=new.retry_of,
         not_before=new.not_before,
         key=new.key,
+        untrusted=new.untrusted,
         created_at=now or utcnow(),
     )
 

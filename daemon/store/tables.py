@@ -117,6 +117,8 @@ class RunRow(SQLModel, table=True):
     started_at: datetime | None = _ts()
     finished_at: datetime | None = _ts()
     summary: str = ""
+    # Asked for from a fork's pull request: runs with no secrets, no network and no GitHub.
+    untrusted: bool = False
 
 
 class RunEventRow(SQLModel, table=True):

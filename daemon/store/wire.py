@@ -86,6 +86,7 @@ def _new_run(run: NewRun | None) -> dict[str, Any] | None:
         "retry_of": run.retry_of,
         "not_before": _iso(run.not_before),
         "key": run.key,
+        "untrusted": run.untrusted,
         "guard": None
         if guard is None
         else {
@@ -110,6 +111,7 @@ def _read_new_run(data: dict[str, Any] | None) -> NewRun | None:
         retry_of=data["retry_of"],
         not_before=_when(data["not_before"]),
         key=data["key"],
+        untrusted=bool(data.get("untrusted", False)),
         guard=None
         if guard is None
         else RunGuard(
