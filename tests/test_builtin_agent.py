@@ -13,7 +13,7 @@ import pytest
 from daemon.agents import BuiltinBackend, RunContext
 from daemon.loader import Loader
 from daemon.runs import Command, Finished, RunStatus
-from daemon.store import RunRow
+from daemon.store import NewRun, RunRow
 from daemon.testing import Project, running_daemon, wait_for
 from daemon.testing.models import ChatCompletionsDouble, call, tool_results
 
@@ -507,3 +507,23 @@ async def test_the_cost_budget_ends_the_run_from_the_reported_usage(
             done = await wait_status(d, run.id, RunStatus.FAILED, timeout=30)
     assert done.summary == "cost budget of $0.20 used up ($0.2400)"
     assert len(model.requests) == 2
+
+
+async def test_an_untrusted_run_gets_no_network_whoever_would_approve(
+    project: Project, repo: Path
+) -> None:
+    def script(req: dict[str, Any], n: int) -> Any:
+        if n == 1:
+            return call("run_command", command="git push origin HEAD")
+        return call("finish", summary=tool_results(req)[-1])
+
+    async with ChatCompletionsDouble(script) as model:
+        agent_project(project, repo, model)
+        async with running_daemon(project.config()) as d:
+            # As a mention on a fork's pull request starts it.
+            run = await d.store.call(d.store.create_run, NewRun("fix", "test", {}, untrusted=True))
+            d.executor.enqueue(run)
+            assert run.id is not None
+            done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=30)
+            assert await d.store.call(d.store.approvals, run.id) == []  # nobody was asked
+    assert done.summary == "refused: this run works on a fork's pull request; it has no network"

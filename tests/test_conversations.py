@@ -98,6 +98,11 @@ async def test_a_conversation_starts_steers_and_approves_one_run(
     steer = comment("@nightshift only the unit tests", "maintainer")
     await deliver(client, "issue_comment", steer)
     await wait_status(d, run.id or 0, RunStatus.WAITING)
+    # Someone who may only read cannot decide: told so, and the run still waits.
+    await deliver(client, "issue_comment", comment("@nightshift approve", "eve"))
+    await d.conversations.settle()
+    assert (await d.store.call(d.store.approvals, run.id or 0))[0].status == "pending"
+    assert comments_on(gh)[-1].startswith("@eve only people with write access")
     await deliver(client, "issue_comment", comment("@nightshift approve"))
     done = await wait_status(d, run.id or 0, RunStatus.SUCCEEDED)
     assert done.summary == "approved"
@@ -114,7 +119,7 @@ async def test_a_conversation_starts_steers_and_approves_one_run(
     status = await wait_for(
         lambda: [c for c in gh.repo(REPO).comments.get(1, []) if "✅" in c["body"]]
     )
-    (only,) = gh.repo(REPO).comments[1]
+    (only,) = [c for c in gh.repo(REPO).comments[1] if c["body"].startswith("**nightshift**")]
     assert only is status[0] and only.get("edits", 0) >= 1
     assert only["body"].startswith(f"**nightshift** — run {run.id}")
     assert "- [x] asked: fix the flaky test" in only["body"]
