@@ -8,6 +8,8 @@ import fcntl
 import functools
 import os
 import signal
+import socket
+import uuid
 from collections.abc import Coroutine
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +22,7 @@ from .bus import EventBus
 from .config import DaemonConfig, StateLayout
 from .conversations import Conversations, StatusComments
 from .dispatch import Dispatcher
-from .errors import DaemonAlreadyRunning, SecretError
+from .errors import DaemonAlreadyRunning, SecretError, StoreError
 from .executor import Executor
 from .github import GitHubClient
 from .http import build_web_app, serve_control
@@ -47,6 +49,8 @@ class Daemon:
         console: TextIO | None = None,
     ) -> None:
         self.config = config
+        # Who this daemon is among those sharing the database (recorded on every run it takes).
+        self.replica_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.loader = Loader(config.automations_dir, config.skills_dir)
         self.store = Store(config.resolved_database_url())
         self.bus = EventBus(self.store)
@@ -59,6 +63,8 @@ class Daemon:
             state=StateLayout(config.state_dir),
             base_dir=config.base_dir,
             skill_env=self._skill_env,
+            owner=self.replica_id,
+            live=self._live_replicas,
         )
         self.conversations = Conversations(
             self.store, self.executor, self._github_client, self.catalog
@@ -160,6 +166,21 @@ class Daemon:
             wrote=self.conversations.wrote,
         )
 
+    async def _heartbeat(self) -> None:
+        """Beat while alive, so replicas sharing the database leave this daemon's runs alone."""
+        every = self.config.replicas.heartbeat.total_seconds()
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.store.call(self.store.beat, self.replica_id)
+            except StoreError as exc:  # the database is away: beat again next time
+                log.warning("heartbeat not stored", error=str(exc))
+
+    async def _live_replicas(self) -> set[str]:
+        gone_after = self.config.replicas.gone_after
+        live = await self.store.call(self.store.live_replicas, gone_after)
+        return {r.id for r in live}
+
     def catalog(self) -> Catalog:
         """The active automations and skills."""
         return self.loader.catalog
@@ -173,6 +194,7 @@ class Daemon:
         catalog = self.catalog()
         nexts = self.scheduler.next_fires()
         return {
+            "replica": self.replica_id,
             "pid": os.getpid(),
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "automations": {
@@ -246,6 +268,9 @@ class Daemon:
             catalog = await asyncio.to_thread(self.loader.load)
             self._report_problems(catalog)
             self.started_at = utcnow()
+            await self.store.call(
+                self.store.register_replica, self.replica_id, socket.gethostname(), os.getpid()
+            )
             await self.dispatcher.load_paused()
             await self.executor.start()
             await self.scheduler.sync(catalog, catch_up=True)
@@ -255,6 +280,7 @@ class Daemon:
                 task.add_done_callback(self._on_task_done)
                 tasks.append(task)
 
+            spawn(self._heartbeat(), "heartbeat")
             control_ready = asyncio.Event()
             spawn(serve_control(self, control_ready), "control")
             http_ready = asyncio.Event()
@@ -350,9 +376,12 @@ class Daemon:
             self._watch_stop.set()
             await self.files.stop()
             for task in tasks:
-                if task.get_name() not in ("console", "slack-reporter"):
+                # The heartbeat goes on while the runs end: until then they are this daemon's.
+                if task.get_name() not in ("console", "slack-reporter", "heartbeat"):
                     task.cancel()
             await self.executor.shutdown(self.config.shutdown_grace.total_seconds())
+            with contextlib.suppress(Exception):  # a database gone now: the beat stops anyway
+                await self.store.call(self.store.forget_replica, self.replica_id)
             if self._slack_reporter is not None:
                 await self._slack_reporter.flush(5)
             for task in tasks:

@@ -171,6 +171,16 @@ class SlackConfig(_Strict):
     )
 
 
+class ReplicaConfig(_Strict):
+    """Daemons sharing one database (PostgreSQL): each beats; a run whose daemon's heartbeat
+    stopped is recovered by another, and a live daemon's runs are left alone."""
+
+    heartbeat: Duration = Field(timedelta(seconds=5), description="how often a daemon beats")
+    gone_after: Duration = Field(
+        timedelta(seconds=30), description="a daemon silent this long is gone; its runs recovered"
+    )
+
+
 class CenterToken(_Strict):
     """A token that opens the command center when it is served beyond loopback."""
 
@@ -233,6 +243,7 @@ class DaemonConfig(_Strict):
     console: bool = Field(True, description="print live run progress on stdout")
     http: HttpConfig = HttpConfig()
     center: CenterConfig = CenterConfig()
+    replicas: ReplicaConfig = ReplicaConfig()
     sources: SourcesConfig = SourcesConfig()
     slack: SlackConfig | None = Field(None, description="without it, runs report to the console")
     github: GitHubApiConfig = Field(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 import structlog
@@ -62,8 +62,14 @@ class Executor:
         state: StateLayout,
         base_dir: Path,
         skill_env: Callable[[Skill], dict[str, str]] = lambda skill: {},
+        owner: str | None = None,
+        live: Callable[[], Awaitable[set[str]]] | None = None,
     ) -> None:
+        """`owner`: this daemon's replica id, recorded on every run it takes; `live`: the ids
+        of the replicas alive now, whose runs start-up recovery leaves alone."""
         self._store = store
+        self._owner = owner
+        self._live = live
         self._bus = bus
         self._catalog = catalog
         self._backends = backends
@@ -252,7 +258,7 @@ class Executor:
         async def finish(run_id: int, status: RunStatus, summary: str) -> None:
             await self._finish(run_id, status, summary, None)
 
-        for run in await recover(self._store, self._state, self._emit, finish):
+        for run in await recover(self._store, self._state, self._emit, finish, live=self._live):
             self.enqueue(run)
 
     async def _pump_loop(self) -> None:
@@ -317,7 +323,7 @@ class Executor:
         repo = local_repository(automation, self._base_dir) if automation is not None else None
         # One store round trip: the run taken (marked running), with the event that started
         # it; a run that is not queued any more is not this daemon's to run.
-        taken = await self._store.call(self._store.start_run, run_id, utcnow())
+        taken = await self._store.call(self._store.start_run, run_id, utcnow(), self._owner)
         if taken is None:
             raise _NotQueued(run_id)
         run, found = taken

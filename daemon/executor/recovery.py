@@ -21,15 +21,26 @@ log = structlog.get_logger(__name__)
 Finish = Callable[[int, RunStatus, str], Awaitable[None]]
 
 
-async def recover(store: Store, state: StateLayout, emit: Emit, finish: Finish) -> list[RunRow]:
-    """End every run the store says is executing (no daemon executes it now: this one is
-    starting) and clean what they left; the runs still queued, oldest first."""
+async def recover(
+    store: Store,
+    state: StateLayout,
+    emit: Emit,
+    finish: Finish,
+    *,
+    live: Callable[[], Awaitable[set[str]]] | None = None,
+) -> list[RunRow]:
+    """End every run the store says is executing whose daemon is gone — none of its own, it
+    is starting; none of a live replica's (`live`: their ids) — and clean what they left; the
+    runs still queued, oldest first."""
     stale = await store.call(
         store.list_runs, statuses=list(EXECUTING), limit=10_000, oldest_first=True
     )
+    alive = await live() if live is not None else set()
     finished: set[int] = set()
     for run in stale:
         assert run.id is not None
+        if run.owner is not None and run.owner in alive:
+            continue  # another replica's, and it is alive: not this daemon's to touch
         if await _end_left_run(run.id, state, emit, finish):
             finished.add(run.id)
     salvaged = await workspace.salvage_all(state.worktrees, finished=finished)

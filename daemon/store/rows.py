@@ -35,8 +35,11 @@ class RowPath(Protocol):
         """One run; raises `RunNotFound`."""
         ...
 
-    def start_run(self, run_id: int, started_at: datetime) -> tuple[RunRow, EventRow | None] | None:
-        """Mark a queued run running; it and its event, or None when it was not queued."""
+    def start_run(
+        self, run_id: int, started_at: datetime, owner: str | None
+    ) -> tuple[RunRow, EventRow | None] | None:
+        """Mark a queued run running, taken by `owner`; it and its event, or None when it
+        was not queued."""
         ...
 
     def end_run(self, run_id: int, status: str, summary: str, finished_at: datetime) -> RunRow:
@@ -98,12 +101,14 @@ class PortableRows:
                 raise RunNotFound(run_id)
             return run
 
-    def start_run(self, run_id: int, started_at: datetime) -> tuple[RunRow, EventRow | None] | None:
+    def start_run(
+        self, run_id: int, started_at: datetime, owner: str | None
+    ) -> tuple[RunRow, EventRow | None] | None:
         with self._session() as s:
             taken = s.connection().execute(
                 update(RUNS)
                 .where(RUNS.c.id == run_id, RUNS.c.status == "queued")
-                .values(status="running", started_at=started_at)
+                .values(status="running", started_at=started_at, owner=owner)
             )
             if taken.rowcount != 1:
                 return None

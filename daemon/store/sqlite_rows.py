@@ -128,14 +128,16 @@ class SqliteRows:
             raise RunNotFound(run_id)
         return RunRow(**rows[0])
 
-    def start_run(self, run_id: int, started_at: datetime) -> tuple[RunRow, EventRow | None] | None:
+    def start_run(
+        self, run_id: int, started_at: datetime, owner: str | None
+    ) -> tuple[RunRow, EventRow | None] | None:
         with self._transaction() as cur:
             row = cur.execute(
                 self._runs.statement(
-                    "UPDATE runs SET status = 'running', started_at = ? "
+                    "UPDATE runs SET status = 'running', started_at = ?, owner = ? "
                     "WHERE id = ? AND status = 'queued' RETURNING {columns}"
                 ),
-                (self._time(started_at), run_id),
+                (self._time(started_at), owner, run_id),
             ).fetchone()
             if row is None:
                 return None

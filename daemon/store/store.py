@@ -32,6 +32,7 @@ from .engine import make_engine, start_checkpointer
 from .group_commit import GroupCommit
 from .outbox import OutboxQueries
 from .refusals import RefusalQueries
+from .replicas import ReplicaQueries
 from .requests import Dispatched, DispatchRequest
 from .reviews import ReviewQueries
 from .rows import PortableRows, RowPath
@@ -91,6 +92,7 @@ class Store(
     RefusalQueries,
     AutomationStateQueries,
     ReviewQueries,
+    ReplicaQueries,
 ):
     """Persistent state of the daemon.
 
@@ -214,12 +216,14 @@ class Store(
         """One run; raises `RunNotFound`."""
         return self._rows.get_run(run_id)
 
-    def start_run(self, run_id: int, started_at: datetime) -> tuple[RunRow, EventRow | None] | None:
-        """Take a queued run: mark it running, and return it with the event that started it
-        (one round trip on the path to the agent's first step). None when it is not queued
-        any more — another replica took it, or it ended — so a run starts once, however
-        often it was queued."""
-        return self._rows.start_run(run_id, started_at)
+    def start_run(
+        self, run_id: int, started_at: datetime, owner: str | None = None
+    ) -> tuple[RunRow, EventRow | None] | None:
+        """Take a queued run for the replica `owner`: mark it running, and return it with the
+        event that started it (one round trip on the path to the agent's first step). None
+        when it is not queued any more — another replica took it, or it ended — so a run
+        starts once, however often it was queued."""
+        return self._rows.start_run(run_id, started_at, owner)
 
     def end_run(self, run_id: int, status: str, summary: str, finished_at: datetime) -> RunRow:
         """Record how a run ended, its pending approvals expiring with it, in one transaction

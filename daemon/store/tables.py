@@ -119,6 +119,7 @@ class RunRow(SQLModel, table=True):
     summary: str = ""
     # Asked for from a fork's pull request: runs with no secrets, no network and no GitHub.
     untrusted: bool = False
+    owner: str | None = None  # the replica (daemon) that took it; see `ReplicaRow`
 
 
 class RunEventRow(SQLModel, table=True):
@@ -269,6 +270,19 @@ class ReviewCommentRow(SQLModel, table=True):
     text: str
     by: str
     at: datetime = _ts(nullable=False)
+
+
+class ReplicaRow(SQLModel, table=True):
+    """A daemon sharing the database, alive while its heartbeat is fresh: a run whose owner's
+    heartbeat stopped is recovered by another; a live replica's runs are left alone."""
+
+    __tablename__ = "replicas"
+
+    id: str = Field(primary_key=True)
+    host: str
+    pid: int
+    started_at: datetime = _ts(nullable=False)
+    heartbeat_at: datetime = _ts(nullable=False)
 
 
 def _core(name: str) -> Table:

@@ -1,0 +1,188 @@
+"""Daemons sharing one PostgreSQL database, each its own process: every run records the
+replica that took it, and a daemon starting (or restarting) leaves a live replica's runs
+alone — only a gone replica's runs are recovered."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import update
+
+from daemon.control import ControlClient
+from daemon.errors import ControlError
+from daemon.runs import RunStatus
+from daemon.store import Decision, NewRun, ReplicaRow, RunRow, Store, utcnow
+from daemon.testing import Project, running_daemon, wait_for_sync
+
+WAITS = """\
+import json, sys
+sys.stdin.readline()
+print(json.dumps({"type": "step", "title": "working"}), flush=True)
+sys.stdin.readline()
+"""
+
+
+class Replica:
+    """A `nightshift run` process of its own (state folder, control socket) on the database."""
+
+    def __init__(self, project: Project, url: str, name: str) -> None:
+        self.root = project.root / name
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.config = self.root / "config.yaml"
+        self.config.write_text(
+            yaml.safe_dump(
+                {
+                    "state_dir": str(self.root / "state"),
+                    "database_url": url,
+                    "automations_dir": str(project.automations),
+                    "skills_dir": str(project.skills),
+                    "http": {"enabled": False},
+                    "console": False,
+                    "shutdown_grace": "1s",
+                    "replicas": {"heartbeat": "1s", "gone_after": "30s"},
+                }
+            )
+        )
+        self.socket = self.root / "state" / "control.sock"
+        self.log = self.root / "daemon.log"
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "daemon", "--config", str(self.config), "run"],
+                cwd=self.root,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.id = str(wait_for_sync(self._status, 30)["replica"])
+
+    def _status(self) -> dict[str, Any] | None:
+        assert self.proc.poll() is None, self.log.read_text()
+        try:
+            with ControlClient(self.socket, timeout=1) as client:
+                return client.status()
+        except ControlError:
+            return None
+
+    def trigger(self) -> int:
+        with ControlClient(self.socket) as client:
+            return client.trigger("long", {})
+
+    def cancel(self, run_id: int) -> None:
+        with ControlClient(self.socket) as client:
+            client.cancel(run_id, "test")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(30)
+
+
+@pytest.fixture
+def store(pg_schema_url: str) -> Iterator[Store]:
+    made = Store(pg_schema_url)
+    made.create_all()
+    yield made
+    made.close()
+
+
+def run_of(store: Store, run_id: int) -> RunRow:
+    return store.get_run(run_id)
+
+
+def working(store: Store, run_id: int) -> RunRow:
+    """The run, once its script reported its first step."""
+    wait_for_sync(lambda: any(e.type == "step" for e in store.run_events(run_id)), 20)
+    return run_of(store, run_id)
+
+
+def test_replicas_restarting_leave_each_others_runs_alone(
+    project: Project, store: Store, pg_schema_url: str
+) -> None:
+    project.skill("long", WAITS)
+    project.automation("long", skill="long", policies={"retries": {"interrupted": 0}})
+    a = Replica(project, pg_schema_url, "a")
+    try:
+        ours = a.trigger()
+        assert working(store, ours).owner == a.id
+        for name in ("b", "b-again"):  # another replica starts, works and stops: twice
+            b = Replica(project, pg_schema_url, name)
+            try:
+                theirs = b.trigger()
+                assert working(store, theirs).owner == b.id
+                assert run_of(store, ours).status == RunStatus.RUNNING
+            finally:
+                b.stop()
+            assert run_of(store, theirs).status == RunStatus.INTERRUPTED  # its own, at its stop
+            assert run_of(store, ours).status == RunStatus.RUNNING  # a's, untouched
+        assert not any(
+            e.type == "message" and "daemon stopped" in e.data.get("text", "")
+            for e in store.run_events(ours)
+        )
+        a.cancel(ours)
+        wait_for_sync(lambda: run_of(store, ours).status == RunStatus.CANCELLED, 20)
+    finally:
+        a.stop()
+
+
+def test_a_starting_replica_recovers_only_the_runs_of_replicas_that_are_gone(
+    project: Project, store: Store, pg_schema_url: str
+) -> None:
+    project.skill("long", WAITS)
+    project.automation("long", skill="long", policies={"retries": {"interrupted": 0}})
+    left: dict[str, int] = {}
+    for owner in ("gone-replica", "live-replica"):
+        made = store.dispatch(
+            source="manual",
+            type="trigger",
+            payload={},
+            decisions=[Decision("long", "matched", run=NewRun("long", "manual", {}))],
+        )
+        assert made is not None and made.runs[0].id is not None
+        left[owner] = made.runs[0].id
+        store.start_run(left[owner], utcnow(), owner)
+        store.register_replica(owner, "elsewhere", 1)
+    replicas = ReplicaRow.__table__  # type: ignore[attr-defined]
+    with store.engine.begin() as conn:  # the gone one's last beat was an hour ago
+        conn.execute(
+            update(replicas)
+            .where(replicas.c.id == "gone-replica")
+            .values(heartbeat_at=utcnow() - timedelta(hours=1))
+        )
+    c = Replica(project, pg_schema_url, "c")
+    try:
+        wait_for_sync(lambda: run_of(store, left["gone-replica"]).finished_at is not None, 20)
+        ended = run_of(store, left["gone-replica"])
+        assert (ended.status, ended.summary) == (
+            RunStatus.INTERRUPTED,
+            "the daemon stopped during the run",
+        )
+        assert run_of(store, left["live-replica"]).status == RunStatus.RUNNING
+        live = {r.id for r in store.live_replicas(timedelta(minutes=5))}
+        assert {c.id, "live-replica"} <= live and "gone-replica" not in live
+    finally:
+        c.stop()
+    assert run_of(store, left["live-replica"]).status == RunStatus.RUNNING  # not c's either
+
+
+def test_a_replica_is_forgotten_when_it_stops_cleanly(project: Project, tmp_path: Path) -> None:
+    async def go() -> str:
+        async with running_daemon(project.config()) as d:
+            live = await d.store.call(d.store.live_replicas, timedelta(minutes=1))
+            assert [r.id for r in live] == [d.replica_id]
+            return d.replica_id
+
+    me = asyncio.run(go())
+    store = Store(f"sqlite:///{project.root / '.nightshift' / 'nightshift.db'}")
+    try:
+        assert me and store.live_replicas(timedelta(days=1)) == []
+    finally:
+        store.close()
