@@ -167,12 +167,15 @@ class Daemon:
         )
 
     async def _heartbeat(self) -> None:
-        """Beat while alive, so replicas sharing the database leave this daemon's runs alone."""
+        """Beat while alive, so replicas sharing the database leave this daemon's runs alone;
+        and recover the runs of replicas that stopped beating."""
         every = self.config.replicas.heartbeat.total_seconds()
         while True:
             await asyncio.sleep(every)
             try:
                 await self.store.call(self.store.beat, self.replica_id)
+                if not self.stopping:
+                    await self.executor.recover_gone()
             except StoreError as exc:  # the database is away: beat again next time
                 log.warning("heartbeat not stored", error=str(exc))
 

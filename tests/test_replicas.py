@@ -168,9 +168,22 @@ def test_a_starting_replica_recovers_only_the_runs_of_replicas_that_are_gone(
         assert run_of(store, left["live-replica"]).status == RunStatus.RUNNING
         live = {r.id for r in store.live_replicas(timedelta(minutes=5))}
         assert {c.id, "live-replica"} <= live and "gone-replica" not in live
+        # The live one stops beating while c runs: c recovers its run at its next beat.
+        with store.engine.begin() as conn:
+            conn.execute(
+                update(replicas)
+                .where(replicas.c.id == "live-replica")
+                .values(heartbeat_at=utcnow() - timedelta(hours=1))
+            )
+        wait_for_sync(lambda: run_of(store, left["live-replica"]).finished_at is not None, 20)
+        taken = run_of(store, left["live-replica"])
+        assert (taken.status, taken.summary, taken.owner) == (
+            RunStatus.INTERRUPTED,
+            "its daemon stopped beating",
+            c.id,
+        )
     finally:
         c.stop()
-    assert run_of(store, left["live-replica"]).status == RunStatus.RUNNING  # not c's either
 
 
 def test_a_replica_is_forgotten_when_it_stops_cleanly(project: Project, tmp_path: Path) -> None:

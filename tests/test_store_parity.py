@@ -193,6 +193,9 @@ def scenario(store: Store) -> list[tuple[str, Any]]:
         do(s.add_review, run, [("calc.py", 3, "    return a - b", "why minus?")], "web:ann")
         do(s.add_review, run, [("a.py", 1, "x = 1", "ghp_" + "e" * 36), ("b.py", 2, "", "ok")], "b")
         do(s.review_comments, run)
+        do(s.claim_run, run, "replica-a", "replica-b")
+        do(s.claim_run, run, "replica-a", "replica-c")  # claimed already
+        do(s.claim_run, retry.id, None, "replica-c")
         do(s.register_replica, "replica-a", "host-a", 101)
         do(s.register_replica, "replica-b", "host-b", 102)
         clock.tick(timedelta(seconds=40))

@@ -42,7 +42,7 @@ from ..store import NewRun, RunRow, Store, utcnow
 from .admission import Admission
 from .launch import Launcher, local_repository
 from .lifecycle import DRAIN_AFTER_CANCEL, RunLifecycle
-from .recovery import recover
+from .recovery import recover, recover_gone
 from .retries import retry_verdict
 
 log = structlog.get_logger(__name__)
@@ -260,6 +260,25 @@ class Executor:
 
         for run in await recover(self._store, self._state, self._emit, finish, live=self._live):
             self.enqueue(run)
+
+    async def recover_gone(self) -> list[int]:
+        """End the runs of replicas that stopped beating (once, across replicas): each ends
+        `interrupted` and runs again as its policy says, here. The ids recovered."""
+        if self._owner is None or self._live is None:
+            return []
+
+        async def finish(run_id: int, status: RunStatus, summary: str) -> None:
+            await self._finish(run_id, status, summary, None)
+
+        return await recover_gone(
+            self._store,
+            self._state,
+            self._emit,
+            finish,
+            me=self._owner,
+            live=await self._live(),
+            executing_here=set(self._active),
+        )
 
     async def _pump_loop(self) -> None:
         while True:

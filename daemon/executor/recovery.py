@@ -52,6 +52,39 @@ async def recover(
     )
 
 
+async def recover_gone(
+    store: Store,
+    state: StateLayout,
+    emit: Emit,
+    finish: Finish,
+    *,
+    me: str,
+    live: set[str],
+    executing_here: set[int],
+) -> list[int]:
+    """While this daemon runs: end the runs of replicas that stopped beating (claimed first, so
+    one live replica recovers each); the ids recovered."""
+    stale = await store.call(
+        store.list_runs, statuses=list(EXECUTING), limit=10_000, oldest_first=True
+    )
+    recovered = []
+    for run in stale:
+        assert run.id is not None
+        if run.id in executing_here or run.owner is None or run.owner in live or run.owner == me:
+            continue
+        if not await store.call(store.claim_run, run.id, run.owner, me):
+            continue  # another replica claimed it first
+        log.warning("recovering the run of a replica that stopped beating", run_id=run.id,
+                    replica=run.owner)  # fmt: skip
+        await emit(
+            run.id,
+            Message(level="warning", text=f"its daemon ({run.owner}) stopped beating"),
+        )
+        await finish(run.id, RunStatus.INTERRUPTED, "its daemon stopped beating")
+        recovered.append(run.id)
+    return recovered
+
+
 async def _end_left_run(run_id: int, state: StateLayout, emit: Emit, finish: Finish) -> bool:
     """End one run left executing; True when its script had finished on its own."""
     # Its processes carry the folder they worked in: a worktree, or a plain folder.

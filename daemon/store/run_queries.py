@@ -6,14 +6,14 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlmodel import col, select
 
 from ..errors import RunNotFound
 from ..secrets import redactor
 from .repository import Repository
 from .requests import NewRun
-from .tables import DecisionRow, EventRow, RunEventRow, RunRow, utcnow
+from .tables import RUNS, DecisionRow, EventRow, RunEventRow, RunRow, utcnow
 
 
 def new_run_row(new: NewRun, event_id: int | None, now: datetime | None = None) -> RunRow:
@@ -84,6 +84,20 @@ class RunQueries(Repository):
             s.add(run)
             s.commit()
             return run
+
+    def claim_run(self, run_id: int, from_owner: str | None, to_owner: str) -> bool:
+        """Make `to_owner` the owner of an executing run still owned by `from_owner`: True for
+        the one replica whose claim took it (a gone replica's run is recovered once)."""
+        with self._session() as s:
+            runs = RUNS
+            owned = runs.c.owner.is_(None) if from_owner is None else runs.c.owner == from_owner
+            taken = s.connection().execute(
+                update(runs)
+                .where(runs.c.id == run_id, owned, runs.c.finished_at.is_(None))
+                .values(owner=to_owner)
+            )
+            s.commit()
+            return bool(taken.rowcount == 1)
 
     def current_attempt(self, run_id: int) -> int:
         """The newest retry in `run_id`'s chain of attempts (itself when never retried)."""
