@@ -54,18 +54,27 @@ class Daemon:
         self.loader = Loader(config.automations_dir, config.skills_dir)
         self.store = Store(config.resolved_database_url())
         self.bus = EventBus(self.store)
-        self.executor = Executor(
-            store=self.store,
-            bus=self.bus,
-            catalog=self.catalog,
-            backends=backends or default_backends(config.state_dir),
-            max_runs=config.concurrency.max_runs,
-            state=StateLayout(config.state_dir),
-            base_dir=config.base_dir,
-            skill_env=self._skill_env,
-            owner=self.replica_id,
-            live=self._live_replicas,
-        )
+        executing: dict[str, Any] = {
+            "store": self.store,
+            "bus": self.bus,
+            "catalog": self.catalog,
+            "backends": backends or default_backends(config.state_dir),
+            "max_runs": config.concurrency.max_runs,
+            "state": StateLayout(config.state_dir),
+            "base_dir": config.base_dir,
+            "skill_env": self._skill_env,
+            "owner": self.replica_id,
+            "live": self._live_replicas,
+        }
+        if config.engine.type == "temporal":
+            # Imported only here: the Temporal client is for the installs that use it.
+            from .engines.temporal import TemporalEngine
+
+            self.executor: Executor = TemporalEngine(
+                engine=config.engine, replica=self.replica_id, **executing
+            )
+        else:
+            self.executor = Executor(**executing)
         self.conversations = Conversations(
             self.store, self.executor, self._github_client, self.catalog
         )

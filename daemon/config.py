@@ -171,6 +171,16 @@ class SlackConfig(_Strict):
     )
 
 
+class EngineConfig(_Strict):
+    """What executes runs: `local` (this process; SQLite or PostgreSQL), or `temporal` (runs
+    as Temporal workflows shared by every replica on the same task queue)."""
+
+    type: Literal["local", "temporal"] = "local"
+    address: str = Field("127.0.0.1:7233", description="the Temporal frontend, host:port")
+    namespace: str = "default"
+    task_queue: str = Field("nightshift", description="shared by the replicas of one install")
+
+
 class ReplicaConfig(_Strict):
     """Daemons sharing one database (PostgreSQL): each beats; a run whose daemon's heartbeat
     stopped is recovered by another, and a live daemon's runs are left alone."""
@@ -244,6 +254,7 @@ class DaemonConfig(_Strict):
     http: HttpConfig = HttpConfig()
     center: CenterConfig = CenterConfig()
     replicas: ReplicaConfig = ReplicaConfig()
+    engine: EngineConfig = EngineConfig()
     sources: SourcesConfig = SourcesConfig()
     slack: SlackConfig | None = Field(None, description="without it, runs report to the console")
     github: GitHubApiConfig = Field(

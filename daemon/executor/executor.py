@@ -261,6 +261,16 @@ class Executor:
         for run in await recover(self._store, self._state, self._emit, finish, live=self._live):
             self.enqueue(run)
 
+    async def execute_now(self, run_id: int) -> str:
+        """Execute a queued run at once, outside this executor's admission (for an engine that
+        admits runs itself), and wait for its end; its final status."""
+        run = await self._store.call(self._store.get_run, run_id)
+        active = RunLifecycle(run_id, run.automation, store=self._store, emit=self._emit)
+        self._active[run_id] = active
+        active.task = asyncio.create_task(self._execute(active), name=f"run-{run_id}")
+        await asyncio.shield(active.task)  # an engine's cancellation ends the run, not this task
+        return (await self._store.call(self._store.get_run, run_id)).status
+
     async def recover_gone(self) -> list[int]:
         """End the runs of replicas that stopped beating (once, across replicas): each ends
         `interrupted` and runs again as its policy says, here. The ids recovered."""

@@ -1,0 +1,206 @@
+"""The Temporal engine: each run is a workflow (`run_workflow.RunWorkflow`, id
+`<task queue>-run-<id>`, so a run starts once however often it is submitted), executed as one
+heartbeating activity on whichever replica takes it — through the very code path of the
+local engine (`Executor.execute_now`: workspace, agent, events to the store, reporters).
+Steering, decisions, pause, resume and cancel may arrive at any replica: they become signals
+on the run's workflow, which delivers each to the replica executing the run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import structlog
+from temporalio import activity
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+from temporalio.worker import Worker
+
+from ..config import EngineConfig
+from ..errors import NightshiftError, RunStateError
+from ..executor import Executor
+from ..runs import EXECUTING, Message, RunStatus
+from ..store import RunRow
+from .run_workflow import DELIVER, EXECUTE, RunWorkflow
+
+log = structlog.get_logger(__name__)
+
+_BEAT = 5.0  # seconds between an executing run's heartbeats (the workflow waits 30 for one)
+
+
+def workflow_id(task_queue: str, run_id: int) -> str:
+    """The run's workflow id: the install (its task queue) and the run, so two installs on
+    one Temporal namespace never share one."""
+    return f"{task_queue}-run-{run_id}"
+
+
+class TemporalEngine(Executor):
+    """An executor whose runs are admitted, routed and recovered by Temporal."""
+
+    def __init__(self, *, engine: EngineConfig, replica: str, **executor: Any) -> None:
+        super().__init__(**executor)
+        self._config = engine
+        self._replica_queue = f"{engine.task_queue}.{replica.replace(':', '-')}"
+        self._client: Client | None = None
+        self._workers: list[Worker] = []
+        self._running: list[asyncio.Task[None]] = []
+        self._submits: set[asyncio.Task[None]] = set()
+
+    @property
+    def client(self) -> Client:
+        """The Temporal client (once started)."""
+        if self._client is None:
+            raise NightshiftError("the Temporal engine has not started")
+        return self._client
+
+    async def start(self) -> None:
+        """Connect, serve the run workflows and this replica's deliveries, then recover."""
+        self._client = await Client.connect(self._config.address, namespace=self._config.namespace)
+
+        @activity.defn(name=EXECUTE)
+        async def execute(run_id: int) -> str:
+            started_by = activity.info().workflow_id
+            assert started_by is not None  # always a workflow's activity here
+            handle = activity.client().get_workflow_handle(started_by)
+            await handle.signal(RunWorkflow.running_on, self._replica_queue)
+            task = asyncio.create_task(self.execute_now(run_id))
+            while not task.done():
+                activity.heartbeat()
+                await asyncio.wait({task}, timeout=_BEAT)
+            return await task
+
+        @activity.defn(name=DELIVER)
+        async def deliver(run_id: int, message: dict[str, Any]) -> None:
+            await self._deliver_here(run_id, message)
+
+        shared = Worker(
+            self._client,
+            task_queue=self._config.task_queue,
+            workflows=[RunWorkflow],
+            activities=[execute],
+            max_concurrent_activities=self.max_runs,
+        )
+        own = Worker(self._client, task_queue=self._replica_queue, activities=[deliver])
+        self._workers = [shared, own]
+        self._running = [
+            asyncio.create_task(w.run(), name="temporal worker") for w in self._workers
+        ]
+        await super().start()
+
+    async def shutdown(self, grace: float) -> None:
+        """Finish or interrupt the runs executing here, then stop serving."""
+        await super().shutdown(grace)
+        for worker in self._workers:
+            with contextlib.suppress(Exception):
+                await worker.shutdown()
+        for task in self._running:
+            task.cancel()
+
+    # -- admission ------------------------------------------------------------------------
+    def enqueue(self, run: RunRow) -> None:
+        """Submit a stored run as its workflow (once: a workflow of that id is not started
+        again)."""
+        assert run.id is not None
+        task = asyncio.create_task(self._submit(run.id), name=f"submit-{run.id}")
+        self._submits.add(task)
+        task.add_done_callback(self._submits.discard)
+
+    async def _submit(self, run_id: int) -> None:
+        try:
+            await self.client.start_workflow(
+                RunWorkflow.run,
+                run_id,
+                id=workflow_id(self._config.task_queue, run_id),
+                task_queue=self._config.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+        except WorkflowAlreadyStartedError:
+            pass  # submitted before (a redelivery, a restart): it runs once
+        except (RPCError, NightshiftError) as exc:
+            log.error("run not submitted to Temporal", run_id=run_id, error=str(exc))
+
+    # -- messages, from any replica -------------------------------------------------------
+    async def _executing(self, run_id: int) -> int:
+        """The run's current attempt, which must be executing (anywhere)."""
+        current = await self._store.call(self._store.current_attempt, run_id)
+        run = await self._store.call(self._store.get_run, current)  # RunNotFound
+        if RunStatus(run.status) not in EXECUTING:
+            raise RunStateError(f"run {current} is not running")
+        return current
+
+    def handle(self, run_id: int) -> WorkflowHandle[Any, Any]:
+        """The run's workflow."""
+        return self._handle(run_id)
+
+    def _handle(self, run_id: int) -> WorkflowHandle[Any, Any]:
+        return self.client.get_workflow_handle(workflow_id(self._config.task_queue, run_id))
+
+    async def _send(self, run_id: int, message: dict[str, Any]) -> None:
+        await self._handle(run_id).signal(RunWorkflow.message, message)
+
+    async def steer(self, run_id: int, text: str, by: str, ref: str | None = None) -> None:
+        run_id = await self._executing(run_id)
+        await self._send(run_id, {"kind": "steer", "text": text, "by": by, "ref": ref})
+
+    async def pause(self, run_id: int, by: str) -> None:
+        await self._send(await self._executing(run_id), {"kind": "pause", "by": by})
+
+    async def resume(self, run_id: int, by: str) -> None:
+        await self._send(await self._executing(run_id), {"kind": "resume", "by": by})
+
+    async def decide(
+        self, run_id: int, approval_id: str | None, approved: bool, by: str, reason: str | None
+    ) -> str:
+        run_id = await self._executing(run_id)
+        pending = await self._store.call(self._store.approvals, run_id, "pending")
+        if approval_id is None:
+            if not pending:
+                raise RunStateError(f"run {run_id} has no pending approval request")
+            approval_id = pending[0].request_id
+        elif approval_id not in {a.request_id for a in pending}:
+            raise RunStateError(f"run {run_id} has no pending approval {approval_id!r}")
+        message = {
+            "kind": "decide",
+            "approval_id": approval_id,
+            "approved": approved,
+            "by": by,
+            "reason": reason,
+        }
+        await self._send(run_id, message)
+        return approval_id
+
+    async def cancel(self, run_id: int, by: str, reason: str | None = None) -> None:
+        current = await self._store.call(self._store.current_attempt, run_id)
+        run = await self._store.call(self._store.get_run, current)
+        if run.status == RunStatus.QUEUED:
+            with contextlib.suppress(RPCError):
+                await self._handle(current).terminate(f"cancelled by {by}")
+            await self._emit(current, Message(text=f"cancelled by {by} before it started"))
+            await self._finish(current, RunStatus.CANCELLED, f"cancelled by {by}", None)
+            return
+        await self._executing(current)
+        await self._send(current, {"kind": "cancel", "by": by, "reason": reason})
+
+    async def _deliver_here(self, run_id: int, message: dict[str, Any]) -> None:
+        """A message the run's workflow routed to this replica, where the run executes."""
+        kind = message["kind"]
+        if kind == "steer":
+            await Executor.steer(self, run_id, message["text"], message["by"], message.get("ref"))
+        elif kind == "decide":
+            await Executor.decide(
+                self,
+                run_id,
+                message["approval_id"],
+                message["approved"],
+                message["by"],
+                message.get("reason"),
+            )
+        elif kind == "pause":
+            await Executor.pause(self, run_id, message["by"])
+        elif kind == "resume":
+            await Executor.resume(self, run_id, message["by"])
+        elif kind == "cancel":
+            await Executor.cancel(self, run_id, message["by"], message.get("reason"))

