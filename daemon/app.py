@@ -68,7 +68,7 @@ class Daemon:
         }
         if config.engine.type == "temporal":
             # Imported only here: the Temporal client is for the installs that use it.
-            from .engines.temporal import TemporalEngine
+            from .engines import TemporalEngine
 
             self.executor: Executor = TemporalEngine(
                 engine=config.engine, replica=self.replica_id, **executing
