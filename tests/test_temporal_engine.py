@@ -116,3 +116,32 @@ async def test_cancel_reaches_a_running_run_and_a_queued_one(
         assert done.summary == "cancelled by cli:ann"
         with pytest.raises(Exception, match="is not running"):
             await d.executor.steer(run_id, "too late", "cli:ann")
+
+
+ASKS = """\
+import json, sys
+sys.stdin.readline()
+print(json.dumps({"type": "approval_request", "id": "push-1", "action": "push",
+                  "description": "push the fix"}), flush=True)
+decision = json.loads(sys.stdin.readline())
+said = "approved" if decision["approved"] else "denied: " + str(decision.get("reason"))
+print(json.dumps({"type": "finished", "status": "succeeded", "summary": said}), flush=True)
+"""
+
+
+async def test_a_decision_reaches_the_run_and_the_first_one_wins(
+    project: Project, temporal: str
+) -> None:
+    project.skill("asks", ASKS)
+    project.automation("asks", skill="asks")
+    async with running_daemon(on_temporal(project, temporal)) as d:
+        run = await d.dispatcher.manual("asks", {}, "test")
+        assert run.id is not None
+        await wait_status(d, run.id, RunStatus.WAITING, timeout=20)
+        assert await d.executor.decide(run.id, None, False, "web:ann", "not today") == "push-1"
+        done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=20)
+        assert done.summary == "denied: not today"
+        (decided,) = await d.store.call(d.store.approvals, run.id)
+        assert (decided.status, decided.decided_by) == ("denied", "web:ann")
+        with pytest.raises(Exception, match="is not running"):
+            await d.executor.decide(run.id, "push-1", True, "cli:bob", None)
