@@ -179,6 +179,10 @@ class EngineConfig(_Strict):
     address: str = Field("127.0.0.1:7233", description="the Temporal frontend, host:port")
     namespace: str = "default"
     task_queue: str = Field("nightshift", description="shared by the replicas of one install")
+    heartbeat_timeout: Duration = Field(
+        timedelta(seconds=30),
+        description="a replica executing a run silent this long has lost it: another takes over",
+    )
 
 
 class ReplicaConfig(_Strict):

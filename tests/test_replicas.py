@@ -34,7 +34,7 @@ sys.stdin.readline()
 class Replica:
     """A `nightshift run` process of its own (state folder, control socket) on the database."""
 
-    def __init__(self, project: Project, url: str, name: str) -> None:
+    def __init__(self, project: Project, url: str, name: str, **extra: Any) -> None:
         self.root = project.root / name
         self.root.mkdir(parents=True, exist_ok=True)
         self.config = self.root / "config.yaml"
@@ -49,6 +49,7 @@ class Replica:
                     "console": False,
                     "shutdown_grace": "1s",
                     "replicas": {"heartbeat": "1s", "gone_after": "30s"},
+                    **extra,
                 }
             )
         )

@@ -5,6 +5,8 @@ and its workflow history stays small."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,12 +18,15 @@ from typing import Any
 import pytest
 
 from daemon.app import Daemon
+from daemon.control import ControlClient
 from daemon.engines.temporal import TemporalEngine
 from daemon.http import free_port
 from daemon.runs import RunStatus
+from daemon.store import Store
 from daemon.testing import Project, running_daemon, wait_for, wait_for_sync
 
 from .helpers import events, wait_status
+from .test_replicas import Replica
 
 TEMPORAL = Path(sys.executable).with_name("temporal")
 
@@ -145,3 +150,59 @@ async def test_a_decision_reaches_the_run_and_the_first_one_wins(
         assert (decided.status, decided.decided_by) == ("denied", "web:ann")
         with pytest.raises(Exception, match="is not running"):
             await d.executor.decide(run.id, "push-1", True, "cli:bob", None)
+
+
+TWICE = """\
+import json, sys
+ctx = json.loads(sys.stdin.readline())
+if ctx["run"]["attempt"] == 1:
+    print(json.dumps({"type": "step", "title": "working"}), flush=True)
+    sys.stdin.readline()  # until its replica dies
+print(json.dumps({"type": "finished", "status": "succeeded", "summary": "attempt " + str(ctx["run"]["attempt"])}), flush=True)
+"""
+
+
+def test_a_replica_killed_mid_run_hands_the_run_to_another(
+    project: Project, temporal: str, pg_schema_url: str
+) -> None:
+    project.skill("twice", TWICE)
+    project.automation("twice", skill="twice")
+    store = Store(pg_schema_url)
+    store.create_all()
+    engine = {
+        "type": "temporal",
+        "address": temporal,
+        "task_queue": f"nightshift-{uuid.uuid4().hex[:8]}",
+        "heartbeat_timeout": "3s",
+    }
+    slow_sweep = {"heartbeat": "1s", "gone_after": "120s"}  # only Temporal notices, here
+    a = Replica(project, pg_schema_url, "a", engine=engine, replicas=slow_sweep)
+    b: Replica | None = None
+    try:
+        with ControlClient(a.socket) as client:
+            run_id = client.trigger("twice", {})
+        wait_for_sync(lambda: any(e.type == "step" for e in store.run_events(run_id)), 30)
+        assert store.get_run(run_id).owner == a.id
+        b = Replica(project, pg_schema_url, "b", engine=engine, replicas=slow_sweep)
+        os.killpg(a.proc.pid, signal.SIGKILL)  # the replica and the run's script with it
+        a.proc.wait(10)
+        wait_for_sync(lambda: store.get_run(run_id).finished_at is not None, 30)
+        lost = store.get_run(run_id)
+        assert (lost.status, lost.summary) == (RunStatus.INTERRUPTED, "its replica went silent")
+
+        def retried() -> Any:
+            again = [r for r in store.list_runs() if r.retry_of == run_id]
+            return again[0] if again and again[0].finished_at else None
+
+        again = wait_for_sync(retried, 30)
+        assert (again.status, again.summary, again.owner) == (
+            RunStatus.SUCCEEDED,
+            "attempt 2",
+            b.id,
+        )
+    finally:
+        if b is not None:
+            b.stop()
+        if a.proc.poll() is None:
+            a.stop()
+        store.close()

@@ -18,7 +18,7 @@ from temporalio.exceptions import ActivityError
 
 EXECUTE = "nightshift.execute"
 DELIVER = "nightshift.deliver"
-HEARTBEAT_TIMEOUT = timedelta(seconds=30)
+LOST = "nightshift.lost"
 
 
 @workflow.defn(name="nightshift.run")
@@ -30,12 +30,12 @@ class RunWorkflow:
         self._inbox: list[dict[str, Any]] = []
 
     @workflow.run
-    async def run(self, run_id: int) -> str:
+    async def run(self, run_id: int, heartbeat_timeout: float = 30.0) -> str:
         execution = workflow.start_activity(
             EXECUTE,
             run_id,
             start_to_close_timeout=timedelta(days=7),
-            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            heartbeat_timeout=timedelta(seconds=heartbeat_timeout),
             retry_policy=RetryPolicy(maximum_attempts=1),
         )
         while True:
@@ -43,7 +43,18 @@ class RunWorkflow:
                 lambda: execution.done() or (self._queue is not None and bool(self._inbox))
             )
             if execution.done():
-                return str(await execution)
+                try:
+                    return str(await execution)
+                except ActivityError:
+                    # The replica executing it went silent (killed, partitioned): another
+                    # replica records the run interrupted and runs it again as its policy says.
+                    await workflow.execute_activity(
+                        LOST,
+                        run_id,
+                        start_to_close_timeout=timedelta(minutes=5),
+                        retry_policy=RetryPolicy(maximum_attempts=10),
+                    )
+                    return "lost"
             message = self._inbox.pop(0)
             try:
                 await workflow.execute_activity(

@@ -24,7 +24,7 @@ from ..errors import NightshiftError, RunStateError
 from ..executor import Executor
 from ..runs import EXECUTING, Message, RunStatus
 from ..store import RunRow
-from .run_workflow import DELIVER, EXECUTE, RunWorkflow
+from .run_workflow import DELIVER, EXECUTE, LOST, RunWorkflow
 
 log = structlog.get_logger(__name__)
 
@@ -76,11 +76,15 @@ class TemporalEngine(Executor):
         async def deliver(run_id: int, message: dict[str, Any]) -> None:
             await self._deliver_here(run_id, message)
 
+        @activity.defn(name=LOST)
+        async def lost(run_id: int) -> None:
+            await self._recover_lost(run_id)
+
         shared = Worker(
             self._client,
             task_queue=self._config.task_queue,
             workflows=[RunWorkflow],
-            activities=[execute],
+            activities=[execute, lost],
             max_concurrent_activities=self.max_runs,
         )
         own = Worker(self._client, task_queue=self._replica_queue, activities=[deliver])
@@ -112,7 +116,7 @@ class TemporalEngine(Executor):
         try:
             await self.client.start_workflow(
                 RunWorkflow.run,
-                run_id,
+                args=[run_id, self._config.heartbeat_timeout.total_seconds()],
                 id=workflow_id(self._config.task_queue, run_id),
                 task_queue=self._config.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -183,6 +187,19 @@ class TemporalEngine(Executor):
             return
         await self._executing(current)
         await self._send(current, {"kind": "cancel", "by": by, "reason": reason})
+
+    async def _recover_lost(self, run_id: int) -> None:
+        """The replica executing `run_id` stopped heartbeating: take the run over (once, by
+        claim), record it interrupted and let its policy run it again, here or elsewhere."""
+        run = await self._store.call(self._store.get_run, run_id)
+        if run.finished_at is not None or self._owner is None:
+            return
+        if not await self._store.call(self._store.claim_run, run_id, run.owner, self._owner):
+            return  # taken over already
+        log.warning("recovering a run whose replica went silent", run_id=run_id, replica=run.owner)
+        text = f"its replica ({run.owner}) went silent; recovered by {self._owner}"
+        await self._emit(run_id, Message(level="warning", text=text))
+        await self._finish(run_id, RunStatus.INTERRUPTED, "its replica went silent", None)
 
     async def _deliver_here(self, run_id: int, message: dict[str, Any]) -> None:
         """A message the run's workflow routed to this replica, where the run executes."""
