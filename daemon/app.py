@@ -38,6 +38,16 @@ from .store import Store, utcnow
 log = structlog.get_logger(__name__)
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
 class Daemon:
     """One nightshift process. `await Daemon(config).run()` until SIGTERM or `stop()`."""
 
@@ -189,9 +199,12 @@ class Daemon:
                 log.warning("heartbeat not stored", error=str(exc))
 
     async def _live_replicas(self) -> set[str]:
+        """The replicas alive now: beating, and — on this machine — with a live process (a
+        daemon killed with `kill -9` and started again at once is gone, fresh beat or not)."""
         gone_after = self.config.replicas.gone_after
         live = await self.store.call(self.store.live_replicas, gone_after)
-        return {r.id for r in live}
+        here = socket.gethostname()
+        return {r.id for r in live if r.host != here or _process_alive(r.pid)}
 
     def catalog(self) -> Catalog:
         """The active automations and skills."""
