@@ -5,6 +5,7 @@ alone — only a gone replica's runs are recovered."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
@@ -169,6 +170,16 @@ def test_a_starting_replica_recovers_only_the_runs_of_replicas_that_are_gone(
         assert run_of(store, left["live-replica"]).status == RunStatus.RUNNING
         live = {r.id for r in store.live_replicas(timedelta(minutes=5))}
         assert {c.id, "live-replica"} <= live and "gone-replica" not in live
+        shown = subprocess.run(
+            [sys.executable, "-m", "daemon", "--config", str(c.config), "status", "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        status = {r["replica"]: r for r in json.loads(shown.stdout)["replicas"]}
+        assert status["live-replica"]["runs"] == [left["live-replica"]]
+        assert status["gone-replica"]["gone"] and status["gone-replica"]["runs"] == []
+        assert not status[c.id]["gone"]
         # The live one stops beating while c runs: c recovers its run at its next beat.
         with store.engine.begin() as conn:
             conn.execute(

@@ -15,11 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from daemon.app import Daemon
 from daemon.control import ControlClient
 from daemon.engines.temporal import TemporalEngine
+from daemon.errors import NightshiftError
 from daemon.http import free_port
 from daemon.runs import RunStatus
 from daemon.store import Store
@@ -94,6 +96,9 @@ async def test_a_run_is_a_workflow_and_steering_reaches_it_as_a_signal(
         assert await handle.result() == "succeeded"
         steers = [e for e in await events(d, run_id) if e["type"] == "steer_received"]
         assert [(e["text"], e["by"]) for e in steers] == [("only patch versions", "cli:ann")]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{d.http_port}") as web:
+            ready = await web.get("/readyz")
+        assert ready.status_code == 200 and ready.json() == {"ready": True}
         history = [e async for e in handle.fetch_history_events()]
         assert len(history) < 40  # the run's steps are in the store, not in the history
         # Submitted again (a redelivery, a restart): the workflow of that id is not run twice.
@@ -206,3 +211,14 @@ def test_a_replica_killed_mid_run_hands_the_run_to_another(
         if a.proc.poll() is None:
             a.stop()
         store.close()
+
+
+async def test_an_unreachable_temporal_is_one_clear_line(project: Project) -> None:
+    project.skill("steered", STEERED)
+    project.automation("steered", skill="steered")
+    nobody = f"127.0.0.1:{free_port()}"
+    with pytest.raises(
+        NightshiftError, match=f"cannot reach Temporal at {nobody} \\(engine.address\\)"
+    ):
+        async with running_daemon(on_temporal(project, nobody)):
+            pass

@@ -24,7 +24,7 @@ from ._actions import (
     cmd_trigger,
 )
 from ._files import cmd_db, cmd_list, cmd_run, cmd_schema, cmd_test, cmd_validate
-from ._reads import cmd_approvals, cmd_diff, cmd_events, cmd_runs, cmd_show
+from ._reads import cmd_approvals, cmd_diff, cmd_events, cmd_runs, cmd_show, cmd_status
 
 __all__ = ["build_parser", "main"]
 
@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--force", action="store_true", help="run it even if disabled or still a placeholder"
     )
+    p = add("status", cmd_status, "the daemons on this database and the runs each executes")
+    p.add_argument("--json", action="store_true")
     p = add("runs", cmd_runs, "list runs, newest first")
     p.add_argument("--automation", "-a")
     p.add_argument("--status", "-s", choices=[s.value for s in RunStatus])

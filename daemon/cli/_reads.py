@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..config import DaemonConfig
@@ -234,4 +234,48 @@ def cmd_diff(config: DaemonConfig, args: argparse.Namespace) -> int:
     for d in diffs:
         print(f"# {d.title}", file=sys.stderr)
         sys.stdout.write(d.content or "")
+    return 0
+
+
+def cmd_status(config: DaemonConfig, args: argparse.Namespace) -> int:
+    """The daemons on this database (replicas) with their last beat and the runs each
+    executes; runs whose owner is no registered daemon are listed as such."""
+    from ..runs import EXECUTING
+    from ..store import utcnow
+
+    store = open_store(config)
+    try:
+        replicas = store.live_replicas(timedelta(days=36_500))
+        executing = store.list_runs(statuses=[s.value for s in EXECUTING], limit=10_000)
+    finally:
+        store.close()
+    owned: dict[str | None, list[int]] = {}
+    for run in executing:
+        owned.setdefault(run.owner, []).append(run.id or 0)
+    known = {r.id for r in replicas}
+    now = utcnow()
+    listed: list[dict[str, Any]] = [
+        {
+            "replica": r.id,
+            "host": r.host,
+            "pid": r.pid,
+            "started_at": r.started_at.isoformat(),
+            "beat_s_ago": round((now - r.heartbeat_at).total_seconds(), 1),
+            "gone": now - r.heartbeat_at > config.replicas.gone_after,
+            "runs": sorted(owned.get(r.id, [])),
+        }
+        for r in replicas
+    ]
+    orphans = sorted(i for owner, ids in owned.items() if owner not in known for i in ids)
+    if args.json:
+        print_json({"replicas": listed, "runs_of_no_replica": orphans})
+        return 0
+    rows = [("REPLICA", "HOST", "PID", "LAST BEAT", "RUNS")]
+    for r in listed:
+        beat = f"{r['beat_s_ago']}s ago" + (" (gone)" if r["gone"] else "")
+        runs = ", ".join(map(str, r["runs"])) or "-"
+        rows.append((str(r["replica"]), str(r["host"]), str(r["pid"]), beat, runs))
+    print_table(rows)
+    if orphans:
+        print(f"executing runs of no registered daemon: {', '.join(map(str, orphans))}")
     return 0

@@ -58,7 +58,16 @@ class TemporalEngine(Executor):
 
     async def start(self) -> None:
         """Connect, serve the run workflows and this replica's deliveries, then recover."""
-        self._client = await Client.connect(self._config.address, namespace=self._config.namespace)
+        try:
+            async with asyncio.timeout(10):
+                self._client = await Client.connect(
+                    self._config.address, namespace=self._config.namespace
+                )
+        except (TimeoutError, RuntimeError, RPCError) as exc:
+            raise NightshiftError(
+                f"cannot reach Temporal at {self._config.address} "
+                f"(engine.address): {str(exc).splitlines()[0] if str(exc) else 'timed out'}"
+            ) from None
 
         @activity.defn(name=EXECUTE)
         async def execute(run_id: int) -> str:
@@ -93,6 +102,17 @@ class TemporalEngine(Executor):
             asyncio.create_task(w.run(), name="temporal worker") for w in self._workers
         ]
         await super().start()
+
+    async def problem(self) -> str | None:
+        """Why Temporal cannot be reached now; None when its frontend answers."""
+        if self._client is None:
+            return "not connected to Temporal yet"
+        try:
+            async with asyncio.timeout(2):
+                healthy = await self._client.service_client.check_health()
+        except (TimeoutError, RPCError) as exc:
+            return f"Temporal at {self._config.address} does not answer: {exc or 'timed out'}"
+        return None if healthy else f"Temporal at {self._config.address} is not serving"
 
     async def shutdown(self, grace: float) -> None:
         """Finish or interrupt the runs executing here, then stop serving."""

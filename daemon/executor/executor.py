@@ -261,6 +261,10 @@ class Executor:
         for run in await recover(self._store, self._state, self._emit, finish, live=self._live):
             self.enqueue(run)
 
+    async def problem(self) -> str | None:
+        """Why this engine cannot take runs now (`/readyz`); None when it can."""
+        return None
+
     async def execute_now(self, run_id: int) -> str:
         """Execute a queued run at once, outside this executor's admission (for an engine that
         admits runs itself), and wait for its end; its final status."""

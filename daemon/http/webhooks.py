@@ -209,9 +209,12 @@ def build_web_app(daemon: Served) -> ASGIApp:
     async def readyz(request: Request) -> Response:
         ready = daemon.ready.is_set() and not daemon.stopping
         unusable = source_problems(daemon)
-        body: dict[str, Any] = {"ready": ready and not unusable}
+        engine = await daemon.executor.problem()
+        body: dict[str, Any] = {"ready": ready and not unusable and engine is None}
         if unusable:
             body["unusable_sources"] = unusable
+        if engine is not None:
+            body["engine"] = engine
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
     async def metrics_endpoint(request: Request) -> Response:
