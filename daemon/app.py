@@ -193,6 +193,7 @@ class Daemon:
             await asyncio.sleep(every)
             try:
                 await self.store.call(self.store.beat, self.replica_id)
+                await self.executor.drop_lost()
                 if not self.stopping:
                     await self.executor.recover_gone()
             except StoreError as exc:  # the database is away: beat again next time

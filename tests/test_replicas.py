@@ -22,7 +22,7 @@ from daemon.control import ControlClient
 from daemon.errors import ControlError
 from daemon.runs import RunStatus
 from daemon.store import Decision, NewRun, ReplicaRow, RunRow, Store, utcnow
-from daemon.testing import Project, running_daemon, wait_for_sync
+from daemon.testing import Project, running_daemon, wait_for, wait_for_sync
 
 WAITS = """\
 import json, sys
@@ -211,3 +211,40 @@ def test_a_replica_is_forgotten_when_it_stops_cleanly(project: Project, tmp_path
         assert me and store.live_replicas(timedelta(days=1)) == []
     finally:
         store.close()
+
+
+STEPS = """\
+import json, sys, time
+sys.stdin.readline()
+for n in range(1000):
+    print(json.dumps({"type": "step", "title": f"step {n}"}), flush=True)
+    time.sleep(0.05)
+"""
+
+
+async def test_a_run_taken_over_by_another_replica_is_dropped_here_without_a_word(
+    project: Project,
+) -> None:
+    project.skill("steps", STEPS)
+    project.automation("steps", skill="steps")
+    config = project.config(replicas={"heartbeat": "1s", "gone_after": "30s"})
+    async with running_daemon(config) as d:
+        run = await d.dispatcher.manual("steps", {}, "test")
+        assert run.id is not None
+        await wait_for_async_steps(d, run.id)
+        # As when this replica was silent (partitioned) and another claimed the run.
+        assert await d.store.call(d.store.claim_run, run.id, d.replica_id, "other-replica")
+        await wait_for(lambda: run.id not in d.executor.active_ids, 10)
+        logged = len(await d.store.call(d.store.run_events, run.id))
+        await asyncio.sleep(0.5)
+        after = await d.store.call(d.store.get_run, run.id)
+        assert len(await d.store.call(d.store.run_events, run.id)) == logged  # said nothing
+        assert (after.status, after.owner, after.finished_at) == ("running", "other-replica", None)
+
+
+async def wait_for_async_steps(d: Any, run_id: int) -> None:
+    async def stepped() -> bool:
+        rows = await d.store.call(d.store.run_events, run_id)
+        return sum(r.type == "step" for r in rows) >= 3
+
+    await wait_for(stepped, 10)

@@ -23,32 +23,27 @@ from ..agents import (
 from ..bus import EventBus
 from ..config import StateLayout
 from ..durations import format_duration
-from ..errors import RunStateError
 from ..loader import Catalog
 from ..runs import (
-    Cancel,
-    Decision,
     Finished,
     Message,
-    Pause,
-    Resume,
     RunEvent,
     RunStatus,
     Started,
-    Steer,
 )
 from ..spec import Automation, Skill
 from ..store import NewRun, RunRow, Store, utcnow
 from .admission import Admission
 from .launch import Launcher, local_repository
 from .lifecycle import DRAIN_AFTER_CANCEL, RunLifecycle
-from .recovery import recover, recover_gone
+from .messages import Messages
+from .recovery import drop_lost, recover, recover_gone
 from .retries import retry_verdict
 
 log = structlog.get_logger(__name__)
 
 
-class Executor:
+class Executor(Messages):
     """Runs queued runs; the one owner of run state transitions while the daemon lives."""
 
     def __init__(
@@ -133,54 +128,6 @@ class Executor:
         if self._admission.add(run.id, run.automation, run.not_before):
             self._wake.set()
 
-    async def steer(self, run_id: int, text: str, by: str, ref: str | None = None) -> None:
-        """Deliver steering text to a running run."""
-        run_id = await self._current(run_id)
-        self._require_active(run_id).inbox.put(Steer(text=text, by=by, ref=ref))
-
-    async def pause(self, run_id: int, by: str) -> None:
-        """Suspend a running run until `resume`."""
-        run_id = await self._current(run_id)
-        self._require_active(run_id).inbox.put(Pause(by=by))
-
-    async def resume(self, run_id: int, by: str) -> None:
-        """Continue a paused run."""
-        run_id = await self._current(run_id)
-        self._require_active(run_id).inbox.put(Resume(by=by))
-
-    async def decide(
-        self, run_id: int, approval_id: str | None, approved: bool, by: str, reason: str | None
-    ) -> str:
-        """Approve or deny a pending request (the oldest when `approval_id` is None)."""
-        run_id = await self._current(run_id)
-        active = self._require_active(run_id)
-        pending = await self._store.call(self._store.approvals, run_id, "pending")
-        if approval_id is None:
-            if not pending:
-                raise RunStateError(f"run {run_id} has no pending approval request")
-            approval_id = pending[0].request_id
-        elif approval_id not in {a.request_id for a in pending}:
-            every = await self._store.call(self._store.approvals, run_id)
-            decided = next((a for a in every if a.request_id == approval_id), None)
-            if decided is not None and decided.decided_at is not None:
-                # The first decision won (here, in Slack, on the page or from GitHub).
-                raise RunStateError(
-                    f"approval {approval_id!r} was already {decided.status} by "
-                    f"{decided.decided_by} at {decided.decided_at:%Y-%m-%d %H:%M:%S} UTC"
-                )
-            raise RunStateError(f"run {run_id} has no pending approval {approval_id!r}")
-        active.inbox.put(Decision(approval_id=approval_id, approved=approved, by=by, reason=reason))
-        return approval_id
-
-    async def cancel(self, run_id: int, by: str, reason: str | None = None) -> None:
-        """Cancel a queued or running run."""
-        run_id = await self._current(run_id)
-        if self._admission.remove(run_id):
-            await self._emit(run_id, Message(text=f"cancelled by {by} before it started"))
-            await self._finish(run_id, RunStatus.CANCELLED, f"cancelled by {by}", None)
-            return
-        self._require_active(run_id).inbox.put(Cancel(by=by, reason=reason))
-
     async def live_diff(self, run_id: int) -> str | None:
         """An executing run's diff as it stands now; None when it has no worktree here."""
         active = self._active.get(run_id)
@@ -232,26 +179,12 @@ class Executor:
             await asyncio.wait(tasks, timeout=left)
 
     # -- internals ------------------------------------------------------------------------
-    async def _current(self, run_id: int) -> int:
-        """A run that is neither active nor queued hands over to its newest retry, so a reply
-        or click meant for an attempt cut short by a restart reaches the attempt that runs."""
-        if run_id in self._active or run_id in self._admission:
-            return run_id
-        current = await self._store.call(self._store.current_attempt, run_id)
-        if current not in self._active and current not in self._admission:
-            await self._store.call(self._store.get_run, current)  # no such run: RunNotFound
-            raise RunStateError(f"run {current} is not running")
-        return current
-
-    def _require_active(self, run_id: int) -> RunLifecycle:
-        active = self._active.get(run_id)
-        if active is None:
-            if run_id in self._admission:
-                raise RunStateError(f"run {run_id} is queued and has not started yet")
-            raise RunStateError(f"run {run_id} is not running")
-        return active
-
     async def _emit(self, run_id: int, event: RunEvent) -> None:
+        active = self._active.get(run_id)
+        if active is not None and active.lost:
+            # Another replica owns the run now: this one reports nothing more of it.
+            log.info("not reported: the run belongs to another replica now", run_id=run_id)
+            return
         await self._bus.emit(run_id, event)
 
     async def _recover(self) -> None:
@@ -274,6 +207,13 @@ class Executor:
         active.task = asyncio.create_task(self._execute(active), name=f"run-{run_id}")
         await asyncio.shield(active.task)  # an engine's cancellation ends the run, not this task
         return (await self._store.call(self._store.get_run, run_id)).status
+
+    async def drop_lost(self) -> list[int]:
+        """Stop, without a word, the runs executing here that another replica took over (see
+        `recovery.drop_lost`). The ids dropped."""
+        if self._owner is None:
+            return []
+        return await drop_lost(self._store, self._active, self._owner)
 
     async def recover_gone(self) -> list[int]:
         """End the runs of replicas that stopped beating (once, across replicas): each ends
@@ -328,7 +268,8 @@ class Executor:
             log.exception("run crashed", run_id=run_id)
             status, summary, automation = RunStatus.FAILED, f"internal error: {exc}", None
         try:
-            await self._finish(run_id, status, summary, automation)
+            if not active.lost:  # a lost run's end is its new owner's to record
+                await self._finish(run_id, status, summary, automation)
         finally:
             self._active.pop(run_id, None)
             self._wake.set()

@@ -66,6 +66,7 @@ class RunLifecycle:
         self.budget = LogBudget()  # what of its progress is stored
         self.cancelled_by: str | None = None
         self.interrupted = False
+        self.lost = False  # another replica took the run over: nothing more is reported here
         # The inbox server is waiting for the next message (nothing half handled to lose).
         self.inbox_idle = True
         self.inbox_closed = False

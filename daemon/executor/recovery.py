@@ -5,7 +5,7 @@ interrupted, salvages their worktrees, and hands back the runs still queued."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 
@@ -14,7 +14,7 @@ from ..agents import discard_journal, kill_orphans, recorded
 from ..config import StateLayout
 from ..runs import EXECUTING, Message, RunStatus
 from ..store import RunRow, Store
-from .lifecycle import Emit
+from .lifecycle import Emit, RunLifecycle
 
 log = structlog.get_logger(__name__)
 
@@ -113,3 +113,20 @@ async def _end_left_run(run_id: int, state: StateLayout, emit: Emit, finish: Fin
         await finish(run_id, said.finished.status, said.finished.summary)
     await asyncio.to_thread(discard_journal, journal)
     return said is not None
+
+
+async def drop_lost(store: Store, active: Mapping[int, RunLifecycle], me: str) -> list[int]:
+    """Stop the runs executing here that another replica took over while this one was silent
+    (partitioned, stalled): every effect of a run comes from its current owner only, so each
+    is marked lost (nothing more of it is reported here) and its agent stopped."""
+    dropped = []
+    for run_id, lifecycle in list(active.items()):
+        run = await store.call(store.get_run, run_id)
+        if run.owner in (None, me) or lifecycle.lost:
+            continue
+        log.warning("a run of this replica was taken over", run_id=run_id, by=run.owner)
+        lifecycle.lost = True
+        dropped.append(run_id)
+        if lifecycle.agent is not None:
+            await lifecycle.agent.cancel()
+    return dropped
