@@ -65,7 +65,15 @@ async def conversation(
         triggers=[{"type": "github_mention"}],
         inputs={"request": "{{ event.mention.request }}"},
     )
-    config = project.config(
+    config = on_github(project, gh)
+    async with running_daemon(config) as d:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{d.http_port}") as client:
+            yield d, client
+
+
+def on_github(project: Project, gh: GitHubDouble) -> Any:
+    """A config taking signed deliveries at /hooks/github and talking to the GitHub double."""
+    return project.config(
         sources={"github": {"secret": "${GH_HOOK_SECRET}", "bot_login": "nightshift-bot"}},
         github={
             "token": "${NIGHTSHIFT_TEST_GH_TOKEN}",
@@ -73,9 +81,6 @@ async def conversation(
             "write_interval": 0,
         },
     )
-    async with running_daemon(config) as d:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{d.http_port}") as client:
-            yield d, client
 
 
 def comments_on(gh: GitHubDouble, number: int = 1) -> list[str]:
@@ -236,14 +241,7 @@ async def echoing(
         inputs={"request": "{{ event.mention.request }}"},
         policies=policies,
     )
-    return project.config(
-        sources={"github": {"secret": "${GH_HOOK_SECRET}", "bot_login": "nightshift-bot"}},
-        github={
-            "token": "${NIGHTSHIFT_TEST_GH_TOKEN}",
-            "api_url": gh.base_url,
-            "write_interval": 0,
-        },
-    )
+    return on_github(project, gh)
 
 
 async def finished_runs(d: Daemon, count: int) -> list[Any]:
@@ -316,14 +314,7 @@ async def test_a_review_of_nightshifts_pull_request_steers_the_run_that_made_it_
     repo.permissions["Codertocat"] = "admin"
     project.skill("listener", LISTENER)
     project.automation("mention", skill="listener", triggers=[{"type": "github_mention"}])
-    config = project.config(
-        sources={"github": {"secret": "${GH_HOOK_SECRET}", "bot_login": "nightshift-bot"}},
-        github={
-            "token": "${NIGHTSHIFT_TEST_GH_TOKEN}",
-            "api_url": gh.base_url,
-            "write_interval": 0,
-        },
-    )
+    config = on_github(project, gh)
     async with running_daemon(config) as d:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{d.http_port}") as client:
             await deliver(client, "issue_comment", comment("@nightshift fix the README"))
@@ -414,14 +405,7 @@ async def test_a_fork_pull_requests_run_gets_no_secrets(
         triggers=[{"type": "github_mention"}],
         env={"DEPLOY_KEY": "${NS_TEST_DEPLOY_KEY}"},
     )
-    config = project.config(
-        sources={"github": {"secret": "${GH_HOOK_SECRET}", "bot_login": "nightshift-bot"}},
-        github={
-            "token": "${NIGHTSHIFT_TEST_GH_TOKEN}",
-            "api_url": gh.base_url,
-            "write_interval": 0,
-        },
-    )
+    config = on_github(project, gh)
     async with running_daemon(config) as d:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{d.http_port}") as client:
             for number in (own, fork):

@@ -232,13 +232,17 @@ async def test_a_run_taken_over_by_another_replica_is_dropped_here_without_a_wor
         run = await d.dispatcher.manual("steps", {}, "test")
         assert run.id is not None
         await wait_for_async_steps(d, run.id)
-        # As when this replica was silent (partitioned) and another claimed the run.
+        # As when this replica was silent (partitioned) and another, alive, claimed the run.
+        await d.store.call(d.store.register_replica, "other-replica", "elsewhere", 1)
         assert await d.store.call(d.store.claim_run, run.id, d.replica_id, "other-replica")
         await wait_for(lambda: run.id not in d.executor.active_ids, 10)
-        logged = len(await d.store.call(d.store.run_events, run.id))
+        await d.executor.settle(5)
+        logged = await d.store.call(d.store.run_events, run.id)
         await asyncio.sleep(0.5)
         after = await d.store.call(d.store.get_run, run.id)
-        assert len(await d.store.call(d.store.run_events, run.id)) == logged  # said nothing
+        # Silent from then on: nothing more stored, and no end of its own.
+        assert len(await d.store.call(d.store.run_events, run.id)) == len(logged)
+        assert not any(e.type in ("finished", "status") for e in logged)
         assert (after.status, after.owner, after.finished_at) == ("running", "other-replica", None)
 
 
