@@ -509,3 +509,24 @@ async def test_line_comments_become_one_steering_message_and_then_outdated(
             )
             assert late.status_code == 409
         assert len(await d.store.call(d.store.review_comments, run.id)) == 1  # nothing kept
+
+
+async def test_behind_a_trusted_proxy_its_header_says_who_acts(project: Project) -> None:
+    supervised(project)
+    config = project.config(
+        http={"port": 0, "host": "0.0.0.0"},  # noqa: S104 - the bind under test
+        center={"trusted_header": "X-Forwarded-User"},
+    )
+    async with running_daemon(config) as d, httpx.AsyncClient(base_url=base(d)) as client:
+        assert (await client.get("/api/board")).status_code == 401  # no header, no token
+        proxied = {"x-forwarded-user": "ann@example.com"}
+        assert (await client.get("/", headers=proxied)).status_code == 200
+        made = await client.post(
+            "/api/automations/supervised/run",
+            json={},
+            headers={**proxied, "x-csrf-token": client.cookies["ns_csrf"]},
+        )
+        assert made.status_code == 201
+        run = await d.store.call(d.store.get_run, made.json()["run_id"])
+        event = await d.store.call(d.store.get_event, run.event_id or 0)
+        assert event is not None and event[0].payload["by"] == "web:ann@example.com"
