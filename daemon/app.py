@@ -199,6 +199,9 @@ class Daemon:
             except StoreError as exc:  # the database is away: beat again next time
                 log.warning("heartbeat not stored", error=str(exc))
 
+    async def _other_replicas(self) -> set[str]:
+        return await self._live_replicas() - {self.replica_id}
+
     async def _live_replicas(self) -> set[str]:
         """The replicas alive now: beating, and — on this machine — with a live process (a
         daemon killed with `kill -9` and started again at once is gone, fresh beat or not)."""
@@ -349,6 +352,7 @@ class Daemon:
                     self.store,
                     make_client(self.config.slack, self._slack_http),
                     self.config.slack.min_interval.total_seconds(),
+                    others=self._other_replicas,
                 )
                 reporter = SlackReporter(
                     self.store, self.bus, self.catalog, delivery.enqueue, delivery.enqueue_written

@@ -299,3 +299,39 @@ async def test_a_reply_handed_over_is_posted_once_written_and_in_order(
     texts = [m.current_text for m in slack.thread(slack.parents()[0])]
     assert "\n".join(texts) == "first\nsecond"
     store.close()
+
+
+async def test_a_starting_delivery_leaves_the_items_of_other_live_replicas_runs_to_them(
+    slack: SlackDouble, tmp_path: Any
+) -> None:
+    import asyncio
+
+    import aiohttp
+
+    from daemon.config import SlackConfig
+    from daemon.slack import SlackDelivery, make_client
+    from daemon.store import NewRun, Store, utcnow
+
+    store = Store(f"sqlite:///{tmp_path / 'x.db'}")
+    store.create_all()
+    for owner, text in (("replica-b", "b's run"), (None, "nobody's run")):
+        run = store.create_run(NewRun("deps", "manual", {}))
+        assert run.id is not None
+        store.start_run(run.id, utcnow(), owner)
+        store.add_outbox(run.id, "#ops", "parent", {"text": text}, None)
+
+    async def others() -> set[str]:
+        return {"replica-b"}  # alive, and delivering what its runs queued
+
+    async with aiohttp.ClientSession() as http:
+        config = SlackConfig(bot_token=slack.bot_token, base_url=slack.base_url)
+        delivery = SlackDelivery(store, make_client(config, http), 0.0, others=others)
+        task = asyncio.create_task(delivery.run())
+        try:
+            await wait_for(lambda: bool(slack.parents()))
+            await asyncio.sleep(0.2)
+        finally:
+            task.cancel()
+    assert [m.text for m in slack.parents()] == ["nobody's run"]
+    assert [o.status for o in store.outbox()] == ["pending", "sent"]
+    store.close()

@@ -164,6 +164,7 @@ def scenario(store: Store) -> list[tuple[str, Any]]:
         do(s.outbox, run_id=run, status="pending", limit=1)
         do(s.pending_outbox)
         do(s.pending_outbox, after_id=parent.id, limit=1)
+        do(s.pending_outbox, 0, 200, ["replica-a"])  # replica-a's run: its items are its own
         clock.tick(timedelta(seconds=1))
         do(s.mark_outbox, [parent.id], "sent", ts="1.1", channel_id="C1", thread_ts="1.1")
         do(s.mark_outbox, [step.id], "failed", error="channel_not_found")

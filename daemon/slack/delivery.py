@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 
 import aiohttp
@@ -76,8 +77,17 @@ def make_client(
 class SlackDelivery:
     """Sends outbox items to Slack, in order, until cancelled."""
 
-    def __init__(self, store: Store, client: AsyncWebClient, min_interval: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        client: AsyncWebClient,
+        min_interval: float,
+        others: Callable[[], Awaitable[set[str]]] | None = None,
+    ) -> None:
+        """`others`: the other live replicas sharing the database; the backlog leaves their
+        runs' items to them (each delivers what its runs queued)."""
         self._store = store
+        self._others = others
         self._client = client
         self._min_interval = min_interval
         self._wake = asyncio.Event()
@@ -127,7 +137,10 @@ class SlackDelivery:
             if self._wake.is_set():
                 self._wake.clear()
                 if self._resync:
-                    fresh = await self._store.call(self._store.pending_outbox, seen, _FETCH)
+                    others = await self._others() if self._others is not None else set()
+                    fresh = await self._store.call(
+                        self._store.pending_outbox, seen, _FETCH, sorted(others)
+                    )
                     self._resync = len(fresh) == _FETCH  # a long backlog: read on next pass
                     if self._resync:
                         self._wake.set()  # new items wait until the backlog is read

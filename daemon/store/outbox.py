@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlmodel import col, select
 
 from .repository import Repository
-from .tables import OUTBOX, OutboxItem, OutboxRow
+from .tables import OUTBOX, RUNS, OutboxItem, OutboxRow
 
 
 class OutboxQueries(Repository):
@@ -23,14 +25,16 @@ class OutboxQueries(Repository):
                 q = q.where(OutboxRow.status == status)
             return list(s.exec(q.order_by(col(OutboxRow.id)).limit(limit)))
 
-    def pending_outbox(self, after_id: int = 0, limit: int = 200) -> list[OutboxItem]:
-        """Pending outbox items with ids above `after_id`, in delivery order."""
-        q = (
-            OUTBOX.select()
-            .where(OUTBOX.c.status == "pending", OUTBOX.c.id > after_id)
-            .order_by(OUTBOX.c.id)
-            .limit(limit)
-        )
+    def pending_outbox(
+        self, after_id: int = 0, limit: int = 200, not_of: Sequence[str] = ()
+    ) -> list[OutboxItem]:
+        """Pending outbox items with ids above `after_id`, in delivery order — leaving out
+        those of runs owned by the replicas `not_of` (theirs to deliver)."""
+        q = OUTBOX.select().where(OUTBOX.c.status == "pending", OUTBOX.c.id > after_id)
+        if not_of:
+            theirs = select(RUNS.c.id).where(RUNS.c.owner.in_(list(not_of)))
+            q = q.where(OUTBOX.c.run_id.not_in(theirs))
+        q = q.order_by(OUTBOX.c.id).limit(limit)
         with self.engine.connect() as conn:
             return [OutboxItem(**row) for row in conn.execute(q).mappings()]
 
