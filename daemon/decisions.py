@@ -142,8 +142,11 @@ def mentioned(
     return Decision(automation.name, "guard" if guard else "filtered", detail), None
 
 
-def evaluate(automation: Automation, incoming: Incoming, sources: SourcesConfig) -> Decision | None:
-    """What `incoming` means for `automation` (None: it listens to no event of that kind).
+def classify(
+    automation: Automation, incoming: Incoming, sources: SourcesConfig
+) -> tuple[Decision | None, Mentioned | None]:
+    """What `incoming` means for `automation` (None: it listens to no event of that kind),
+    and for a mention what the conversation is to do — each trigger read once.
 
     The one function both routing and `nightshift test` use, so a dry run cannot disagree.
     """
@@ -151,7 +154,13 @@ def evaluate(automation: Automation, incoming: Incoming, sources: SourcesConfig)
     if conversation is not None and (
         conversation[1] is not None or not automation.event_triggers(incoming.source)
     ):
-        return conversation[0]
+        return conversation
+    return _by_triggers(automation, incoming, sources), None
+
+
+def _by_triggers(
+    automation: Automation, incoming: Incoming, sources: SourcesConfig
+) -> Decision | None:
     triggers = automation.event_triggers(incoming.source)
     if not triggers:
         return None

@@ -20,7 +20,7 @@ from . import logs
 from .bus import EventBus
 from .config import SourcesConfig
 from .conversations import Mentioned
-from .decisions import decide, evaluate, mentioned
+from .decisions import classify, decide
 from .errors import AutomationNotFound, NightshiftError, RunStateError, TemplateError
 from .executor import Executor
 from .loader import Catalog
@@ -115,11 +115,17 @@ class Dispatcher:
     def _unless_paused(self, decision: Decision, verdict: str) -> Decision:
         """`decision`, or `verdict` with who paused it where it would start a run of a paused
         automation."""
-        held = self._paused.get(decision.automation)
+        held = self._held(decision.automation)
         if decision.run is None or held is None:
             return decision
+        return Decision(decision.automation, verdict, held)
+
+    def _held(self, name: str) -> str | None:
+        """Who paused `name` and when, as a decision's detail; None when it is not paused."""
+        if (held := self._paused.get(name)) is None:
+            return None
         by, at = held
-        return Decision(decision.automation, verdict, f"paused by {by} at {at:%Y-%m-%d %H:%M} UTC")
+        return f"paused by {by} at {at:%Y-%m-%d %H:%M} UTC"
 
     async def _submit(self, result: Dispatched | None) -> list[RunRow]:
         if result is None:
@@ -213,19 +219,16 @@ class Dispatcher:
         decisions: list[Decision] = []
         conversations: list[Mentioned] = []
         for automation in self._catalog().automations.values():
-            conversation = mentioned(automation, incoming, self._sources)
-            if conversation is not None and conversation[1] is not None:
-                if automation.name in self._paused:
-                    by, at = self._paused[automation.name]
-                    detail = f"paused by {by} at {at:%Y-%m-%d %H:%M} UTC"
-                    decisions.append(Decision(automation.name, "paused", detail))
-                else:
-                    decisions.append(conversation[0])
-                    conversations.append(conversation[1])
+            decision, heard = classify(automation, incoming, self._sources)
+            if decision is None:
                 continue
-            decision = evaluate(automation, incoming, self._sources)
-            if decision is not None:
+            if heard is None:
                 decisions.append(self._unless_paused(decision, "paused"))
+            elif (held := self._held(automation.name)) is not None:
+                decisions.append(Decision(automation.name, "paused", held))
+            else:
+                decisions.append(decision)
+                conversations.append(heard)
         resolved: list[RunRow] = []
         if incoming.source == "alertmanager" and incoming.payload.get("status") == "resolved":
             resolved = await self._store.call(

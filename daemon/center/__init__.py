@@ -9,7 +9,7 @@ from starlette.types import ASGIApp
 
 from . import api, automations, diffs, live, pages, records
 from .access import Access, Guard, Identity, is_loopback
-from .api import Supervised
+from .api import Supervised, answer, error
 
 
 def build_center(site: Supervised) -> ASGIApp:
@@ -28,4 +28,12 @@ def build_center(site: Supervised) -> ASGIApp:
     return Guard(app, access)
 
 
-__all__ = ["Access", "Identity", "Supervised", "build_center", "is_loopback"]
+__all__ = [
+    "Access",
+    "Identity",
+    "Supervised",
+    "answer",
+    "build_center",
+    "error",
+    "is_loopback",
+]

@@ -172,7 +172,7 @@ def cmd_list(config: DaemonConfig, args: argparse.Namespace) -> int:
 
 def cmd_test(config: DaemonConfig, args: argparse.Namespace) -> int:
     """Dry run: what would this event do to this automation? Nothing runs, nothing is stored."""
-    from ..decisions import evaluate, mentioned
+    from ..decisions import classify
     from ..sources import KINDS, guess_github_event, incomings_from_payload
 
     catalog = Loader(config.automations_dir, config.skills_dir).load()
@@ -205,17 +205,16 @@ def cmd_test(config: DaemonConfig, args: argparse.Namespace) -> int:
     judged = automation.model_copy(update={"enabled": True})
     results: list[dict[str, Any]] = []
     for incoming in incomings:
-        decision = evaluate(judged, incoming, config.sources)
+        decision, heard = classify(judged, incoming, config.sources)
         result: dict[str, Any] = {"event": f"{incoming.source}/{incoming.type}"}
         results.append(result)
         if decision is None:
             result["decision"] = None
             continue
         result |= {"decision": decision.decision, "detail": decision.detail}
-        heard = mentioned(judged, incoming, config.sources)
-        if decision.decision == "mention" and heard is not None and heard[1] is not None:
+        if heard is not None:
             # What the conversation would start, if the author may ask (write access).
-            decision = heard[1].run_decision()
+            decision = heard.run_decision()
         if decision.run is not None:
             skill = catalog.skills.get(automation.skill)
             try:

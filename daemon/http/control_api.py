@@ -18,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..errors import AutomationNotFound, NightshiftError, RunNotFound, RunStateError
+from ..center import answer, error
+from ..errors import RunNotFound
 from ..runs import Envelope, Finished, envelope_of
 from .serving import serve as serve_asgi
 
@@ -72,10 +73,6 @@ class CancelBody(BaseModel):
     by: str = "cli"
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
 def build_app(daemon: Controlled) -> Starlette:
     """The ASGI app over a running daemon."""
 
@@ -84,16 +81,6 @@ def build_app(daemon: Controlled) -> Starlette:
             return model.model_validate_json(await request.body() or b"{}")
         except PydanticValidationError as exc:
             raise ValueError(exc.errors()[0]["msg"]) from None
-
-    async def guarded(coro: Any) -> Response:
-        try:
-            return await coro  # type: ignore[no-any-return]
-        except (AutomationNotFound, RunNotFound) as exc:
-            return _error(404, str(exc))
-        except RunStateError as exc:
-            return _error(409, str(exc))
-        except (NightshiftError, ValueError) as exc:
-            return _error(400, str(exc))
 
     async def status(request: Request) -> Response:
         return JSONResponse(daemon.status())
@@ -106,7 +93,7 @@ def build_app(daemon: Controlled) -> Starlette:
             )
             return JSONResponse({"run_id": run.id, "status": run.status}, status_code=201)
 
-        return await guarded(go())
+        return await answer(go)
 
     async def steer(request: Request) -> Response:
         async def go() -> Response:
@@ -114,7 +101,7 @@ def build_app(daemon: Controlled) -> Starlette:
             await daemon.executor.steer(int(request.path_params["run_id"]), b.text, b.by)
             return JSONResponse({"ok": True}, status_code=202)
 
-        return await guarded(go())
+        return await answer(go)
 
     def decide(approved: bool) -> Any:
         async def handler(request: Request) -> Response:
@@ -125,7 +112,7 @@ def build_app(daemon: Controlled) -> Starlette:
                 )
                 return JSONResponse({"ok": True, "approval_id": approval_id}, status_code=202)
 
-            return await guarded(go())
+            return await answer(go)
 
         return handler
 
@@ -135,7 +122,7 @@ def build_app(daemon: Controlled) -> Starlette:
             await daemon.executor.cancel(int(request.path_params["run_id"]), b.by, b.reason)
             return JSONResponse({"ok": True}, status_code=202)
 
-        return await guarded(go())
+        return await answer(go)
 
     def lifecycle(verb: str) -> Any:
         async def handler(request: Request) -> Response:
@@ -144,7 +131,7 @@ def build_app(daemon: Controlled) -> Starlette:
                 await getattr(daemon.executor, verb)(int(request.path_params["run_id"]), b.by)
                 return JSONResponse({"ok": True}, status_code=202)
 
-            return await guarded(go())
+            return await answer(go)
 
         return handler
 
@@ -154,7 +141,7 @@ def build_app(daemon: Controlled) -> Starlette:
             run = await daemon.dispatcher.retry(int(request.path_params["run_id"]), b.by)
             return JSONResponse({"run_id": run.id, "status": run.status}, status_code=201)
 
-        return await guarded(go())
+        return await answer(go)
 
     async def events(request: Request) -> Response:
         """The run's log as NDJSON; with follow=1, live until the run finishes."""
@@ -165,7 +152,7 @@ def build_app(daemon: Controlled) -> Starlette:
         try:
             await store.call(store.get_run, run_id)
         except RunNotFound as exc:
-            return _error(404, str(exc))
+            return error(404, str(exc))
 
         async def stream() -> AsyncIterator[bytes]:
             with daemon.bus.subscribe(run_id) as sub:
