@@ -62,13 +62,16 @@ def decide(
         # count) fails in Python, not in Jinja: still this event's fault, never the intake's.
         return _error_decision(automation, "template", exc)
     inputs.update(overrides or {})
-    guard = None
+    cap = policies.cost_cap
+    cost_cap = (cap.max_usd, cap.per) if cap else None
+    guard = RunGuard(cost_cap=cost_cap) if cost_cap else None  # money binds everyone
     if apply_when:  # a person's explicit trigger is never deduplicated or throttled
         throttle = policies.throttle
         guard = RunGuard(
             dedup_window=policies.dedup_window,
             throttle=(throttle.max_runs, throttle.per) if throttle else None,
             on_active=policies.on_active,
+            cost_cap=cost_cap,
         )
     run = NewRun(automation.name, trigger, inputs, key=key, guard=guard)
     return Decision(automation.name, "matched", "", run)

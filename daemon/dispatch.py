@@ -193,6 +193,12 @@ class Dispatcher:
             DispatchRequest(source="manual", type="trigger", payload=payload, decisions=[decision])
         )
         runs = await self._submit(result)
+        if not runs:  # the cost cap binds a person too: what held it, as the decision says
+            found = None
+            if result is not None:
+                found = await self._store.call(self._store.get_event, result.event_id)
+            why = found[1][0].detail if found is not None and found[1] else "no run started"
+            raise NightshiftError(f"{name}: {why}")
         log.info("manual trigger", automation=name, run_id=runs[0].id, by=by)
         return runs[0]
 

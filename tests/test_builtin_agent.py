@@ -12,7 +12,7 @@ import pytest
 
 from daemon.agents import BuiltinBackend, RunContext
 from daemon.loader import Loader
-from daemon.runs import Command, Finished, RunStatus
+from daemon.runs import Command, Finished, RunStatus, Usage
 from daemon.store import NewRun, RunRow
 from daemon.testing import Project, running_daemon, wait_for
 from daemon.testing.models import ChatCompletionsDouble, call, tool_results
@@ -210,7 +210,7 @@ async def test_a_cancelled_run_ends_its_stream_even_with_reports_unread(
             return [event async for event in run.events()]
 
         seen = await asyncio.wait_for(drained(), 10)
-    assert [type(e) for e in seen] == [Command, Finished]
+    assert [type(e) for e in seen] == [Usage, Command, Finished]
     assert seen[-1].status == RunStatus.FAILED and seen[-1].summary == "stopped"
 
 
@@ -507,6 +507,7 @@ async def test_the_cost_budget_ends_the_run_from_the_reported_usage(
             done = await wait_status(d, run.id, RunStatus.FAILED, timeout=30)
     assert done.summary == "cost budget of $0.20 used up ($0.2400)"
     assert len(model.requests) == 2
+    assert (done.tokens, done.cost_usd) == (240, pytest.approx(0.24))  # kept on the run
 
 
 async def test_an_untrusted_run_gets_no_network_whoever_would_approve(

@@ -272,3 +272,4 @@ async def test_the_cost_budget_ends_the_run(project: Project, repo: Path) -> Non
             done = await wait_status(d, run_id, RunStatus.FAILED, timeout=60)
     assert "budget" in done.summary.lower()
     assert len(model.requests) < 50
+    assert done.cost_usd >= 0.0001 and done.tokens > 0  # the session's cost, kept on the run

@@ -426,6 +426,10 @@ async def test_history_is_filtered_and_paged_and_events_say_what_they_meant(
         assert (await api.get("/api/history", params={"status": "nope"})).status_code == 400
         html = await api.get("/history", params={"automation": "beta"})
         assert html.status_code == 200 and 'id="older"' in html.text
+        await d.store.call(d.store.add_usage, ids[-1], 4200, 0.37)  # what its agent reported
+        newest = (await api.get("/api/history", params={"limit": 1})).json()["runs"][0]
+        assert (newest["tokens"], newest["cost_usd"]) == (4200, 0.37)
+        assert "4200 tokens · $0.37" in (await api.get(f"/runs/{ids[-1]}")).text
         assert "not a date" in (await api.get("/history", params={"since": "x"})).text
 
         listed = (await api.get("/api/events", params={"limit": 3})).json()["events"]

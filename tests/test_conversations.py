@@ -294,6 +294,41 @@ async def test_a_conversation_runs_at_most_as_often_as_its_throttle_allows(
             assert len(await d.store.call(d.store.list_runs, automation="mention")) == 1
 
 
+SPENDER = """\
+import json, sys
+sys.stdin.readline()
+print(json.dumps({"type": "usage", "tokens": 5000, "cost_usd": 0.6}), flush=True)
+print(json.dumps({"type": "step", "title": "thinking"}), flush=True)
+print(json.dumps({"type": "usage", "tokens": 5000, "cost_usd": 0.6}), flush=True)
+sys.stdin.readline()  # never sent: the cost cap stops it first
+"""
+
+
+async def test_a_conversation_spends_at_most_its_cost_cap_a_day(
+    project: Project, gh: GitHubDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = await echoing(project, gh, monkeypatch, cost_cap="$1 per 1d")
+    project.skill("echo", SPENDER, inputs={"request": {"type": "string"}})
+    async with running_daemon(config) as d:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{d.http_port}") as client:
+            await deliver(client, "issue_comment", comment("@nightshift spend"))
+            runs = await wait_for(
+                lambda: d.store.call(d.store.list_runs, automation="mention", statuses=["failed"])
+            )
+            run = runs[0]
+            assert (run.tokens, run.cost_usd) == (10000, 1.2)
+            assert run.summary == (
+                f"stopped: runs for key '{REPO}#1' cost $1.20 in the last 1d, "
+                "the cap is $1.00 (policies.cost_cap)"
+            )
+            await deliver(client, "issue_comment", comment("@nightshift spend more"))
+            said = await wait_for(
+                lambda: [b for b in comments_on(gh) if b.startswith("@") and "cost_cap" in b]
+            )
+            assert said[0].startswith(f"@Codertocat runs for key '{REPO}#1' cost $1.20")
+            assert len(await d.store.call(d.store.list_runs, automation="mention")) == 1
+
+
 LISTENER = """\
 import json, sys
 sys.stdin.readline()

@@ -8,6 +8,7 @@ import pytest
 from freezegun import freeze_time
 
 from daemon.app import Daemon
+from daemon.errors import NightshiftError
 from daemon.runs import RunStatus
 from daemon.sources.incoming import Incoming
 from daemon.testing import Project, running_daemon
@@ -102,3 +103,23 @@ async def test_a_run_still_active_for_the_key(project: Project, policy: str) -> 
             await wait_status(d, 2, RunStatus.RUNNING)
             assert d.store.get_run(1).status == "running"
         (project.root / ".nightshift" / "gate").touch()
+
+
+async def test_the_cost_cap_holds_events_and_a_persons_trigger_alike(project: Project) -> None:
+    setup(project, cost_cap="$2 per 1d", dedup_key="{{ event.payload.get('issue', 'by hand') }}")
+    with freeze_time("2026-11-24 10:00:00", real_asyncio=True) as frozen:
+        async with running_daemon(project.config()) as d:
+            assert await decide(d, 1, 7) == "matched"
+            await d.store.call(d.store.add_usage, 1, 90_000, 2.5)  # what its agent reported
+            capped = "runs for key '7' cost $2.50 in the last 1d, the cap is $2.00"
+            assert await decide(d, 2, 7) == f"throttled: {capped} (policies.cost_cap)"
+            assert await decide(d, 3, 9) == "matched"  # another key spends its own
+            by_hand = await d.dispatcher.manual("triage", {}, "cli")
+            await d.store.call(d.store.add_usage, by_hand.id, 1, 2.0)
+            with pytest.raises(
+                NightshiftError, match=r"^triage: runs for key 'by hand' cost \$2.00"
+            ):
+                await d.dispatcher.manual("triage", {}, "cli")
+            frozen.move_to("2026-11-25 10:00:01")  # the day that run cost has passed
+            assert await decide(d, 4, 7) == "matched"
+            (project.root / ".nightshift" / "gate").touch()

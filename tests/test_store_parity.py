@@ -194,6 +194,25 @@ def scenario(store: Store) -> list[tuple[str, Any]]:
         do(s.add_review, run, [("calc.py", 3, "    return a - b", "why minus?")], "web:ann")
         do(s.add_review, run, [("a.py", 1, "x = 1", "ghp_" + "e" * 36), ("b.py", 2, "", "ok")], "b")
         do(s.review_comments, run)
+        do(s.add_usage, run, 1200, 0.25)
+        do(s.add_usage, run, 800, 0.5)
+        do(s.add_usage, 9999, 1, 0.1)
+        do(s.spent, "triage", "k", T0 - timedelta(days=1))
+        do(s.spent, "triage", "k", T0 + timedelta(days=1))  # created before the window
+        do(s.spent, "lint", None, T0 - timedelta(days=1))
+        capped = RunGuard(cost_cap=(0.75, timedelta(days=1)))
+        held = do(  # the key's runs cost $0.75: the cap holds the next one
+            s.dispatch,
+            source="github",
+            type="issues",
+            key="d4",
+            received_at=datetime.now(UTC),
+            payload={},
+            decisions=[
+                Decision("triage", "matched", run=NewRun("triage", "x", {}, key="k", guard=capped))
+            ],
+        )
+        do(s.get_event, held.event_id)
         do(s.claim_run, run, "replica-a", "replica-b")
         do(s.claim_run, run, "replica-a", "replica-c")  # claimed already
         do(s.claim_run, retry.id, None, "replica-c")
@@ -254,7 +273,13 @@ def test_every_operation_answers_alike_on_every_path(
     # The scenario reached what it means to: errors where it asked for them, masking, and
     # the operations only the event loop calls.
     errors = [a["<error>"] for _, a in fast if isinstance(a, dict) and "<error>" in a]
-    assert errors == ["RunNotFound", "RunNotFound", "RunNotFound", "StoreError"]
+    assert errors == ["RunNotFound", "RunNotFound", "RunNotFound", "RunNotFound", "StoreError"]
+    spent = [a for name, a in fast if name == "spent"]
+    assert spent == [0.75, 0.0, 0.0]
+    names = [name for name, _ in fast]
+    at = names.index("spent") + 3  # the dispatch the cost cap holds: stored, starting nothing
+    assert fast[at][0] == "dispatch" and fast[at][1]["runs"] == []
+    assert fast[at + 1][1][1][0]["decision"] == "throttled"
     for secret in "abcde":
         assert "ghp_" + secret * 36 not in repr(fast)
     assert fast[-2:] == [("dispatch", None), ("dispatch", None)]  # redelivered

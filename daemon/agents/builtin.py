@@ -36,6 +36,7 @@ from ..runs import (
     RunEvent,
     RunStatus,
     Step,
+    Usage,
 )
 from ..spec import BuiltinAgent
 from ..workspace import WorkspaceError, sandbox
@@ -232,11 +233,15 @@ class BuiltinRun(QueuedRun):
                 else:
                     data: dict[str, Any] = resp.json()
                     usage = data.get("usage") or {}
-                    self._tokens += int(usage.get("total_tokens") or 0)
-                    self._cost += self._spec.cost_of(
+                    tokens = int(usage.get("total_tokens") or 0)
+                    cost = self._spec.cost_of(
                         int(usage.get("prompt_tokens") or 0),
                         int(usage.get("completion_tokens") or 0),
                     )
+                    self._tokens += tokens
+                    self._cost += cost
+                    if tokens or cost:
+                        self.emit(Usage(tokens=tokens, cost_usd=cost))
                     return data
             finally:
                 self._reports.release()  # not sent (refused, unreachable): reported all the same

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendError
-from ..runs import Command, FileChange, Message, RunStatus
+from ..runs import Command, FileChange, Message, RunStatus, Usage
 from ..spec import ClaudeAgent
 from ..workspace import sandbox
 from .base import RunContext
@@ -74,6 +74,8 @@ class ClaudeRun(CliRun):
         self._tmp = self.short_dir / "tmp"
         self._written = 0
         self._taken = 0
+        self._cost = 0.0  # the session's cost and tokens the run was told of (`Usage`)
+        self._tokens = 0
         self._stdin_open = False
         self._uses: dict[str, tuple[str, dict[str, Any]]] = {}
         self._decided: set[str] = set()  # tool uses a person decided on
@@ -277,6 +279,18 @@ class ClaudeRun(CliRun):
         )
 
     def _result(self, line: dict[str, Any]) -> None:
+        # Each turn's result carries the session's totals so far (per model in `modelUsage`;
+        # its `usage` can be all zeros, as on a budget stop): the run is told the growth.
+        total = line.get("total_cost_usd")
+        models = line.get("modelUsage") or {}
+        tokens = sum(
+            int(m.get("inputTokens") or 0) + int(m.get("outputTokens") or 0)
+            for m in models.values()
+            if isinstance(m, dict)
+        )
+        if isinstance(total, int | float) and total >= self._cost and tokens >= self._tokens:
+            self.emit(Usage(tokens=tokens - self._tokens, cost_usd=float(total) - self._cost))
+            self._cost, self._tokens = float(total), tokens
         for denial in line.get("permission_denials") or []:
             if str(denial.get("tool_use_id")) in self._decided:
                 continue  # a person denied it; already in the thread

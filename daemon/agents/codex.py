@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendError
-from ..runs import Command, FileChange, Message, RunStatus, Step
+from ..runs import Command, FileChange, Message, RunStatus, Step, Usage
 from ..spec import CodexAgent
 from .base import RunContext
 from .cli import CliRun, base_env, find_cli, prompt
@@ -198,9 +198,12 @@ class CodexRun(CliRun):
                     self._item(kind, item, outcome)
                 elif kind == "turn.completed":
                     usage = line.get("usage") or {}
-                    self._tokens += int(usage.get("input_tokens") or 0) + int(
+                    tokens = int(usage.get("input_tokens") or 0) + int(
                         usage.get("output_tokens") or 0
                     )
+                    self._tokens += tokens
+                    if tokens:
+                        self.emit(Usage(tokens=tokens))  # Codex reports no price
                     budget = self._spec.max_tokens
                     if budget is not None and self._tokens > budget:
                         outcome["failed"] = f"token budget of {budget} used up"

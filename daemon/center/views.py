@@ -40,6 +40,8 @@ class Card:
     elapsed_s: float | None
     last_step: str | None
     summary: str
+    tokens: int
+    cost_usd: float
 
     def to_json(self) -> dict[str, Any]:
         """The card as the JSON API answers it."""
@@ -68,6 +70,8 @@ def card(run: RunRow, automation: Automation | None, last: RunEventRow | None) -
         elapsed_s=(end - run.started_at).total_seconds() if run.started_at else None,
         last_step=line_of(last.data) if last is not None else None,
         summary=run.summary,
+        tokens=run.tokens,
+        cost_usd=run.cost_usd,
     )
 
 

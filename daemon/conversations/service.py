@@ -24,7 +24,7 @@ from ..github import GitHubClient
 from ..loader import Catalog
 from ..runs import UNFINISHED
 from ..sources import Addressed, visible_text
-from ..store import Decision, NewRun, Store, utcnow
+from ..store import Decision, NewRun, Store, cost_capped, utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -270,6 +270,13 @@ class Conversations:
                 raise NightshiftError(
                     f"this conversation had {len(recent)} runs in the last "
                     f"{format_duration(throttle.per)} (policies.throttle); ask again later"
+                )
+        cap = automation.policies.cost_cap
+        if cap is not None:
+            spent = await self._store.call(self._store.spent, m.automation, key, utcnow() - cap.per)
+            if spent >= cap.max_usd:
+                raise NightshiftError(
+                    f"{cost_capped(key, spent, cap.max_usd, cap.per)}; ask again later"
                 )
         inputs = dict(m.run.inputs)
         skill = self._catalog().skills.get(automation.skill)

@@ -31,9 +31,10 @@ from ..runs import (
     StatusChanged,
     Steer,
     SteerReceived,
+    Usage,
 )
 from ..spec import Automation
-from ..store import Store, utcnow
+from ..store import Store, cost_capped, utcnow
 from .budget import LogBudget
 from .trees import RunTree
 
@@ -65,6 +66,7 @@ class RunLifecycle:
         self.started = asyncio.Event()  # `started` is in the log
         self.budget = LogBudget()  # what of its progress is stored
         self.cancelled_by: str | None = None
+        self.capped: str | None = None  # why `policies.cost_cap` stopped it
         self.interrupted = False
         self.lost = False  # another replica took the run over: nothing more is reported here
         # The inbox server is waiting for the next message (nothing half handled to lose).
@@ -143,6 +145,8 @@ class RunLifecycle:
             return RunStatus.INTERRUPTED, "the daemon was stopped"
         if self.cancelled_by is not None:
             return RunStatus.CANCELLED, f"cancelled by {self.cancelled_by}"
+        if self.capped is not None:
+            return RunStatus.FAILED, f"stopped: {self.capped}"
         if finished is None:
             return RunStatus.FAILED, "the agent ended without a result"
         return finished.status, finished.summary
@@ -160,10 +164,29 @@ class RunLifecycle:
             if isinstance(event, ApprovalRequest):
                 await self._request_approval(event, automation)
                 continue
+            if isinstance(event, Usage):
+                await self._count(event, automation)
+                continue
             kept = self.budget.admit(event)
             if kept is not None:
                 await self.emit(kept)
         return None
+
+    async def _count(self, usage: Usage, automation: Automation) -> None:
+        """Add a usage report to the run's totals; stop the agent once its key's spend in
+        the cap's window reaches `policies.cost_cap`."""
+        store = self._store
+        run = await store.call(store.add_usage, self.run_id, usage.tokens, usage.cost_usd)
+        cap = automation.policies.cost_cap
+        if cap is None or self.capped is not None or usage.cost_usd <= 0:
+            return
+        spent = await store.call(store.spent, automation.name, run.key, utcnow() - cap.per)
+        if spent >= cap.max_usd:
+            self.capped = cost_capped(run.key, spent, cap.max_usd, cap.per)
+            log.warning("run stopped by its cost cap", run_id=self.run_id, spent=spent)
+            await self.emit(Message(level="warning", text=f"stopping: {self.capped}"))
+            if self.agent is not None:
+                await self.agent.cancel()
 
     async def _request_approval(self, event: ApprovalRequest, automation: Automation) -> None:
         if event.expires_at is None:

@@ -17,6 +17,7 @@ from .events import (
     StatusChanged,
     SteerReceived,
     Step,
+    Usage,
     envelope_of,
 )
 from .inbox import Cancel, Decision, Inbox, InboxMessage, Pause, Resume, Steer
@@ -49,5 +50,6 @@ __all__ = [
     "Steer",
     "SteerReceived",
     "Step",
+    "Usage",
     "envelope_of",
 ]

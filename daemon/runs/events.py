@@ -104,6 +104,15 @@ class SteerReceived(_Event):
     ref: str | None = Field(None, description="where the message came from (e.g. its Slack ts)")
 
 
+class Usage(_Event):
+    """Model use since the agent's previous usage report: what the run costs. It adds to the
+    run's totals (the run's row), not to its step log."""
+
+    type: Literal["usage"] = "usage"
+    tokens: int = Field(0, ge=0)
+    cost_usd: float = Field(0.0, ge=0)
+
+
 class Finished(_Event):
     """The run ended."""
 
@@ -123,6 +132,7 @@ RunEvent = Annotated[
     | ApprovalRequest
     | ApprovalDecision
     | SteerReceived
+    | Usage
     | Finished,
     Field(discriminator="type"),
 ]
@@ -130,7 +140,16 @@ RUN_EVENT: TypeAdapter[RunEvent] = TypeAdapter(RunEvent)
 
 # What an agent backend may report; the rest belongs to the daemon.
 AGENT_EVENT_TYPES = frozenset(
-    {"step", "message", "command", "file_change", "artifact", "approval_request", "finished"}
+    {
+        "step",
+        "message",
+        "command",
+        "file_change",
+        "artifact",
+        "approval_request",
+        "usage",
+        "finished",
+    }
 )
 
 

@@ -113,6 +113,28 @@ class ThrottlePolicy(Strict):
     per: Duration
 
 
+def _cost_cap_shorthand(value: Any) -> Any:
+    if isinstance(value, str):
+        amount, sep, window = value.partition(" per ")
+        try:
+            usd = float(amount.strip().removeprefix("$"))
+        except ValueError:
+            usd = -1.0
+        if not sep or usd <= 0:
+            raise ValueError(f"cost_cap {value!r}: expected e.g. '$5 per 1d'")
+        return {"max_usd": usd, "per": window.strip()}
+    return value
+
+
+class CostCapPolicy(Strict):
+    """At most `max_usd` of model use per `per`, counted per dedup key (per automation without
+    one; a GitHub conversation is its key): no run starts past it, and a run that crosses it
+    is stopped."""
+
+    max_usd: float = Field(gt=0)
+    per: Duration = timedelta(days=1)
+
+
 class Policies(Strict):
     concurrency: ConcurrencyPolicy = ConcurrencyPolicy()
     timeout: Duration = Field(timedelta(minutes=30), description="wall time of one run")
@@ -131,6 +153,7 @@ class Policies(Strict):
         timedelta(0), description="a key matched again within this window starts nothing"
     )
     throttle: Annotated[ThrottlePolicy | None, BeforeValidator(_throttle_shorthand)] = None
+    cost_cap: Annotated[CostCapPolicy | None, BeforeValidator(_cost_cap_shorthand)] = None
     on_active: Literal["queue", "leave", "supersede"] = Field(
         "queue", description="a run for the same key is still active: queue, leave it, or cancel it"
     )

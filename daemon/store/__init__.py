@@ -1,5 +1,6 @@
 """Durable state: events, runs, the step log, approvals and schedule marks."""
 
+from .dispatching import cost_capped
 from .requests import Decision, Dispatched, DispatchRequest, NewRun, RunGuard
 from .store import Store
 from .tables import (
@@ -35,5 +36,6 @@ __all__ = [
     "RunGuard",
     "RunRow",
     "Store",
+    "cost_capped",
     "utcnow",
 ]

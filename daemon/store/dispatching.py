@@ -169,4 +169,22 @@ def guard(conn: Connection, new: NewRun, now: datetime) -> tuple[str | None, str
         if count >= limit:
             scope = f"key {new.key!r}" if new.key is not None else "this automation"
             return "throttled", f"{count} runs for {scope} in the last {format_duration(per)}", []
+    if rules.cost_cap is not None:
+        cap, per = rules.cost_cap
+        spent = conn.execute(
+            select(func.coalesce(func.sum(runs.cost_usd), 0.0)).where(
+                same, runs.created_at >= now - per
+            )
+        ).scalar_one()
+        if spent >= cap:
+            return "throttled", cost_capped(new.key, float(spent), cap, per), []
     return None, "", supersede
+
+
+def cost_capped(key: str | None, spent: float, cap: float, per: timedelta) -> str:
+    """Why no more runs start (or a run stops) under `policies.cost_cap`."""
+    scope = f"key {key!r}" if key is not None else "this automation"
+    return (
+        f"runs for {scope} cost ${spent:.2f} in the last {format_duration(per)}, "
+        f"the cap is ${cap:.2f} (policies.cost_cap)"
+    )

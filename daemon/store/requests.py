@@ -29,11 +29,12 @@ class NewRun:
 
 @dataclass(frozen=True)
 class RunGuard:
-    """Checks made in the transaction that would create a run (dedup, throttle, active)."""
+    """Checks made in the transaction that would create a run (dedup, throttle, active, cost)."""
 
     dedup_window: timedelta = timedelta(0)
     throttle: tuple[int, timedelta] | None = None
     on_active: str = "queue"
+    cost_cap: tuple[float, timedelta] | None = None  # USD per window
 
 
 @dataclass

@@ -99,6 +99,34 @@ class RunQueries(Repository):
             s.commit()
             return bool(taken.rowcount == 1)
 
+    def add_usage(self, run_id: int, tokens: int, cost_usd: float) -> RunRow:
+        """Add an agent's usage report to the run's totals (one atomic update: reports of
+        one run never race, but the sum must not depend on it)."""
+        with self._session() as s:
+            runs = RUNS.c
+            s.connection().execute(
+                update(RUNS)
+                .where(runs.id == run_id)
+                .values(tokens=runs.tokens + tokens, cost_usd=runs.cost_usd + cost_usd)
+            )
+            s.commit()
+            run = s.get(RunRow, run_id)
+            if run is None:
+                raise RunNotFound(run_id)
+            s.refresh(run)
+            return run
+
+    def spent(self, automation: str, key: str | None, since: datetime) -> float:
+        """USD the runs of `automation` for `key` (all its runs when None) created since
+        `since` have cost: what a cost cap is held against."""
+        with self._session() as s:
+            runs = RUNS.c
+            same = runs.key.is_(None) if key is None else runs.key == key
+            q = select(func.coalesce(func.sum(runs.cost_usd), 0.0)).where(
+                runs.automation == automation, same, runs.created_at >= since
+            )
+            return float(s.exec(q).one())
+
     def current_attempt(self, run_id: int) -> int:
         """The newest retry in `run_id`'s chain of attempts (itself when never retried)."""
         with self._session() as s:

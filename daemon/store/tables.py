@@ -120,6 +120,8 @@ class RunRow(SQLModel, table=True):
     # Asked for from a fork's pull request: runs with no secrets, no network and no GitHub.
     untrusted: bool = False
     owner: str | None = None  # the replica (daemon) that took it; see `ReplicaRow`
+    tokens: int = 0  # what its agent reported using (`Usage` events)
+    cost_usd: float = 0.0
 
 
 class RunEventRow(SQLModel, table=True):

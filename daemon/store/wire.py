@@ -95,6 +95,9 @@ def _new_run(run: NewRun | None) -> dict[str, Any] | None:
             if guard.throttle is None
             else [guard.throttle[0], guard.throttle[1].total_seconds()],
             "on_active": guard.on_active,
+            "cost_cap": None
+            if guard.cost_cap is None
+            else [guard.cost_cap[0], guard.cost_cap[1].total_seconds()],
         },
     }
 
@@ -120,6 +123,9 @@ def _read_new_run(data: dict[str, Any] | None) -> NewRun | None:
             if guard["throttle"] is None
             else (int(guard["throttle"][0]), timedelta(seconds=guard["throttle"][1])),
             on_active=guard["on_active"],
+            cost_cap=None
+            if guard.get("cost_cap") is None
+            else (float(guard["cost_cap"][0]), timedelta(seconds=guard["cost_cap"][1])),
         ),
     )
 

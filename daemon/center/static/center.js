@@ -48,6 +48,7 @@ function cardNode(card) {
   let meta = card.trigger;
   if (card.repository) meta += ` · ${card.repository}`;
   if (card.attempt > 1) meta += ` · attempt ${card.attempt}`;
+  if (card.cost_usd > 0) meta += ` · $${card.cost_usd.toFixed(2)}`;
   const elapsed = el("div", "meta elapsed", seconds(card));
   elapsed.dataset.started = card.started_at || "";
   elapsed.dataset.finished = card.finished_at || "";
