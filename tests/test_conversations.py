@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from freezegun import freeze_time
 
 from daemon.app import Daemon
 from daemon.runs import RunStatus
@@ -327,6 +328,51 @@ async def test_a_conversation_spends_at_most_its_cost_cap_a_day(
             )
             assert said[0].startswith(f"@Codertocat runs for key '{REPO}#1' cost $1.20")
             assert len(await d.store.call(d.store.list_runs, automation="mention")) == 1
+
+
+STAYING = """\
+import json, pathlib, sys
+ctx = json.loads(sys.stdin.readline())
+mark = pathlib.Path(ctx["workdir"]).parent.parent / "first-attempt-ran"
+print(json.dumps({"type": "step", "title": "retried" if mark.exists() else "begun"}), flush=True)
+if mark.exists():
+    print(json.dumps({"type": "finished", "status": "succeeded", "summary": "done"}), flush=True)
+else:
+    mark.touch()
+    sys.stdin.readline()  # held until the daemon stops
+"""
+
+
+async def test_a_conversation_remembers_its_comments_and_refusals_across_a_restart(
+    project: Project, gh: GitHubDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = await echoing(project, gh, monkeypatch)
+    project.skill("echo", STAYING, inputs={"request": {"type": "string"}})
+    gh.repo(REPO).permissions["eve"] = "read"
+    with freeze_time("2026-11-24 10:00:00", real_asyncio=True) as frozen:
+        async with running_daemon(config) as d:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{d.http_port}") as client:
+                await deliver(client, "issue_comment", comment("@nightshift stay"))
+                await wait_for(lambda: [b for b in comments_on(gh) if "- [ ] begun" in b])
+                await deliver(client, "issue_comment", comment("@nightshift go", "eve"))
+                await d.conversations.settle()
+        # The next daemon retries the interrupted run: its comment, not a second one.
+        async with running_daemon(config) as d:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{d.http_port}") as client:
+                await finished_runs(d, 1)
+                shown = await wait_for(lambda: [b for b in comments_on(gh) if "✅" in b])
+                assert "- [x] begun\n- [x] attempt 1 (run 1) ended\n- [x] retried" in shown[0]
+                await deliver(client, "issue_comment", comment("@nightshift go", "eve"))
+                await d.conversations.settle()
+                refusals = [b for b in comments_on(gh) if "only people with write" in b]
+                assert len(refusals) == 1  # told before the restart: not again this hour
+                frozen.move_to("2026-11-24 11:00:01")
+                await deliver(client, "issue_comment", comment("@nightshift go", "eve"))
+                await d.conversations.settle()
+                refusals = [b for b in comments_on(gh) if "only people with write" in b]
+                assert len(refusals) == 2
+    status = [b for b in comments_on(gh) if b.startswith("**nightshift**")]
+    assert len(status) == 1 and status[0].startswith("**nightshift** — run 2")
 
 
 LISTENER = """\

@@ -9,6 +9,7 @@ import pytest
 
 from daemon.errors import ControlError
 from daemon.runs import RunStatus
+from daemon.store import NewRun
 from daemon.testing import Project, running_daemon, wait_for
 
 from .helpers import alive, client_call, events, run_row, wait_event, wait_status
@@ -247,7 +248,10 @@ async def test_failed_run_is_retried_with_backoff(project: Project) -> None:
     )
     project.automation("flaky", skill="flaky", policies={"retries": {"max": 1, "backoff": "300ms"}})
     async with running_daemon(project.config()) as d:
-        run = await d.dispatcher.manual("flaky", {}, "test")
+        # Keyed and untrusted, as a mention on a fork's pull request starts one.
+        asked = NewRun("flaky", "github_mention", {}, key="o/r#7", untrusted=True)
+        run = await d.store.call(d.store.create_run, asked)
+        d.executor.enqueue(run)
         assert run.id is not None
         failed = await wait_status(d, run.id, RunStatus.FAILED)
         assert failed.summary == "script exited with code 3: boom"
@@ -255,6 +259,7 @@ async def test_failed_run_is_retried_with_backoff(project: Project) -> None:
             lambda: d.store.list_runs(automation="flaky", statuses=["succeeded"]), 10
         )
         assert retry[0].retry_of == run.id and retry[0].attempt == 2
+        assert (retry[0].key, retry[0].untrusted) == ("o/r#7", True)  # the same ask, the same trust
         assert retry[0].started_at is not None and failed.finished_at is not None
         assert (retry[0].started_at - failed.finished_at).total_seconds() >= 0.3
         assert retry[0].summary == "second time lucky"

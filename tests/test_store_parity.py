@@ -213,6 +213,16 @@ def scenario(store: Store) -> list[tuple[str, Any]]:
             ],
         )
         do(s.get_event, held.event_id)
+        do(s.status_comment, run)
+        do(s.keep_status_comment, run, "o/r", 7, 3_000_000_001)  # past 2**31, as on GitHub
+        do(s.keep_status_comment, run, "o/r", 7, 3_000_000_002)
+        do(s.status_comment, run)
+        hour = timedelta(hours=1)
+        do(s.claim_refusal, "o/r#7", "Eve", hour)
+        do(s.claim_refusal, "o/r#7", "eve", hour)  # told already
+        do(s.claim_refusal, "o/r#8", "eve", hour)  # another conversation
+        clock.tick(hour)
+        do(s.claim_refusal, "o/r#7", "eve", hour)  # the hour has passed
         do(s.claim_run, run, "replica-a", "replica-b")
         do(s.claim_run, run, "replica-a", "replica-c")  # claimed already
         do(s.claim_run, retry.id, None, "replica-c")
@@ -274,6 +284,7 @@ def test_every_operation_answers_alike_on_every_path(
     # the operations only the event loop calls.
     errors = [a["<error>"] for _, a in fast if isinstance(a, dict) and "<error>" in a]
     assert errors == ["RunNotFound", "RunNotFound", "RunNotFound", "RunNotFound", "StoreError"]
+    assert [a for name, a in fast if name == "claim_refusal"] == [True, False, True, True]
     spent = [a for name, a in fast if name == "spent"]
     assert spent == [0.75, 0.0, 0.0]
     names = [name for name, _ in fast]

@@ -4,8 +4,9 @@ The dispatcher stores each mention's event and hands it here (`Mentioned`); here
 handled in order per conversation (`owner/repo#number`), one at a time: who asked is checked
 against GitHub's collaborator permission (write, maintain or admin; cached briefly), never
 the payload's `author_association`; a refusal is answered once per person and conversation
-an hour; a heard mention gets 👀, then decides the conversation's pending approval
-(`approve` / `deny <reason>`), steers its active run, or starts its next run.
+an hour (remembered in the store, so across restarts and replicas); a heard mention gets 👀,
+then decides the conversation's pending approval (`approve` / `deny <reason>`), steers its
+active run, or starts its next run.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import structlog
 
@@ -76,7 +78,6 @@ class Conversations:
         self._queues: dict[str, asyncio.Queue[Mentioned]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._permissions: dict[tuple[str, str], tuple[float, str]] = {}
-        self._refused: dict[tuple[str, str], float] = {}  # (conversation, login) -> when told
 
     def submit(self, mentioned: Mentioned) -> None:
         """Queue a mention behind the others of its conversation (returns at once)."""
@@ -215,12 +216,10 @@ class Conversations:
 
     async def _refuse(self, client: GitHubClient, asked: Addressed, role: str) -> None:
         log.info("mention refused", conversation=asked.conversation, author=asked.author, role=role)
-        key = (asked.conversation, asked.author.lower())
-        now = self._clock()
-        told = self._refused.get(key)
-        if told is not None and now - told < self._refusal_every:
+        every = timedelta(seconds=self._refusal_every)
+        claim = self._store.claim_refusal
+        if not await self._store.call(claim, asked.conversation, asked.author, every):
             return  # told already this hour: a second reply would only be noise
-        self._refused[key] = now
         text = (
             f"@{asked.author} only people with write access to {asked.repository} can ask "
             "nightshift here."

@@ -19,9 +19,11 @@ from ..runs import (
     Artifact,
     Envelope,
     Finished,
+    RunEvent,
     RunStatus,
     SteerReceived,
     Step,
+    envelope_of,
 )
 from ..store import Store
 
@@ -37,6 +39,7 @@ class _Shown:
 
     repository: str
     number: int
+    first: int  # the first attempt of the run's chain: its comment is kept under it
     comment_id: int | None = None
     steps: list[str] = field(default_factory=list)
     waiting: dict[str, str] = field(default_factory=dict)  # approval id -> what it asks
@@ -44,6 +47,27 @@ class _Shown:
     end: str | None = None
     dirty: asyncio.Event = field(default_factory=asyncio.Event)
     writer: asyncio.Task[None] | None = None
+
+
+def _apply(shown: _Shown, event: RunEvent) -> bool:
+    """Take `event` into what the comment shows; whether that changed."""
+    if isinstance(event, Step):
+        shown.steps.append(event.title[:200])
+    elif isinstance(event, ApprovalRequest):
+        shown.waiting[event.id] = f"{event.action}: {event.description}"[:300]
+    elif isinstance(event, ApprovalDecision):
+        shown.waiting.pop(event.id, None)
+        verdict = "approved" if event.approved else "denied"
+        shown.steps.append(f"approval {event.id} {verdict} by {event.by}")
+    elif isinstance(event, Artifact) and event.url:
+        shown.links.append(f"[{event.title}]({event.url})")
+    elif isinstance(event, Finished):
+        mark = "✅" if event.status == RunStatus.SUCCEEDED else "❌"
+        shown.waiting.clear()
+        shown.end = f"{mark} **{event.status}**: {event.summary}"[:2000]
+    else:
+        return False
+    return True
 
 
 def conversation_of(key: str | None) -> tuple[str, int] | None:
@@ -122,28 +146,35 @@ class StatusComments:
             if where is None or self._github() is None:
                 self._others.add(env.run_id)
                 return
-            shown = self._shown[env.run_id] = _Shown(*where)
+            shown = self._shown[env.run_id] = await self._open(env, *where)
             shown.writer = asyncio.create_task(self._write(env.run_id, shown))
-        event = env.event
-        if isinstance(event, Step):
-            shown.steps.append(event.title[:200])
-        elif isinstance(event, ApprovalRequest):
-            shown.waiting[event.id] = f"{event.action}: {event.description}"[:300]
-        elif isinstance(event, ApprovalDecision):
-            shown.waiting.pop(event.id, None)
-            verdict = "approved" if event.approved else "denied"
-            shown.steps.append(f"approval {event.id} {verdict} by {event.by}")
-        elif isinstance(event, Artifact) and event.url:
-            shown.links.append(f"[{event.title}]({event.url})")
-        elif isinstance(event, SteerReceived):
-            await self._acknowledge(shown, event)
-        elif isinstance(event, Finished):
-            mark = "✅" if event.status == RunStatus.SUCCEEDED else "❌"
-            shown.waiting.clear()
-            shown.end = f"{mark} **{event.status}**: {event.summary}"[:2000]
-        else:
-            return
-        shown.dirty.set()
+        if isinstance(env.event, SteerReceived):
+            await self._acknowledge(shown, env.event)
+        elif _apply(shown, env.event):
+            shown.dirty.set()
+
+    async def _open(self, env: Envelope, repository: str, number: int) -> _Shown:
+        """What a run's status comment is to show: a new comment, or — for a retry, or a run
+        this process did not see begin — the comment its chain already keeps, its earlier
+        attempts and events replayed from the store."""
+        store = self._store
+        first = await store.call(store.first_attempt, env.run_id)
+        kept = await store.call(store.status_comment, first)
+        shown = _Shown(repository, number, first=first)
+        if kept is None:
+            return shown
+        shown.comment_id = kept.comment_id
+        for attempt in await store.call(store.attempts, env.run_id):
+            assert attempt.id is not None
+            for row in await store.call(store.run_events, attempt.id):
+                if attempt.id == env.run_id and row.seq >= env.seq:
+                    break
+                _apply(shown, envelope_of(row).event)
+            if attempt.id != env.run_id:  # an earlier attempt's end is a step of the chain
+                shown.steps.append(f"attempt {attempt.attempt} (run {attempt.id}) ended")
+                shown.end = None
+                shown.waiting.clear()
+        return shown
 
     async def _acknowledge(self, shown: _Shown, event: SteerReceived) -> None:
         # ref: github:<owner/repo>#<number>:<place>:<comment id>
@@ -171,6 +202,13 @@ class StatusComments:
                     )
                     shown.comment_id = made.id
                     self._wrote(f"{shown.repository}#{shown.number}")
+                    await self._store.call(
+                        self._store.keep_status_comment,
+                        shown.first,
+                        shown.repository,
+                        shown.number,
+                        made.id,
+                    )
                 else:
                     await asyncio.to_thread(
                         client.edit_comment, shown.repository, shown.comment_id, body

@@ -389,6 +389,10 @@ class Executor(Messages):
                 attempt=run.attempt + 1,
                 retry_of=run.id,
                 not_before=utcnow() + delay if delay else None,
+                # The same thing asked for by the same people: its key (a conversation's,
+                # a dedup key) and its trust go with it.
+                key=run.key,
+                untrusted=run.untrusted,
             ),
             run.event_id,
         )

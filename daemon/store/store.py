@@ -3,9 +3,9 @@
 Methods are synchronous and short; async callers go through `Store.call`, which runs them on
 the store's own worker thread so the event loop never waits on the database. The store is
 made of parts, one job each: the queries per kind of row (`run_queries`, `approvals`,
-`outbox`, `schedules`, `refusals`), the dispatch transaction (`dispatching`), group commit
-(`group_commit`), the run log's numbering (`run_log`), and the row path every step takes
-(`rows`, and `sqlite_rows` on SQLite).
+`outbox`, `schedules`, `refusals`, `conversations`, …), the dispatch transaction
+(`dispatching`), group commit (`group_commit`), the run log's numbering (`run_log`), and
+the row path every step takes (`rows`, and `sqlite_rows` on SQLite).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from ..secrets import redactor
 from . import schema
 from .approvals import ApprovalQueries
 from .automation_states import AutomationStateQueries
+from .conversations import ConversationQueries
 from .dispatching import DispatchTransaction
 from .engine import make_engine, start_checkpointer
 from .group_commit import GroupCommit
@@ -90,6 +91,7 @@ class Store(
     OutboxQueries,
     ScheduleQueries,
     RefusalQueries,
+    ConversationQueries,
     AutomationStateQueries,
     ReviewQueries,
     ReplicaQueries,

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     Index,
@@ -287,6 +288,29 @@ class ReplicaRow(SQLModel, table=True):
     heartbeat_at: datetime = _ts(nullable=False)
 
 
+class StatusCommentRow(SQLModel, table=True):
+    """The GitHub comment a conversation run keeps current; its retries edit the same one
+    (found through the first attempt), whichever replica runs them, after any restart."""
+
+    __tablename__ = "status_comments"
+
+    run_id: int = Field(foreign_key="runs.id", primary_key=True)  # the chain's first attempt
+    repository: str
+    number: int
+    comment_id: int = Field(sa_column=Column(BigInteger, nullable=False))  # past 2**31 on GitHub
+
+
+class MentionRefusalRow(SQLModel, table=True):
+    """When a person was last told they may not ask nightshift in a conversation: told once
+    an hour, by whichever replica, across restarts."""
+
+    __tablename__ = "mention_refusals"
+
+    conversation: str = Field(primary_key=True)  # owner/repo#number
+    login: str = Field(primary_key=True)  # lower case
+    told_at: datetime = _ts(nullable=False)
+
+
 def _core(name: str) -> Table:
     return SQLModel.metadata.tables[name]
 
@@ -298,3 +322,4 @@ DECISIONS = _core("event_decisions")
 SCHEDULES = _core("schedule_state")
 RUN_EVENTS = _core("run_events")
 OUTBOX = _core("outbox")
+MENTION_REFUSALS = _core("mention_refusals")
