@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.api.enums.v1 import EventType
 
 from daemon.app import Daemon
 from daemon.control import ControlClient
@@ -69,6 +70,31 @@ async def test_a_run_is_a_workflow_its_steps_kept_out_of_its_history(
         assert ready.status_code == 200 and ready.json() == {"ready": True}
         history = [e async for e in handle.fetch_history_events()]
         assert len(history) < 40  # the run's steps are in the store, not in the history
+
+
+ASKS = """\
+import json, sys
+sys.stdin.readline()
+print(json.dumps({"type": "approval_request", "id": "push-1", "action": "push"}), flush=True)
+decision = json.loads(sys.stdin.readline())
+print(json.dumps({"type": "finished", "status": "succeeded", "summary": decision["reason"]}), flush=True)
+"""
+
+
+async def test_an_approvals_deadline_is_a_timer_of_the_runs_workflow(
+    project: Project, temporal: str
+) -> None:
+    project.skill("asks", ASKS)
+    project.automation("asks", skill="asks", policies={"approval_ttl": "1s"})
+    async with running_daemon(on_temporal(project, temporal)) as d:
+        run = await d.dispatcher.manual("asks", {}, "test")
+        assert run.id is not None
+        done = await wait_status(d, run.id, RunStatus.SUCCEEDED, timeout=30)
+        assert done.summary.startswith("expired at ")
+        assert isinstance(d.executor, TemporalEngine)
+        history = [e async for e in d.executor.handle(run.id).fetch_history_events()]
+        kinds = [EventType.Name(e.event_type) for e in history]
+        assert "EVENT_TYPE_TIMER_FIRED" in kinds  # the workflow's timer, not a local one
 
 
 TWICE = """\

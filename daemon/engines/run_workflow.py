@@ -4,12 +4,14 @@ in Temporal's sandbox, replayed from history, and must stay deterministic.
 The run executes as one heartbeating activity on whichever replica takes it; that replica
 tells the workflow its own task queue, and every message for the run (steering, decisions,
 pause, resume, cancel) arriving as a signal on any replica is delivered there by a short
-activity. The run's events go to nightshift's store, never into the workflow's history.
+activity. An approval's deadline is a durable timer here: its expiry is delivered the same
+way. The run's events go to nightshift's store, never into the workflow's history.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import contextlib
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -28,6 +30,7 @@ class RunWorkflow:
     def __init__(self) -> None:
         self._queue: str | None = None
         self._inbox: list[dict[str, Any]] = []
+        self._deadlines: dict[str, str] = {}  # approval id -> when it expires (ISO 8601)
 
     @workflow.run
     async def run(self, run_id: int, heartbeat_timeout: float = 30.0) -> str:
@@ -39,9 +42,17 @@ class RunWorkflow:
             retry_policy=RetryPolicy(maximum_attempts=1),
         )
         while True:
-            await workflow.wait_condition(
-                lambda: execution.done() or (self._queue is not None and bool(self._inbox))
-            )
+            asked = len(self._deadlines)
+            with contextlib.suppress(TimeoutError):  # a deadline came first
+                await workflow.wait_condition(
+                    lambda: (
+                        execution.done()
+                        or (self._queue is not None and bool(self._inbox))
+                        or len(self._deadlines) > asked
+                    ),  # a new deadline: wait for it too
+                    timeout=self._until_deadline(),
+                )
+            self._expire_due()
             if execution.done():
                 try:
                     return str(await execution)
@@ -55,6 +66,8 @@ class RunWorkflow:
                         retry_policy=RetryPolicy(maximum_attempts=10),
                     )
                     return "lost"
+            if self._queue is None or not self._inbox:
+                continue  # woken by a new deadline: nothing to deliver yet
             message = self._inbox.pop(0)
             try:
                 await workflow.execute_activity(
@@ -67,6 +80,26 @@ class RunWorkflow:
             except ActivityError:
                 workflow.logger.warning("message not delivered to run %s", run_id)
 
+    def _until_deadline(self) -> float | None:
+        """Seconds until the nearest approval deadline (a durable timer); None without one."""
+        if not self._deadlines:
+            return None
+        nearest = min(datetime.fromisoformat(at) for at in self._deadlines.values())
+        return max((nearest - workflow.now()).total_seconds(), 0.001)
+
+    def _expire_due(self) -> None:
+        """Each deadline passed becomes an expiry for the run, delivered like a decision."""
+        now = workflow.now()
+        for approval_id, at in list(self._deadlines.items()):
+            if datetime.fromisoformat(at) <= now:
+                del self._deadlines[approval_id]
+                self._inbox.append({"kind": "expire", "approval_id": approval_id, "at": at})
+
+    @workflow.signal(name="approval_waiting")
+    def approval_waiting(self, approval_id: str, expires_at: str) -> None:
+        """The run asks for an approval: it expires at `expires_at` unless decided first."""
+        self._deadlines[approval_id] = expires_at
+
     @workflow.signal(name="running_on")
     def running_on(self, queue: str) -> None:
         """The replica executing the run: where its messages go."""
@@ -75,4 +108,6 @@ class RunWorkflow:
     @workflow.signal(name="message")
     def message(self, message: dict[str, Any]) -> None:
         """A message for the run (steer, decide, pause, resume, cancel)."""
+        if message.get("kind") == "decide":  # decided: its deadline is no more
+            self._deadlines.pop(str(message.get("approval_id")), None)
         self._inbox.append(message)

@@ -3,12 +3,14 @@
 heartbeating activity on whichever replica takes it — through the very code path of the
 local engine (`Executor.execute_now`: workspace, agent, events to the store, reporters).
 Steering, decisions, pause, resume and cancel may arrive at any replica: they become signals
-on the run's workflow, which delivers each to the replica executing the run."""
+on the run's workflow, which delivers each to the replica executing the run; an approval's
+deadline is a timer of that workflow."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -21,7 +23,7 @@ from temporalio.worker import Worker
 
 from ..config import EngineConfig
 from ..errors import NightshiftError, RunStateError
-from ..executor import Executor
+from ..executor import Executor, expiry
 from ..runs import EXECUTING, Message, RunStatus
 from ..store import RunRow
 from .run_workflow import DELIVER, EXECUTE, LOST, RunWorkflow
@@ -208,6 +210,18 @@ class TemporalEngine(Executor):
         await self._executing(current)
         await self._send(current, {"kind": "cancel", "by": by, "reason": reason})
 
+    async def _hold_deadline(self, run_id: int, approval_id: str, at: datetime) -> bool:
+        """An approval's deadline becomes a timer of the run's workflow: it holds wherever
+        the run goes, and its expiry comes back as a message like any decision."""
+        try:
+            await self._handle(run_id).signal(
+                RunWorkflow.approval_waiting, args=[approval_id, at.isoformat()]
+            )
+        except RPCError as exc:
+            log.warning("approval deadline kept here", run_id=run_id, error=str(exc))
+            return False
+        return True
+
     async def _recover_lost(self, run_id: int) -> None:
         """The replica executing `run_id` stopped heartbeating: take the run over (once, by
         claim), record it interrupted and let its policy run it again, here or elsewhere."""
@@ -241,3 +255,8 @@ class TemporalEngine(Executor):
             await Executor.resume(self, run_id, message["by"])
         elif kind == "cancel":
             await Executor.cancel(self, run_id, message["by"], message.get("reason"))
+        elif kind == "expire":
+            active = self._active.get(run_id)
+            if active is not None:  # ended meanwhile: nothing is waiting any more
+                at = datetime.fromisoformat(message["at"])
+                active.inbox.put(expiry(message["approval_id"], at))

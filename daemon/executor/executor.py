@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 
 import structlog
@@ -194,6 +195,16 @@ class Executor(Messages):
         for run in await recover(self._store, self._state, self._emit, finish, live=self._live):
             self.enqueue(run)
 
+    def _lifecycle(self, run_id: int, automation: str) -> RunLifecycle:
+        return RunLifecycle(
+            run_id, automation, store=self._store, emit=self._emit, deadline=self._hold_deadline
+        )
+
+    async def _hold_deadline(self, run_id: int, approval_id: str, at: datetime) -> bool:
+        """Whether the engine keeps an approval's deadline (this one does not: the run's own
+        timer does)."""
+        return False
+
     async def problem(self) -> str | None:
         """Why this engine cannot take runs now (`/readyz`); None when it can."""
         return None
@@ -202,7 +213,7 @@ class Executor(Messages):
         """Execute a queued run at once, outside this executor's admission (for an engine that
         admits runs itself), and wait for its end; its final status."""
         run = await self._store.call(self._store.get_run, run_id)
-        active = RunLifecycle(run_id, run.automation, store=self._store, emit=self._emit)
+        active = self._lifecycle(run_id, run.automation)
         self._active[run_id] = active
         active.task = asyncio.create_task(self._execute(active), name=f"run-{run_id}")
         await asyncio.shield(active.task)  # an engine's cancellation ends the run, not this task
@@ -246,7 +257,7 @@ class Executor(Messages):
         running = [a.automation for a in self._active.values()]
         taken, next_due = self._admission.admit(running, self._catalog(), utcnow())
         for q in taken:
-            active = RunLifecycle(q.run_id, q.automation, store=self._store, emit=self._emit)
+            active = self._lifecycle(q.run_id, q.automation)
             self._active[q.run_id] = active
             active.task = asyncio.create_task(self._execute(active), name=f"run-{q.run_id}")
         return next_due

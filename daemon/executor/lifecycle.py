@@ -44,6 +44,21 @@ OUTPUT_TAIL = 4000  # characters of a command's output kept in its step
 DRAIN_AFTER_CANCEL = 15.0  # seconds a cancelled agent has to report how it ended
 
 Emit = Callable[[int, RunEvent], Awaitable[None]]
+# Hands an approval's deadline to the engine (run, approval, when): True when the engine
+# keeps it (a Temporal workflow timer) and brings the expiry back to the inbox; False, and a
+# timer of this process keeps it.
+HoldDeadline = Callable[[int, str, datetime], Awaitable[bool]]
+
+
+def expiry(approval_id: str, at: datetime) -> Decision:
+    """The decision an approval's deadline makes when nobody did."""
+    return Decision(
+        approval_id=approval_id,
+        approved=False,
+        by="nightshift",
+        reason=f"expired at {at:%Y-%m-%d %H:%M} UTC with no decision",
+        expired=True,
+    )
 
 
 class RunLifecycle:
@@ -55,7 +70,15 @@ class RunLifecycle:
     served to the agent one at a time while `drive` consumes the agent's events.
     """
 
-    def __init__(self, run_id: int, automation: str, *, store: Store, emit: Emit) -> None:
+    def __init__(
+        self,
+        run_id: int,
+        automation: str,
+        *,
+        store: Store,
+        emit: Emit,
+        deadline: HoldDeadline | None = None,
+    ) -> None:
         self.run_id = run_id
         self.automation = automation
         self.inbox = Inbox()
@@ -75,6 +98,7 @@ class RunLifecycle:
         self._store = store
         self._emit_to = emit
         self._timers: list[asyncio.TimerHandle] = []
+        self._deadline = deadline
 
     async def emit(self, event: RunEvent) -> None:
         """Put an event in the run's stream (stored, then published)."""
@@ -207,19 +231,17 @@ class RunLifecycle:
             return
         await self.emit(event)
         await self.set_status(RunStatus.WAITING)
-        self._expire_later(event.id, event.expires_at)
+        held = self._deadline is not None and await self._deadline(
+            self.run_id, event.id, event.expires_at
+        )
+        if not held:
+            self._expire_later(event.id, event.expires_at)
 
     def _expire_later(self, approval_id: str, at: datetime) -> None:
         """When the request's time is up, an expiry enters the inbox like any decision."""
         delay = max((at - utcnow()).total_seconds(), 0.0)
-        expiry = Decision(
-            approval_id=approval_id,
-            approved=False,
-            by="nightshift",
-            reason=f"expired at {at:%Y-%m-%d %H:%M} UTC with no decision",
-            expired=True,
-        )
-        handle = asyncio.get_running_loop().call_later(delay, self.inbox.put, expiry)
+        made = expiry(approval_id, at)
+        handle = asyncio.get_running_loop().call_later(delay, self.inbox.put, made)
         self._timers.append(handle)
 
     async def _serve_inbox(self, agent: AgentRun) -> None:
