@@ -31,6 +31,7 @@ class RunWorkflow:
         self._queue: str | None = None
         self._inbox: list[dict[str, Any]] = []
         self._deadlines: dict[str, str] = {}  # approval id -> when it expires (ISO 8601)
+        self._new_deadline = False
 
     @workflow.run
     async def run(self, run_id: int, heartbeat_timeout: float = 30.0) -> str:
@@ -42,16 +43,16 @@ class RunWorkflow:
             retry_policy=RetryPolicy(maximum_attempts=1),
         )
         while True:
-            asked = len(self._deadlines)
             with contextlib.suppress(TimeoutError):  # a deadline came first
                 await workflow.wait_condition(
                     lambda: (
                         execution.done()
                         or (self._queue is not None and bool(self._inbox))
-                        or len(self._deadlines) > asked
-                    ),  # a new deadline: wait for it too
+                        or self._new_deadline
+                    ),  # wait for it too
                     timeout=self._until_deadline(),
                 )
+            self._new_deadline = False
             self._expire_due()
             if execution.done():
                 try:
@@ -99,6 +100,7 @@ class RunWorkflow:
     def approval_waiting(self, approval_id: str, expires_at: str) -> None:
         """The run asks for an approval: it expires at `expires_at` unless decided first."""
         self._deadlines[approval_id] = expires_at
+        self._new_deadline = True
 
     @workflow.signal(name="running_on")
     def running_on(self, queue: str) -> None:
