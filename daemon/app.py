@@ -9,6 +9,7 @@ import functools
 import os
 import signal
 import socket
+import time
 import uuid
 from collections.abc import Coroutine
 from datetime import datetime
@@ -61,6 +62,8 @@ class Daemon:
         self.config = config
         # Who this daemon is among those sharing the database (recorded on every run it takes).
         self.replica_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._beat_at = time.monotonic()  # the last heartbeat stored
+        self._others_at: tuple[float, set[str]] = (-1e9, set())  # live others, when read
         self.loader = Loader(config.automations_dir, config.skills_dir)
         self.store = Store(config.resolved_database_url())
         self.bus = EventBus(self.store)
@@ -75,6 +78,7 @@ class Daemon:
             "skill_env": self._skill_env,
             "owner": self.replica_id,
             "live": self._live_replicas,
+            "beating": self._beating,
         }
         if config.engine.type == "temporal":
             # Imported only here: the Temporal client is for the installs that use it.
@@ -183,6 +187,7 @@ class Daemon:
             page_url=page,
             every=every,
             wrote=self.conversations.wrote,
+            holds=self._holds,
         )
 
     async def _heartbeat(self) -> None:
@@ -193,11 +198,30 @@ class Daemon:
             await asyncio.sleep(every)
             try:
                 await self.store.call(self.store.beat, self.replica_id)
+                self._beat_at = time.monotonic()
                 await self.executor.drop_lost()
                 if not self.stopping:
                     await self.executor.recover_gone()
             except StoreError as exc:  # the database is away: beat again next time
                 log.warning("heartbeat not stored", error=str(exc))
+
+    def _beating(self) -> bool:
+        """Whether this replica beat lately (within two beats): a replica that did not may
+        have lost runs to another while it was silent."""
+        every = self.config.replicas.heartbeat.total_seconds()
+        return time.monotonic() - self._beat_at < 2 * every
+
+    async def _holds(self, run_id: int) -> bool:
+        """Whether this replica may act for `run_id` now: every external effect of a run (a
+        Slack post, a GitHub comment) is made by the replica holding it — or, once that one is
+        gone (stopped, killed), by any — and refused and logged elsewhere."""
+        owner = await self.store.call(self.store.owner_of, run_id)
+        if owner is None or owner == self.replica_id:
+            return True
+        now = time.monotonic()
+        if now - self._others_at[0] > self.config.replicas.heartbeat.total_seconds():
+            self._others_at = (now, await self._other_replicas())
+        return owner not in self._others_at[1]
 
     async def _other_replicas(self) -> set[str]:
         return await self._live_replicas() - {self.replica_id}
@@ -300,6 +324,7 @@ class Daemon:
             await self.store.call(
                 self.store.register_replica, self.replica_id, socket.gethostname(), os.getpid()
             )
+            self._beat_at = time.monotonic()
             await self.dispatcher.load_paused()
             await self.executor.start()
             await self.scheduler.sync(catalog, catch_up=True)
@@ -353,6 +378,7 @@ class Daemon:
                     make_client(self.config.slack, self._slack_http),
                     self.config.slack.min_interval.total_seconds(),
                     others=self._other_replicas,
+                    holds=self._holds,
                 )
                 reporter = SlackReporter(
                     self.store, self.bus, self.catalog, delivery.enqueue, delivery.enqueue_written

@@ -223,7 +223,10 @@ def scenario(store: Store) -> list[tuple[str, Any]]:
         do(s.claim_refusal, "o/r#8", "eve", hour)  # another conversation
         clock.tick(hour)
         do(s.claim_refusal, "o/r#7", "eve", hour)  # the hour has passed
+        do(s.owner_of, run)
+        do(s.owner_of, 9999)
         do(s.claim_run, run, "replica-a", "replica-b")
+        do(s.owner_of, run)
         do(s.claim_run, run, "replica-a", "replica-c")  # claimed already
         do(s.claim_run, retry.id, None, "replica-c")
         do(s.register_replica, "replica-a", "host-a", 101)

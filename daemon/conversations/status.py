@@ -6,7 +6,7 @@ with a reaction on the comment that carried it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -116,6 +116,7 @@ class StatusComments:
         page_url: Callable[[int], str | None] = lambda run_id: None,
         every: float = 2.0,
         wrote: Callable[[str], None] = lambda conversation: None,
+        holds: Callable[[int], Awaitable[bool]] | None = None,
     ) -> None:
         self._store = store
         self._bus = bus
@@ -123,6 +124,7 @@ class StatusComments:
         self._page_url = page_url
         self._every = every  # seconds between two edits of one comment (GitHub paces writes)
         self._wrote = wrote  # counts each new comment for the conversation's loop breaker
+        self._holds = holds  # whether this replica holds the run (only its holder writes)
         self._shown: dict[int, _Shown] = {}
         self._others: set[int] = set()  # runs that are no conversation's
 
@@ -195,6 +197,10 @@ class StatusComments:
             await shown.dirty.wait()
             shown.dirty.clear()
             body = render(run_id, shown, self._page_url(run_id))
+            if self._holds is not None and not await self._holds(run_id):
+                log.warning("status comment not written: the run belongs to another replica now")
+                self._shown.pop(run_id, None)
+                return
             try:
                 if shown.comment_id is None:
                     made = await asyncio.to_thread(

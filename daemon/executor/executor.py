@@ -60,12 +60,17 @@ class Executor(Messages):
         skill_env: Callable[[Skill], dict[str, str]] = lambda skill: {},
         owner: str | None = None,
         live: Callable[[], Awaitable[set[str]]] | None = None,
+        beating: Callable[[], bool] | None = None,
     ) -> None:
         """`owner`: this daemon's replica id, recorded on every run it takes; `live`: the ids
-        of the replicas alive now, whose runs start-up recovery leaves alone."""
+        of the replicas alive now, whose runs start-up recovery leaves alone; `beating`:
+        whether this replica's heartbeat is fresh — when it is not (the process stalled, the
+        database was away), a run is checked to be still this replica's before anything more
+        of it is reported."""
         self._store = store
         self._owner = owner
         self._live = live
+        self._beating = beating
         self._bus = bus
         self._catalog = catalog
         self._backends = backends
@@ -182,6 +187,8 @@ class Executor(Messages):
     # -- internals ------------------------------------------------------------------------
     async def _emit(self, run_id: int, event: RunEvent) -> None:
         active = self._active.get(run_id)
+        if active is not None and not active.lost and self._beating and not self._beating():
+            await self._check_held(active)
         if active is not None and active.lost:
             # Another replica owns the run now: this one reports nothing more of it.
             log.info("not reported: the run belongs to another replica now", run_id=run_id)
@@ -218,6 +225,19 @@ class Executor(Messages):
         active.task = asyncio.create_task(self._execute(active), name=f"run-{run_id}")
         await asyncio.shield(active.task)  # an engine's cancellation ends the run, not this task
         return (await self._store.call(self._store.get_run, run_id)).status
+
+    async def _check_held(self, active: RunLifecycle) -> None:
+        """After a silence of this replica: a run another replica took over meanwhile is
+        marked lost here and its agent stopped, before it says anything more."""
+        owner = await self._store.call(self._store.owner_of, active.run_id)
+        if owner is None or owner == self._owner:
+            return
+        log.warning("a run of this replica was taken over", run_id=active.run_id, by=owner)
+        active.lost = True
+        if active.agent is not None:  # stopped beside the drive that is emitting now
+            task = asyncio.create_task(active.agent.cancel(), name=f"drop-{active.run_id}")
+            self._cleanups.add(task)
+            task.add_done_callback(self._cleanups.discard)
 
     async def drop_lost(self) -> list[int]:
         """Stop, without a word, the runs executing here that another replica took over (see

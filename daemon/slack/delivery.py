@@ -29,6 +29,9 @@ from ..store import OutboxItem, Store
 log = structlog.get_logger(__name__)
 _FETCH = 200  # outbox items read per pass
 _PARENTS_KEPT = 1000  # posted parent messages remembered, newest kept
+# Settled item ids remembered: an item read back from the store by a resync in the moment
+# between its write and its hand-over here must not be posted twice.
+_SETTLED_KEPT = 10_000
 
 # Errors that no retry will fix: the item is marked failed and the queue moves on.
 PERMANENT = frozenset(
@@ -83,11 +86,21 @@ class SlackDelivery:
         client: AsyncWebClient,
         min_interval: float,
         others: Callable[[], Awaitable[set[str]]] | None = None,
+        holds: Callable[[int], Awaitable[bool]] | None = None,
+        resync_every: float = 5.0,
     ) -> None:
         """`others`: the other live replicas sharing the database; the backlog leaves their
-        runs' items to them (each delivers what its runs queued)."""
+        runs' items to them (each delivers what its runs queued). `holds`: whether this
+        replica holds a run now — checked before each post, so a replica that lost a run
+        (partitioned, stalled) posts nothing more of it; and every `resync_every` seconds the
+        store's backlog is read again, so the items of a run taken over from a replica that
+        went silent are delivered by the one holding it now."""
         self._store = store
         self._others = others
+        self._holds = holds
+        self._resync_every = resync_every
+        self._settled: deque[int] = deque(maxlen=_SETTLED_KEPT)  # recently settled item ids
+        self._settled_ids: set[int] = set()
         self._client = client
         self._min_interval = min_interval
         self._wake = asyncio.Event()
@@ -129,19 +142,29 @@ class SlackDelivery:
     async def run(self) -> None:
         backoff = 0.2
         # The pending items live here: new ones come from the reporter as they are stored, and
-        # the store is read only for the backlog a previous process left (in pages).
+        # the store is read for the backlog a previous process left (in pages) and, now and
+        # then, for the items of runs this replica took over.
         items: list[OutboxItem] = []
-        seen = 0
+        known: set[int] = set()  # ids in `items`
+        page_after = 0
+        next_resync = time.monotonic() + self._resync_every
         self._wake.set()
         while True:
+            if time.monotonic() >= next_resync:
+                next_resync = time.monotonic() + self._resync_every
+                if not self._resync:
+                    self._resync, page_after = True, 0
+                    self._wake.set()
             if self._wake.is_set():
                 self._wake.clear()
                 if self._resync:
                     others = await self._others() if self._others is not None else set()
                     fresh = await self._store.call(
-                        self._store.pending_outbox, seen, _FETCH, sorted(others)
+                        self._store.pending_outbox, page_after, _FETCH, sorted(others)
                     )
                     self._resync = len(fresh) == _FETCH  # a long backlog: read on next pass
+                    if fresh:
+                        page_after = fresh[-1].id
                     if self._resync:
                         self._wake.set()  # new items wait until the backlog is read
                     else:
@@ -149,14 +172,22 @@ class SlackDelivery:
                         self._incoming = []
                 else:
                     fresh, self._incoming = self._incoming + self._take_written(), []
-                for item in sorted(fresh, key=lambda i: i.id):
-                    if item.id > seen:  # each once, in id order
-                        items.append(item)
-                        seen = item.id
+                added = [i for i in fresh if i.id not in known and i.id not in self._settled_ids]
+                for item in added:
+                    known.add(item.id)
+                if added:  # each once, in id order
+                    items = sorted(items + added, key=lambda i: i.id)
             if not items:
-                await self._wake.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._wake.wait(), max(next_resync - time.monotonic(), 0.01)
+                    )
                 continue
             head = items[0]
+            if not await self._held(head):
+                items.pop(0)
+                known.discard(head.id)
+                continue
             wait = self._cooldown(head)
             if wait > 0:
                 await asyncio.sleep(wait)  # more replies may arrive meanwhile and coalesce
@@ -169,6 +200,20 @@ class SlackDelivery:
             else:
                 backoff = 0.2
                 items = [i for i in items if i.id not in settled]
+                for done in settled:
+                    known.discard(done)
+                    if len(self._settled) == self._settled.maxlen:
+                        self._settled_ids.discard(self._settled[0])
+                    self._settled.append(done)
+                    self._settled_ids.add(done)
+
+    async def _held(self, item: OutboxItem) -> bool:
+        """Whether this replica still holds `item`'s run: a lost run's items are left, unsent,
+        to the replica holding it now."""
+        if self._holds is None or await self._holds(item.run_id):
+            return True
+        log.warning("not posted: the run belongs to another replica now", run_id=item.run_id)
+        return False
 
     def _cooldown(self, item: OutboxItem) -> float:
         # Pacing is for thread replies (chatty step streams); a new run's parent message and

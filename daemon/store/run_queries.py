@@ -127,6 +127,12 @@ class RunQueries(Repository):
             )
             return float(s.exec(q).one())
 
+    def owner_of(self, run_id: int) -> str | None:
+        """The replica holding `run_id` now (None: none took it yet, or it is unknown)."""
+        with self._session() as s:
+            q = select(RunRow.owner).where(RunRow.id == run_id)
+            return s.exec(q).first()
+
     def current_attempt(self, run_id: int) -> int:
         """The newest retry in `run_id`'s chain of attempts (itself when never retried)."""
         with self._session() as s:
