@@ -101,6 +101,7 @@ class SlackDelivery:
         self._resync_every = resync_every
         self._settled: deque[int] = deque(maxlen=_SETTLED_KEPT)  # recently settled item ids
         self._settled_ids: set[int] = set()
+        self._parent_missing = False  # the head item's parent is still to be read
         self._client = client
         self._min_interval = min_interval
         self._wake = asyncio.Event()
@@ -193,7 +194,12 @@ class SlackDelivery:
                 await asyncio.sleep(wait)  # more replies may arrive meanwhile and coalesce
                 continue
             settled = await self._deliver(head, items)
-            if settled is None:
+            if settled is None and self._parent_missing:
+                self._parent_missing = False
+                self._resync, page_after = True, 0
+                self._wake.set()
+                await asyncio.sleep(0.2)
+            elif settled is None:
                 log.warning("slack unavailable; will retry", item=head.id, backoff_s=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.backoff_max)
@@ -230,6 +236,11 @@ class SlackDelivery:
             parent = self._parents.get(item.parent_id) or await self._store.call(
                 self._store.get_outbox, item.parent_id
             )
+            if parent is not None and parent.status == "pending" and parent.ts is None:
+                # Its parent is not posted yet: queued by a replica that went silent, it
+                # comes with the next read of the backlog — read it now, and wait for it.
+                self._parent_missing = True
+                return None
             if parent is None or parent.status == "failed":
                 await self._store.call(
                     self._store.mark_outbox,
