@@ -53,6 +53,10 @@ class StoreError(NightshiftError):
     """The database refused or lost an operation."""
 
 
+class EngineUnavailable(NightshiftError):
+    """The engine that routes a run's messages (Temporal) cannot be reached now."""
+
+
 class RunNotFound(NightshiftError):
     """No run has the given id."""
 

@@ -7,21 +7,27 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from daemon.control import ControlClient
+from daemon.engines import TemporalEngine
+from daemon.errors import NightshiftError
+from daemon.http import free_port
 from daemon.runs import RunStatus
 from daemon.store import RunRow, Store
-from daemon.testing import Project, wait_for
+from daemon.testing import Project, running_daemon, wait_for
 from daemon.testing.slack import SlackDouble
 
+from .conftest import start_temporal
 from .test_replicas import Replica
 
 GATED = """\
@@ -217,7 +223,11 @@ async def test_three_replicas_share_runs_and_lose_none_when_one_is_killed(
         ] == []
         for parent in slack.parents("C0OPS"):
             texts = [m.text for m in slack.thread(parent)]
-            assert len(texts) == len(set(texts)), texts
+            twice = sum(texts.count(t) - 1 for t in set(texts))
+            # A message the killed replica had posted but not yet recorded as sent is posted
+            # again by the replica that took its run over: at most that one, in its threads.
+            run = int(re.search(r"run (\d+)", parent.text)[1])  # type: ignore[index]
+            assert twice <= (1 if run in on_a else 0), texts
 
         # The schedule fired once per slot, whichever replica claimed each.
         ticks = store.list_runs(automation="ticker", limit=500)
@@ -272,3 +282,92 @@ async def test_a_partitioned_replica_posts_nothing_for_a_run_it_lost(
     finally:
         stop_all(a, b)
     assert RunStatus(store.get_run(run_id).status) == RunStatus.INTERRUPTED
+
+
+async def test_a_rolling_restart_loses_no_run(
+    project: Project, temporal: str, pg_schema_url: str, store: Store, slack: SlackDouble
+) -> None:
+    gate = project.root / "gate"
+    project.skill("gated", GATED, inputs={"gate": {"type": "string"}})
+    project.automation(
+        "gated",
+        skill="gated",
+        inputs={"gate": str(gate)},
+        policies={"concurrency": {"max_instances": 10}},
+    )
+    config = settings(temporal, slack, concurrency={"max_runs": 3})
+    a, b = await replicas(project, pg_schema_url, "ab", **config)
+    group = [a, b]
+    try:
+        ids = []
+        for n in range(6):
+            with control((a, b)[n % 2]) as client:
+                ids.append(client.trigger("gated", {}))
+        await wait_for(lambda: all(stepped(store, i) for i in ids), 60)
+        # One replica at a time: SIGTERM, wait for it to go, start it again.
+        for name, replica in (("a2", a), ("b2", b)):
+            await asyncio.to_thread(replica.stop)
+            (fresh,) = await replicas(project, pg_schema_url, [name], **config)
+            group.append(fresh)
+        gate.touch()
+
+        def settled() -> list[RunRow] | None:
+            every = store.list_runs(automation="gated", limit=100)
+            return every if all(r.finished_at for r in every) else None
+
+        done = await wait_for(settled, 90)
+        by_id = {r.id: r for r in done}
+        for run_id in ids:  # each chain of attempts ends done, none left behind
+            tip = run_id
+            while nxt := [r for r in done if r.retry_of == tip]:
+                assert len(nxt) == 1  # handed over once per interruption
+                tip = nxt[0].id or 0
+            assert (by_id[tip].status, by_id[tip].summary) == ("succeeded", "done")
+        assert all(r.status in ("succeeded", "interrupted") for r in done)
+        assert any(r.status == "interrupted" for r in done)  # the restarts did hand runs over
+    finally:
+        stop_all(*group)
+
+
+async def test_the_temporal_server_restarted_mid_run_loses_nothing(
+    project: Project, tmp_path: Path
+) -> None:
+    port = free_port()
+    server = await asyncio.to_thread(start_temporal, tmp_path, port)
+    gate = project.root / "gate"
+    project.skill("gated", GATED, inputs={"gate": {"type": "string"}})
+    project.automation("gated", skill="gated", inputs={"gate": str(gate)})
+    engine = {"type": "temporal", "address": f"127.0.0.1:{port}", "task_queue": "restarted"}
+    try:
+        async with running_daemon(project.config(engine=engine)) as d:
+            run = await d.dispatcher.manual("gated", {}, "test")
+            assert run.id is not None
+            run_id = run.id
+            await wait_for(lambda: stepped(d.store, run_id), 30)
+            server.terminate()
+            await asyncio.to_thread(server.wait, 30)
+            server = await asyncio.to_thread(start_temporal, tmp_path, port)
+            # Steering reaches the run through the restarted server; the run ends there.
+            sent: list[bool] = []
+            await wait_for(lambda: _steer_once(d, run_id, sent), 60, interval=0.5)
+            gate.touch()
+            await wait_for(lambda: d.store.get_run(run_id).status == "succeeded", 60)
+            assert isinstance(d.executor, TemporalEngine)
+            assert await d.executor.handle(run_id).result() == "succeeded"
+            later = await d.dispatcher.manual("gated", {}, "test")  # and the next run starts
+            assert later.id is not None
+            await wait_for(lambda: d.store.get_run(later.id or 0).status == "succeeded", 60)
+    finally:
+        server.terminate()
+        await asyncio.to_thread(server.wait, 30)
+
+
+async def _steer_once(d: Any, run_id: int, sent: list[bool]) -> bool:
+    """Steer `run_id` once the restarted server takes it; whether the run has it."""
+    if not sent:
+        try:
+            await d.executor.steer(run_id, "still there?", "cli:ann")
+            sent.append(True)
+        except NightshiftError:  # the server is not back yet
+            return False
+    return any(e.data.get("text") == "steered: still there?" for e in d.store.run_events(run_id))

@@ -14,7 +14,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..errors import AutomationNotFound, NightshiftError, RunNotFound, RunStateError
+from ..errors import (
+    AutomationNotFound,
+    EngineUnavailable,
+    NightshiftError,
+    RunNotFound,
+    RunStateError,
+    StoreError,
+)
 from ..runs import RunStatus, envelope_of
 from ..store import RunRow
 from .access import Identity
@@ -73,13 +80,16 @@ def error(status: int, message: str) -> JSONResponse:
 
 async def answer(work: Callable[[], Awaitable[Response]]) -> Response:
     """Run an endpoint, turning nightshift's errors into the client's: 404 for what does not
-    exist, 409 for what the run's state does not allow, 400 for a bad request."""
+    exist, 409 for what the run's state does not allow, 503 while the database or the engine
+    is away, 400 for a bad request."""
     try:
         return await work()
     except (AutomationNotFound, RunNotFound) as exc:
         return error(404, str(exc))
     except RunStateError as exc:
         return error(409, str(exc))
+    except (EngineUnavailable, StoreError) as exc:  # ours, not the client's: try again
+        return error(503, str(exc))
     except PydanticValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"

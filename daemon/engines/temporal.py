@@ -22,7 +22,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from ..config import EngineConfig
-from ..errors import NightshiftError, RunStateError
+from ..errors import EngineUnavailable, NightshiftError, RunStateError
 from ..executor import Executor, expiry
 from ..runs import EXECUTING, Message, RunStatus
 from ..store import RunRow
@@ -165,7 +165,13 @@ class TemporalEngine(Executor):
         return self.client.get_workflow_handle(workflow_id(self._config.task_queue, run_id))
 
     async def _send(self, run_id: int, message: dict[str, Any]) -> None:
-        await self._handle(run_id).signal(RunWorkflow.message, message)
+        try:
+            await self._handle(run_id).signal(RunWorkflow.message, message)
+        except RPCError as exc:
+            raise EngineUnavailable(
+                f"Temporal at {self._config.address} did not take the message for run "
+                f"{run_id}: {exc}; try again"
+            ) from None
 
     async def steer(self, run_id: int, text: str, by: str, ref: str | None = None) -> None:
         run_id = await self._executing(run_id)
