@@ -116,6 +116,12 @@ class Daemon:
             lambda: len(self.executor.paused_ids),
         )
         self.metrics.track_problems(lambda: len(self.loader.catalog.problems))
+        self.metrics.track_replica(
+            self.replica_id,
+            config.engine.type,
+            lambda: self.executor.taken_over,
+            lambda: self.executor.lost_here,
+        )
         self.executor.on_started(self._count_started)
         self.executor.on_finished(self._count_finished)
         self.http_port: int | None = None
@@ -221,7 +227,10 @@ class Daemon:
         now = time.monotonic()
         if now - self._others_at[0] > self.config.replicas.heartbeat.total_seconds():
             self._others_at = (now, await self._other_replicas())
-        return owner not in self._others_at[1]
+        if owner in self._others_at[1]:
+            self.metrics.effects_refused.inc()
+            return False
+        return True
 
     async def _other_replicas(self) -> set[str]:
         return await self._live_replicas() - {self.replica_id}

@@ -51,6 +51,11 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.effects_refused = Counter(
+            "nightshift_effects_refused",
+            "Slack posts and GitHub writes refused: their run belongs to another replica now.",
+            registry=self.registry,
+        )
         self._problems = Gauge(
             "nightshift_config_problems",
             "Problems in automation and skill files now (each file keeps its last good version).",
@@ -70,6 +75,29 @@ class Metrics:
         self._gauges.labels("waiting").set_function(waiting)
         self._gauges.labels("paused").set_function(paused)
         self._gauges.labels("queued").set_function(queued)
+
+    def track_replica(
+        self, replica: str, engine: str, taken_over: Callable[[], int], lost: Callable[[], int]
+    ) -> None:
+        """Say which replica this is (its metrics are its own) and, on every scrape, how many
+        runs it took over from silent replicas and how many it lost to others."""
+        info = Gauge(
+            "nightshift_replica_info",
+            "This replica: its id and engine (1 while it runs).",
+            ["replica", "engine"],
+            registry=self.registry,
+        )
+        info.labels(replica, engine).set(1)
+        Gauge(
+            "nightshift_runs_taken_over",
+            "Runs this replica took over from replicas that went silent, since it started.",
+            registry=self.registry,
+        ).set_function(taken_over)
+        Gauge(
+            "nightshift_runs_lost",
+            "Runs another replica took over from this one while it was silent, since it started.",
+            registry=self.registry,
+        ).set_function(lost)
 
     def track_problems(self, count: Callable[[], int]) -> None:
         """Report how many file problems the loaded catalog has, on every scrape."""

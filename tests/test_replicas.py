@@ -14,12 +14,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from sqlalchemy import update
 
 from daemon.control import ControlClient
 from daemon.errors import ControlError
+from daemon.http import free_port
 from daemon.runs import RunStatus
 from daemon.store import Decision, NewRun, ReplicaRow, RunRow, Store, utcnow
 from daemon.testing import Project, running_daemon, wait_for, wait_for_sync
@@ -159,7 +161,8 @@ def test_a_starting_replica_recovers_only_the_runs_of_replicas_that_are_gone(
             .where(replicas.c.id == "gone-replica")
             .values(heartbeat_at=utcnow() - timedelta(hours=1))
         )
-    c = Replica(project, pg_schema_url, "c")
+    port = free_port()
+    c = Replica(project, pg_schema_url, "c", http={"port": port})
     try:
         wait_for_sync(lambda: run_of(store, left["gone-replica"]).finished_at is not None, 20)
         ended = run_of(store, left["gone-replica"])
@@ -194,6 +197,11 @@ def test_a_starting_replica_recovers_only_the_runs_of_replicas_that_are_gone(
             "its daemon stopped beating",
             c.id,
         )
+        # Each replica's metrics say which replica it is and what it took over.
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert f'nightshift_replica_info{{engine="local",replica="{c.id}"}} 1.0' in scraped
+        assert "nightshift_runs_taken_over 1.0" in scraped
+        assert "nightshift_runs_lost 0.0" in scraped
     finally:
         c.stop()
 

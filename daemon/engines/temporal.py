@@ -236,6 +236,7 @@ class TemporalEngine(Executor):
             return
         if not await self._store.call(self._store.claim_run, run_id, run.owner, self._owner):
             return  # taken over already
+        self.taken_over += 1
         log.warning("recovering a run whose replica went silent", run_id=run_id, replica=run.owner)
         text = f"its replica ({run.owner}) went silent; recovered by {self._owner}"
         await self._emit(run_id, Message(level="warning", text=text))

@@ -86,6 +86,8 @@ class Executor(Messages):
         self._started_cb: list[Callable[[int], None]] = []
         self._cleanups: set[asyncio.Task[None]] = set()  # worktree work after a run
         self._finished_cb: list[Callable[[str, RunStatus, float | None], None]] = []
+        self.taken_over = 0  # runs taken over from silent replicas (per-replica metrics)
+        self.lost_here = 0  # runs other replicas took over from this one
 
     # -- public surface -------------------------------------------------------------------
     @property
@@ -234,6 +236,7 @@ class Executor(Messages):
             return
         log.warning("a run of this replica was taken over", run_id=active.run_id, by=owner)
         active.lost = True
+        self.lost_here += 1
         if active.agent is not None:  # stopped beside the drive that is emitting now
             task = asyncio.create_task(active.agent.cancel(), name=f"drop-{active.run_id}")
             self._cleanups.add(task)
@@ -244,7 +247,9 @@ class Executor(Messages):
         `recovery.drop_lost`). The ids dropped."""
         if self._owner is None:
             return []
-        return await drop_lost(self._store, self._active, self._owner)
+        dropped = await drop_lost(self._store, self._active, self._owner)
+        self.lost_here += len(dropped)
+        return dropped
 
     async def recover_gone(self) -> list[int]:
         """End the runs of replicas that stopped beating (once, across replicas): each ends
@@ -255,7 +260,7 @@ class Executor(Messages):
         async def finish(run_id: int, status: RunStatus, summary: str) -> None:
             await self._finish(run_id, status, summary, None)
 
-        return await recover_gone(
+        taken = await recover_gone(
             self._store,
             self._state,
             self._emit,
@@ -264,6 +269,8 @@ class Executor(Messages):
             live=await self._live(),
             executing_here=set(self._active),
         )
+        self.taken_over += len(taken)
+        return taken
 
     async def _pump_loop(self) -> None:
         while True:
