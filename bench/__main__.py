@@ -14,6 +14,7 @@ from . import (
     kit_import,
     load_10k,
     reload_latency,
+    replicas,
     slack_latency,
     trigger_latency,
     worktree_ready,
@@ -38,6 +39,7 @@ def main() -> int:
         kit_import,
         command_center,
         github_latency,
+        replicas,
     )
     for module in modules:
         if only and module.__name__.rsplit(".", 1)[-1] not in only:

@@ -25,7 +25,7 @@ from daemon.runs import RunStatus
 from daemon.store import Store
 from daemon.testing import Project, running_daemon, wait_for, wait_for_sync
 
-from .helpers import wait_status
+from .helpers import events, wait_status
 from .test_replicas import Replica
 
 TEMPORAL = Path(sys.executable).with_name("temporal")
@@ -52,13 +52,31 @@ async def working(d: Daemon) -> int:
     return run.id
 
 
+MANY = """\
+import json, sys
+sys.stdin.readline()
+for n in range(50_000):
+    print(json.dumps({"type": "step", "title": f"step {n}"}))
+# Past the run's log budget steps are counted, not stored; an artifact always is.
+print(json.dumps({"type": "artifact", "kind": "report", "title": "listening"}), flush=True)
+steer = json.loads(sys.stdin.readline())
+print(json.dumps({"type": "finished", "status": "succeeded", "summary": "steered: " + steer["text"]}), flush=True)
+"""
+
+
 async def test_a_run_is_a_workflow_its_steps_kept_out_of_its_history(
     project: Project, temporal: str
 ) -> None:
-    project.skill("steered", STEERED)
+    project.skill("steered", MANY)  # 50,000 steps
     project.automation("steered", skill="steered")
     async with running_daemon(on_temporal(project, temporal)) as d:
-        run_id = await working(d)
+        run = await d.dispatcher.manual("steered", {}, "test")
+        run_id = run.id or 0
+
+        async def listening() -> bool:
+            return bool(await d.store.call(d.store.run_events, run_id, type="artifact"))
+
+        await wait_for(listening, 60)
         assert isinstance(d.executor, TemporalEngine)
         handle = d.executor.handle(run_id)
         assert (await handle.describe()).status is not None
@@ -69,7 +87,7 @@ async def test_a_run_is_a_workflow_its_steps_kept_out_of_its_history(
             ready = await web.get("/readyz")
         assert ready.status_code == 200 and ready.json() == {"ready": True}
         history = [e async for e in handle.fetch_history_events()]
-        assert len(history) < 40  # the run's steps are in the store, not in the history
+        assert len(history) < 40  # 50,000 steps in the store (or counted), not in the history
 
 
 ASKS = """\
@@ -95,6 +113,21 @@ async def test_an_approvals_deadline_is_a_timer_of_the_runs_workflow(
         history = [e async for e in d.executor.handle(run.id).fetch_history_events()]
         kinds = [EventType.Name(e.event_type) for e in history]
         assert "EVENT_TYPE_TIMER_FIRED" in kinds  # the workflow's timer, not a local one
+
+
+async def test_a_workflow_cancelled_in_temporal_cancels_its_run_and_its_agent(
+    project: Project, temporal: str
+) -> None:
+    project.skill("steered", STEERED)
+    project.automation("steered", skill="steered")
+    async with running_daemon(on_temporal(project, temporal)) as d:
+        run_id = await working(d)
+        assert isinstance(d.executor, TemporalEngine)
+        await d.executor.handle(run_id).cancel()  # as `temporal workflow cancel` does
+        done = await wait_status(d, run_id, RunStatus.CANCELLED, timeout=30)
+        assert done.summary == "cancelled by temporal"
+        notes = [e["text"] for e in await events(d, run_id) if e["type"] == "message"]
+        assert "cancel requested by temporal: its workflow was cancelled" in notes
 
 
 TWICE = """\

@@ -10,6 +10,7 @@ way. The run's events go to nightshift's store, never into the workflow's histor
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,7 +42,19 @@ class RunWorkflow:
             start_to_close_timeout=timedelta(days=7),
             heartbeat_timeout=timedelta(seconds=heartbeat_timeout),
             retry_policy=RetryPolicy(maximum_attempts=1),
+            # Cancelling the workflow cancels the run: it waits for the run to end.
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
+        try:
+            return await self._serve(run_id, execution)
+        except asyncio.CancelledError:
+            execution.cancel()
+            with contextlib.suppress(ActivityError, asyncio.CancelledError):
+                await execution
+            raise
+
+    async def _serve(self, run_id: int, execution: asyncio.Task[Any]) -> str:
+        """Route the run's messages and deadlines until its execution ends."""
         while True:
             with contextlib.suppress(TimeoutError):  # a deadline came first
                 await workflow.wait_condition(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -30,7 +30,8 @@ from .run_workflow import DELIVER, EXECUTE, LOST, RunWorkflow
 
 log = structlog.get_logger(__name__)
 
-_BEAT = 5.0  # seconds between an executing run's heartbeats (the workflow waits 30 for one)
+_BEAT = 5.0  # seconds between an executing run's heartbeats, at most (the timeout is 30 s)
+DRAIN = 15.0  # seconds a cancelled run has to end
 
 
 def workflow_id(task_queue: str, run_id: int) -> str:
@@ -78,9 +79,15 @@ class TemporalEngine(Executor):
             handle = activity.client().get_workflow_handle(started_by)
             await handle.signal(RunWorkflow.running_on, self._replica_queue)
             task = asyncio.create_task(self.execute_now(run_id))
-            while not task.done():
-                activity.heartbeat()
-                await asyncio.wait({task}, timeout=_BEAT)
+            # Beats well inside the timeout: a busy event loop must not look like a dead one.
+            beat = min(_BEAT, self._config.heartbeat_timeout.total_seconds() / 4)
+            try:
+                while not task.done():
+                    activity.heartbeat()
+                    await asyncio.wait({task}, timeout=beat)
+            except asyncio.CancelledError:
+                await self._activity_cancelled(run_id, task)
+                raise
             return await task
 
         @activity.defn(name=DELIVER)
@@ -97,6 +104,8 @@ class TemporalEngine(Executor):
             workflows=[RunWorkflow],
             activities=[execute, lost],
             max_concurrent_activities=self.max_runs,
+            # A workflow cancelled in Temporal reaches its run at the next heartbeat sent.
+            max_heartbeat_throttle_interval=timedelta(seconds=_BEAT),
         )
         own = Worker(self._client, task_queue=self._replica_queue, activities=[deliver])
         self._workers = [shared, own]
@@ -228,12 +237,45 @@ class TemporalEngine(Executor):
             return False
         return True
 
+    async def _activity_cancelled(self, run_id: int, task: asyncio.Task[str]) -> None:
+        """The run's activity was cancelled under it. Its workflow cancelled (from
+        Temporal's UI, CLI or API): the run is cancelled, its agent's process group stopped.
+        Timed out or gone (this replica's beats did not reach Temporal in time): the run is
+        another replica's to recover now, so it is dropped here without a word. A worker
+        shutting down leaves it to the daemon's own shutdown."""
+        details = activity.cancellation_details()
+        active = self._active.get(run_id)
+        if active is None or details is None or details.worker_shutdown:
+            return
+        if details.cancel_requested:
+            with contextlib.suppress(NightshiftError):
+                await Executor.cancel(self, run_id, "temporal", "its workflow was cancelled")
+            await asyncio.wait({task}, timeout=DRAIN)
+        else:
+            log.warning("a run's activity timed out here: it is recovered elsewhere", run_id=run_id)
+            await self._drop_here(run_id)
+
+    async def _drop_here(self, run_id: int) -> None:
+        """Stop executing `run_id` here without reporting more of it (another replica, or
+        this one's recovery, records how it ended)."""
+        active = self._active.get(run_id)
+        if active is not None and not active.lost:
+            active.lost = True
+            self.lost_here += 1
+            if active.agent is not None:
+                await active.agent.cancel()
+
     async def _recover_lost(self, run_id: int) -> None:
         """The replica executing `run_id` stopped heartbeating: take the run over (once, by
         claim), record it interrupted and let its policy run it again, here or elsewhere."""
         run = await self._store.call(self._store.get_run, run_id)
         if run.finished_at is not None or self._owner is None:
             return
+        active = self._active.get(run_id)
+        if active is not None:  # its activity timed out while it executes here
+            await self._drop_here(run_id)
+            if active.task is not None:
+                await asyncio.wait({active.task}, timeout=DRAIN)
         if not await self._store.call(self._store.claim_run, run_id, run.owner, self._owner):
             return  # taken over already
         self.taken_over += 1

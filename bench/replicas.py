@@ -1,0 +1,431 @@
+"""Several replicas on Temporal, each a `nightshift run` process on one PostgreSQL schema and
+one Temporal dev server (the pinned CLI, in memory), with simulated agents:
+
+- throughput of 4 replicas against 1 (sleep-bound runs, `max_runs` equal per replica): ≥ 3.5×;
+- a steer sent through replica C → read by the agent on replica B, p99 ≤ 300 ms, against the
+  local engine's steer (one replica process, the same control API) in the same run;
+- failover: a replica killed → its run continuing on another, ≤ heartbeat timeout + 5 s;
+- cost on one replica: 10, 50 and 200 concurrent runs stepping once a second — daemon CPU per
+  step within 1.5× from 10 to 200, and steering p99 ≤ 300 ms at 200.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from sqlalchemy import create_engine, text
+
+from daemon.control import ControlClient
+from daemon.errors import ControlError
+from daemon.http import free_port
+from daemon.store import Store
+from daemon.testing import Project
+
+from ._util import Result, percentile
+
+T = TypeVar("T")
+PG_URL = os.environ.get(
+    "NIGHTSHIFT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+TEMPORAL = Path(sys.executable).with_name("temporal")
+HEARTBEAT_TIMEOUT = 5.0  # the engine's, for the failover figure
+
+SLEEPS = """\
+import json, sys, time
+sys.stdin.readline()
+time.sleep(4)
+print(json.dumps({"type": "finished", "status": "succeeded", "summary": "slept"}), flush=True)
+"""
+
+ECHO = """\
+import json, select, sys, time
+ctx = json.loads(sys.stdin.readline())
+every = float(ctx["inputs"].get("every") or 0)
+print(json.dumps({"type": "step", "title": "listening"}), flush=True)
+n, next_step = 0, time.time() + every
+while True:
+    wait = max(next_step - time.time(), 0) if every else None
+    if select.select([sys.stdin], [], [], wait)[0]:
+        line = sys.stdin.readline()
+        if not line:
+            break
+        msg = json.loads(line)
+        if msg.get("type") == "steer":
+            print(json.dumps({"type": "message", "text": f"{msg['text']} {time.time()}"}), flush=True)
+    elif every:
+        n += 1
+        print(json.dumps({"type": "step", "title": f"step {n}"}), flush=True)
+        next_step += every
+"""
+
+
+def wait(predicate: Callable[[], T | None], timeout: float, every: float = 0.02) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        time.sleep(every)
+
+
+@contextlib.contextmanager
+def temporal_server() -> Iterator[str]:
+    port = free_port()
+    server = subprocess.Popen(
+        [str(TEMPORAL), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
+         "--headless", "--log-level", "error"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+    def up() -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        wait(up, 60, 0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+@contextlib.contextmanager
+def database() -> Iterator[str]:
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    url = f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    Store(url).create_all()
+    try:
+        yield url
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+class Replica:
+    """One `nightshift run` process."""
+
+    def __init__(self, project: Project, url: str, name: str, **config: Any) -> None:
+        self.root = project.root / name
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / "config.yaml"
+        data = {
+            "state_dir": str(self.root / "state"),
+            "database_url": url,
+            "automations_dir": str(project.automations),
+            "skills_dir": str(project.skills),
+            "http": {"enabled": False},
+            "console": False,
+            "shutdown_grace": "1s",
+            "logging": {"level": "warning"},
+            **config,
+        }
+        path.write_text(yaml.safe_dump(data))
+        self.socket = self.root / "state" / "control.sock"
+        with (self.root / "daemon.log").open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "daemon", "--config", str(path), "run"],
+                cwd=self.root,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.id = str(wait(self._status, 60, 0.1)["replica"])
+
+    def _status(self) -> dict[str, Any] | None:
+        if self.proc.poll() is not None:
+            raise RuntimeError((self.root / "daemon.log").read_text()[-2000:])
+        try:
+            with ControlClient(self.socket, timeout=1) as client:
+                return client.status()
+        except ControlError:
+            return None
+
+    def client(self) -> ControlClient:
+        return ControlClient(self.socket)
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def replicas(
+    project: Project, url: str, names: str | list[str], **config: Any
+) -> Iterator[list[Replica]]:
+    started: list[Replica] = []
+    try:
+        for name in names:
+            started.append(Replica(project, url, name, **config))
+        yield started
+    finally:
+        for replica in started:
+            replica.stop()
+
+
+def engine(address: str) -> dict[str, Any]:
+    return {
+        "type": "temporal",
+        "address": address,
+        "task_queue": f"bench-{uuid.uuid4().hex[:8]}",
+        "heartbeat_timeout": f"{HEARTBEAT_TIMEOUT:.0f}s",
+    }
+
+
+def project_in(root: Path) -> Project:
+    project = Project(root)
+    project.skill("sleeps", SLEEPS)
+    project.automation("sleeps", skill="sleeps", policies={"concurrency": {"max_instances": 500}})
+    project.skill("echo", ECHO, inputs={"every": {"type": "string", "default": "0"}})
+    project.automation(
+        "echo", skill="echo", policies={"concurrency": {"max_instances": 500}, "timeout": "1h"}
+    )
+    return project
+
+
+def throughput(project: Project, address: str, count: int, per_replica: int) -> tuple[float, float]:
+    """Runs a second with 1 replica, and with 4, each taking `per_replica` at once."""
+    figures = []
+    for names in ("t", "wxyz"):
+        with (
+            database() as url,
+            replicas(
+                project, url, names, engine=engine(address), concurrency={"max_runs": per_replica}
+            ) as group,
+        ):
+            store = Store(url)
+            t0 = time.monotonic()
+            for n in range(count):
+                with group[n % len(group)].client() as client:
+                    client.trigger("sleeps", {})
+            wait(functools.partial(_count_is, store, "succeeded", count), 300)
+            figures.append(count / (time.monotonic() - t0))
+            store.close()
+    return figures[0], figures[1]
+
+
+def steer_latencies(store: Store, via: Replica, run_id: int, n: int, tag: str) -> list[float]:
+    """Steer `run_id` `n` times through `via`; ms from sending to the agent reading each."""
+    out = []
+    for i in range(n):
+        word = f"{tag}-{i}"
+        sent = time.time()
+        with via.client() as client:
+            client.steer(run_id, word)
+
+        def read(word: str = word) -> float | None:
+            for e in store.run_events(run_id, type="message"):
+                said = str(e.data.get("text", ""))
+                if said.startswith(word + " "):
+                    return float(said.split()[-1])
+            return None
+
+        out.append((wait(read, 30, 0.005) - sent) * 1000)
+    return out
+
+
+def echo_run(store: Store, via: Replica, every: str = "0") -> int:
+    with via.client() as client:
+        run_id = client.trigger("echo", {"every": every})
+    wait(lambda: any(e.type == "step" for e in store.run_events(run_id)), 60)
+    return run_id
+
+
+def cross_replica_steer(project: Project, address: str, n: int) -> tuple[list[float], list[float]]:
+    """Steering sent to replica C for a run on B; the local engine's steer as the baseline."""
+    with database() as url, replicas(project, url, "l") as (local,):
+        store = Store(url)
+        run_id = echo_run(store, local)
+        baseline = steer_latencies(store, local, run_id, n, "local")
+        store.close()
+    with database() as url, replicas(project, url, "bc", engine=engine(address)) as (b, c):
+        store = Store(url)
+        run_id = echo_run(store, b)
+        holder = store.get_run(run_id).owner
+        via = c if holder == b.id else b  # the replica that does not hold it
+        across = steer_latencies(store, via, run_id, n, "across")
+        store.close()
+    return baseline, across
+
+
+def failover(project: Project, address: str, times: int) -> list[float]:
+    """Seconds from `kill -9` of the replica executing a run to the run going on elsewhere."""
+    out = []
+    config = {"engine": engine(address), "replicas": {"heartbeat": "1s", "gone_after": "30s"}}
+    with database() as url:
+        store = Store(url)
+        spare = Replica(project, url, "spare", **config)
+        try:
+            for attempt in range(times):
+                victim = Replica(project, url, f"victim{attempt}", **config)
+                with victim.client() as client:
+                    run_id = client.trigger("echo", {"every": "0"})
+                wait(lambda run_id=run_id: any(  # type: ignore[misc]
+                    e.type == "step" for e in store.run_events(run_id)), 60)  # fmt: skip
+                if store.get_run(run_id).owner != victim.id:  # the spare took it: kill it there
+                    spare, victim = victim, spare
+                killed = time.monotonic()
+                os.killpg(victim.proc.pid, signal.SIGKILL)
+                victim.proc.wait(10)
+
+                def going_on(run_id: int = run_id) -> bool:
+                    again = [r for r in store.list_runs(limit=100) if r.retry_of == run_id]
+                    return bool(again) and any(
+                        e.type == "step" for e in store.run_events(again[0].id or 0)
+                    )
+
+                wait(going_on, 120, 0.05)
+                out.append(time.monotonic() - killed)
+                for run in store.list_runs(statuses=["running"], limit=100):
+                    with spare.client() as client:
+                        client.cancel(run.id or 0)
+        finally:
+            spare.stop()
+            store.close()
+    return out
+
+
+def cost_growth(project: Project, address: str, sizes: tuple[int, ...]) -> dict[int, Any]:
+    """Per size: daemon CPU µs per stored step and steering p99 (ms), runs stepping 1/s."""
+    out: dict[int, Any] = {}
+    for size in sizes:
+        with (
+            database() as url,
+            replicas(
+                project, url, ["one"], engine=engine(address), concurrency={"max_runs": size}
+            ) as (one,),
+        ):
+            store = Store(url)
+            ids = []
+            for _ in range(size):
+                with one.client() as client:
+                    ids.append(client.trigger("echo", {"every": "1"}))
+            wait(functools.partial(_count_is, store, "running", size), 300, 0.2)
+            time.sleep(5)  # all of them stepping
+            steps0 = _steps(store)
+            cpu0, t0 = one.cpu_seconds(), time.monotonic()
+            time.sleep(20)
+            cpu1, t1 = one.cpu_seconds(), time.monotonic()
+            steps1 = _steps(store)
+            steer = []
+            for i in range(30):
+                steer += steer_latencies(store, one, random.choice(ids), 1, f"load{size}-{i}")
+            out[size] = {
+                "cpu_us_per_step": (cpu1 - cpu0) / max(steps1 - steps0, 1) * 1e6,
+                "steps_per_s": (steps1 - steps0) / (t1 - t0),
+                "steer_p99": percentile(steer, 99),
+            }
+            store.close()
+    return out
+
+
+def _count_is(store: Store, status: str, count: int) -> bool:
+    return len(store.list_runs(statuses=[status], limit=1000)) == count
+
+
+def _steps(store: Store) -> int:
+    with store.engine.connect() as conn:
+        return int(
+            conn.execute(text("SELECT count(*) FROM run_events WHERE type = 'step'")).one()[0]
+        )
+
+
+def main() -> list[Result]:
+    with tempfile.TemporaryDirectory() as tmp, temporal_server() as address:
+        project = project_in(Path(tmp))
+        one, four = throughput(project, address, count=80, per_replica=5)
+        print(f"  throughput: 1 replica {one:.2f} runs/s, 4: {four:.2f}", file=sys.stderr)
+        baseline, across = cross_replica_steer(project, address, 100)
+        print(f"  steer p99: local {percentile(baseline, 99):.1f} ms, across "
+              f"{percentile(across, 99):.1f} ms", file=sys.stderr)  # fmt: skip
+        failovers = failover(project, address, 3)
+        print(f"  failover: {failovers}", file=sys.stderr)
+        cost = cost_growth(project, address, (10, 50, 200))
+        print(f"  cost: {cost}", file=sys.stderr)
+    worst = max(failovers)
+    small, large = cost[10], cost[200]
+    return [
+        Result(
+            "4 replicas vs 1, sleep-bound runs, 5 a replica at once",
+            four,
+            "runs/s",
+            "1 replica",
+            one,
+            "≥ 3.5× one",
+            four / one >= 3.5,
+        ),
+        Result(
+            "steer sent to replica C → at the agent on replica B, p99",
+            percentile(across, 99),
+            "ms",
+            "local engine's steer, p99",
+            percentile(baseline, 99),
+            "≤ 300 ms",
+            percentile(across, 99) <= 300,
+        ),
+        Result(
+            "replica killed → its run going on elsewhere, worst of 3",
+            worst,
+            "s",
+            "engine.heartbeat_timeout",
+            HEARTBEAT_TIMEOUT,
+            f"≤ {HEARTBEAT_TIMEOUT + 5:.0f} s",
+            worst <= HEARTBEAT_TIMEOUT + 5,
+        ),
+        Result(
+            "daemon CPU per step, 200 runs stepping 1/s",
+            large["cpu_us_per_step"],
+            "µs",
+            "10 runs stepping 1/s",
+            small["cpu_us_per_step"],
+            "≤ 1.5× ten",
+            large["cpu_us_per_step"] <= 1.5 * small["cpu_us_per_step"],
+        ),
+        Result(
+            "daemon CPU per step, 50 runs stepping 1/s",
+            cost[50]["cpu_us_per_step"],
+            "µs",
+            "10 runs stepping 1/s",
+            small["cpu_us_per_step"],
+            "—",
+            True,
+        ),
+        Result(
+            "steer at the agent, p99, 200 runs stepping 1/s",
+            large["steer_p99"],
+            "ms",
+            "10 runs stepping 1/s",
+            small["steer_p99"],
+            "≤ 300 ms",
+            large["steer_p99"] <= 300,
+        ),
+    ]
