@@ -76,8 +76,14 @@ class RunWorkflow:
                     await workflow.execute_activity(
                         LOST,
                         run_id,
-                        start_to_close_timeout=timedelta(minutes=5),
-                        retry_policy=RetryPolicy(maximum_attempts=10),
+                        # A claim and a few rows: an attempt handed to a frozen replica is
+                        # given up quickly and tried again elsewhere.
+                        start_to_close_timeout=timedelta(seconds=5),
+                        retry_policy=RetryPolicy(
+                            initial_interval=timedelta(milliseconds=500),
+                            maximum_interval=timedelta(seconds=2),
+                            maximum_attempts=100,
+                        ),
                     )
                     return "lost"
             if self._queue is None or not self._inbox:

@@ -106,6 +106,9 @@ class TemporalEngine(Executor):
             max_concurrent_activities=self.max_runs,
             # A workflow cancelled in Temporal reaches its run at the next heartbeat sent.
             max_heartbeat_throttle_interval=timedelta(seconds=_BEAT),
+            # A run's workflow task waits for the replica that ran its last one this long, no
+            # more: when that replica died, its lost run is handled elsewhere at once.
+            sticky_queue_schedule_to_start_timeout=timedelta(seconds=1),
         )
         own = Worker(self._client, task_queue=self._replica_queue, activities=[deliver])
         self._workers = [shared, own]
@@ -151,6 +154,9 @@ class TemporalEngine(Executor):
                 id=workflow_id(self._config.task_queue, run_id),
                 task_queue=self._config.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                # Its tasks take milliseconds: one handed to a replica that froze is given to
+                # another soon, not after the default ten seconds.
+                task_timeout=timedelta(seconds=2),
             )
         except WorkflowAlreadyStartedError:
             pass  # submitted before (a redelivery, a restart): it runs once
