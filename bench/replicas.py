@@ -304,9 +304,9 @@ def failover(project: Project, address: str, times: int, how: signal.Signals) ->
                 os.killpg(victim.proc.pid, how)
 
                 def going_on(run_id: int = run_id) -> bool:
-                    again = [r for r in store.list_runs(limit=100) if r.retry_of == run_id]
-                    return bool(again) and any(
-                        e.type == "step" for e in store.run_events(again[0].id or 0)
+                    newest = store.current_attempt(run_id)  # a retry, or a retry's retry
+                    return newest != run_id and any(
+                        e.type == "step" for e in store.run_events(newest)
                     )
 
                 wait(going_on, 120, 0.05)

@@ -219,18 +219,22 @@ class Daemon:
 
     async def _holds(self, run_id: int) -> bool:
         """Whether this replica may act for `run_id` now: every external effect of a run (a
-        Slack post, a GitHub comment) is made by the replica holding it — or, once that one is
-        gone (stopped, killed), by any — and refused and logged elsewhere."""
+        Slack post, a GitHub comment) is made by the replica holding it, and refused and
+        logged elsewhere. The run of a replica that is gone (stopped, killed) is held by the
+        one that takes it: its recovery while it was executing, or — ended — the first
+        replica to claim it here."""
         owner = await self.store.call(self.store.owner_of, run_id)
         if owner is None or owner == self.replica_id:
             return True
         now = time.monotonic()
         if now - self._others_at[0] > self.config.replicas.heartbeat.total_seconds():
             self._others_at = (now, await self._other_replicas())
-        if owner in self._others_at[1]:
-            self.metrics.effects_refused.inc()
-            return False
-        return True
+        if owner not in self._others_at[1]:
+            claim = self.store.claim_ended
+            if await self.store.call(claim, run_id, owner, self.replica_id):
+                return True
+        self.metrics.effects_refused.inc()
+        return False
 
     async def _other_replicas(self) -> set[str]:
         return await self._live_replicas() - {self.replica_id}

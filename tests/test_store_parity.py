@@ -225,6 +225,9 @@ def scenario(store: Store) -> list[tuple[str, Any]]:
         do(s.claim_refusal, "o/r#7", "eve", hour)  # the hour has passed
         do(s.owner_of, run)
         do(s.owner_of, 9999)
+        do(s.claim_ended, run, "replica-a", "replica-c")  # ended, held by replica-a: taken
+        do(s.claim_ended, run, "replica-a", "replica-d")  # taken already
+        do(s.claim_ended, retry.id, "replica-c", "replica-d")  # not ended: recovery's to take
         do(s.claim_run, run, "replica-a", "replica-b")
         do(s.owner_of, run)
         do(s.claim_run, run, "replica-a", "replica-c")  # claimed already

@@ -109,6 +109,10 @@ class TemporalEngine(Executor):
             # A run's workflow task waits for the replica that ran its last one this long, no
             # more: when that replica died, its lost run is handled elsewhere at once.
             sticky_queue_schedule_to_start_timeout=timedelta(seconds=1),
+            # Few polls outstanding: a replica that freezes holds at most one activity task
+            # it cannot start (each costs a heartbeat timeout and an interrupted attempt).
+            max_concurrent_activity_task_polls=1,
+            max_concurrent_workflow_task_polls=2,  # the least with a sticky queue
         )
         own = Worker(self._client, task_queue=self._replica_queue, activities=[deliver])
         self._workers = [shared, own]

@@ -133,6 +133,20 @@ class RunQueries(Repository):
             q = select(RunRow.owner).where(RunRow.id == run_id)
             return s.exec(q).first()
 
+    def claim_ended(self, run_id: int, from_owner: str, to_owner: str) -> bool:
+        """Make `to_owner` the holder of an ended run still held by `from_owner` (a replica
+        that is gone): True for the one replica whose claim took it, which then delivers
+        what the run left to say."""
+        with self._session() as s:
+            runs = RUNS.c
+            taken = s.connection().execute(
+                update(RUNS)
+                .where(runs.id == run_id, runs.owner == from_owner, runs.finished_at.is_not(None))
+                .values(owner=to_owner)
+            )
+            s.commit()
+            return bool(taken.rowcount == 1)
+
     def current_attempt(self, run_id: int) -> int:
         """The newest retry in `run_id`'s chain of attempts (itself when never retried)."""
         with self._session() as s:
