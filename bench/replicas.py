@@ -384,7 +384,7 @@ def main() -> list[Result]:
     small, large = cost[10], cost[200]
     return [
         Result(
-            "4 replicas vs 1, sleep-bound runs, 5 a replica at once",
+            "4 replicas vs 1 on Temporal, sleep-bound runs, 5 a replica at once",
             four,
             "runs/s",
             "1 replica",
@@ -420,7 +420,7 @@ def main() -> list[Result]:
             True,
         ),
         Result(
-            "daemon CPU per step, 200 runs stepping 1/s",
+            "daemon CPU per step, one replica, 200 runs stepping 1/s",
             large["cpu_us_per_step"],
             "µs",
             "10 runs stepping 1/s",
@@ -429,7 +429,7 @@ def main() -> list[Result]:
             large["cpu_us_per_step"] <= 1.5 * small["cpu_us_per_step"],
         ),
         Result(
-            "daemon CPU per step, 50 runs stepping 1/s",
+            "daemon CPU per step, one replica, 50 runs stepping 1/s",
             cost[50]["cpu_us_per_step"],
             "µs",
             "10 runs stepping 1/s",
