@@ -16,32 +16,26 @@ import functools
 import os
 import random
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import yaml
 from sqlalchemy import create_engine, text
 
-from daemon.control import ControlClient
-from daemon.errors import ControlError
 from daemon.http import free_port
 from daemon.store import Store
-from daemon.testing import Project
+from daemon.testing import Project, wait_for_sync
+from daemon.testing.replicas import ReplicaProcess, temporal_dev_server
 
 from ._util import Result, percentile
 
-T = TypeVar("T")
 PG_URL = os.environ.get(
     "NIGHTSHIFT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-TEMPORAL = Path(sys.executable).with_name("temporal")
 HEARTBEAT_TIMEOUT = 5.0  # the engine's, for the failover figure
 
 SLEEPS = """\
@@ -73,33 +67,11 @@ while True:
 """
 
 
-def wait(predicate: Callable[[], T | None], timeout: float, every: float = 0.02) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        time.sleep(every)
-
-
 @contextlib.contextmanager
 def temporal_server() -> Iterator[str]:
     port = free_port()
-    server = subprocess.Popen(
-        [str(TEMPORAL), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
-         "--headless", "--log-level", "error"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-
-    def up() -> bool:
-        with socket.socket() as probe:
-            return probe.connect_ex(("127.0.0.1", port)) == 0
-
+    server = temporal_dev_server(port)
     try:
-        wait(up, 60, 0.1)
         yield f"127.0.0.1:{port}"
     finally:
         server.terminate()
@@ -123,66 +95,16 @@ def database() -> Iterator[str]:
         admin.dispose()
 
 
-class Replica:
-    """One `nightshift run` process."""
-
-    def __init__(self, project: Project, url: str, name: str, **config: Any) -> None:
-        self.root = project.root / name
-        self.root.mkdir(parents=True, exist_ok=True)
-        path = self.root / "config.yaml"
-        data = {
-            "state_dir": str(self.root / "state"),
-            "database_url": url,
-            "automations_dir": str(project.automations),
-            "skills_dir": str(project.skills),
-            "http": {"enabled": False},
-            "console": False,
-            "shutdown_grace": "1s",
-            "logging": {"level": "warning"},
-            **config,
-        }
-        path.write_text(yaml.safe_dump(data))
-        self.socket = self.root / "state" / "control.sock"
-        with (self.root / "daemon.log").open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "daemon", "--config", str(path), "run"],
-                cwd=self.root,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.id = str(wait(self._status, 60, 0.1)["replica"])
-
-    def _status(self) -> dict[str, Any] | None:
-        if self.proc.poll() is not None:
-            raise RuntimeError((self.root / "daemon.log").read_text()[-2000:])
-        try:
-            with ControlClient(self.socket, timeout=1) as client:
-                return client.status()
-        except ControlError:
-            return None
-
-    def client(self) -> ControlClient:
-        return ControlClient(self.socket)
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+def Replica(project: Project, url: str, name: str, **config: Any) -> ReplicaProcess:
+    """A replica process, quiet."""
+    return ReplicaProcess(project, url, name, logging={"level": "warning"}, **config)
 
 
 @contextlib.contextmanager
 def replicas(
     project: Project, url: str, names: str | list[str], **config: Any
-) -> Iterator[list[Replica]]:
-    started: list[Replica] = []
+) -> Iterator[list[ReplicaProcess]]:
+    started: list[ReplicaProcess] = []
     try:
         for name in names:
             started.append(Replica(project, url, name, **config))
@@ -227,13 +149,15 @@ def throughput(project: Project, address: str, count: int, per_replica: int) -> 
             for n in range(count):
                 with group[n % len(group)].client() as client:
                     client.trigger("sleeps", {})
-            wait(functools.partial(_count_is, store, "succeeded", count), 300)
+            wait_for_sync(functools.partial(_count_is, store, "succeeded", count), 300)
             figures.append(count / (time.monotonic() - t0))
             store.close()
     return figures[0], figures[1]
 
 
-def steer_latencies(store: Store, via: Replica, run_id: int, n: int, tag: str) -> list[float]:
+def steer_latencies(
+    store: Store, via: ReplicaProcess, run_id: int, n: int, tag: str
+) -> list[float]:
     """Steer `run_id` `n` times through `via`; ms from sending to the agent reading each."""
     out = []
     for i in range(n):
@@ -250,17 +174,17 @@ def steer_latencies(store: Store, via: Replica, run_id: int, n: int, tag: str) -
             return None
 
         try:
-            out.append((wait(read, 30, 0.005) - sent) * 1000)
+            out.append((wait_for_sync(read, 30, 0.005) - sent) * 1000)
         except TimeoutError:  # lost: it counts against the p99
             print(f"  steer {word} to run {run_id} not read within 30 s", file=sys.stderr)
             out.append(float("inf"))
     return out
 
 
-def echo_run(store: Store, via: Replica, every: str = "0") -> int:
+def echo_run(store: Store, via: ReplicaProcess, every: str = "0") -> int:
     with via.client() as client:
         run_id = client.trigger("echo", {"every": every})
-    wait(lambda: any(e.type == "step" for e in store.run_events(run_id)), 60)
+    wait_for_sync(lambda: any(e.type == "step" for e in store.run_events(run_id)), 60)
     return run_id
 
 
@@ -296,7 +220,7 @@ def failover(project: Project, address: str, times: int, how: signal.Signals) ->
                 victim = Replica(project, url, f"victim{attempt}", **config)
                 with victim.client() as client:
                     run_id = client.trigger("echo", {"every": "0"})
-                wait(lambda run_id=run_id: any(  # type: ignore[misc]
+                wait_for_sync(lambda run_id=run_id: any(  # type: ignore[misc]
                     e.type == "step" for e in store.run_events(run_id)), 60)  # fmt: skip
                 if store.get_run(run_id).owner != victim.id:  # the spare took it: kill it there
                     spare, victim = victim, spare
@@ -309,7 +233,7 @@ def failover(project: Project, address: str, times: int, how: signal.Signals) ->
                         e.type == "step" for e in store.run_events(newest)
                     )
 
-                wait(going_on, 120, 0.05)
+                wait_for_sync(going_on, 120, 0.05)
                 out.append(time.monotonic() - killed)
                 os.killpg(victim.proc.pid, signal.SIGKILL)
                 victim.proc.wait(10)
@@ -337,7 +261,7 @@ def cost_growth(project: Project, address: str, sizes: tuple[int, ...]) -> dict[
             for _ in range(size):
                 with one.client() as client:
                     ids.append(client.trigger("echo", {"every": "1"}))
-            wait(functools.partial(_count_is, store, "running", size), 300, 0.2)
+            wait_for_sync(functools.partial(_count_is, store, "running", size), 300, 0.2)
             time.sleep(5)  # all of them stepping
             steps0 = _steps(store)
             cpu0, t0 = one.cpu_seconds(), time.monotonic()

@@ -1,9 +1,7 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,8 +11,9 @@ import structlog
 from sqlalchemy import create_engine, text
 
 from daemon.http import free_port
-from daemon.testing import Project, wait_for_sync
+from daemon.testing import Project
 from daemon.testing.github import GitHubDouble
+from daemon.testing.replicas import temporal_dev_server
 from daemon.testing.slack import SlackDouble
 from daemon.workspace import sandbox
 
@@ -103,20 +102,5 @@ def temporal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def start_temporal(folder: Path, port: int) -> subprocess.Popen[bytes]:
-    """Start (or restart, on the same state) the dev server in `folder` on `port`; wait for it."""
-    binary = Path(sys.executable).with_name("temporal")
-    with (folder / "server.log").open("ab") as out:
-        server = subprocess.Popen(
-            [str(binary), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
-             "--headless", "--log-level", "error", "--db-filename", str(folder / "temporal.db")],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-    def up() -> bool:
-        assert server.poll() is None, (folder / "server.log").read_text()
-        with socket.socket() as probe:
-            return probe.connect_ex(("127.0.0.1", port)) == 0
-
-    wait_for_sync(up, 60)
-    return server
+    """Start (or restart, on the same state) the dev server in `folder` on `port`."""
+    return temporal_dev_server(port, folder / "temporal.db", folder / "server.log")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,15 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from sqlalchemy import update
 
-from daemon.control import ControlClient
-from daemon.errors import ControlError
 from daemon.http import free_port
 from daemon.runs import RunStatus
 from daemon.store import Decision, NewRun, ReplicaRow, RunRow, Store, utcnow
 from daemon.testing import Project, running_daemon, wait_for, wait_for_sync
+from daemon.testing.replicas import ReplicaProcess
 
 WAITS = """\
 import json, sys
@@ -34,60 +31,15 @@ sys.stdin.readline()
 """
 
 
-class Replica:
-    """A `nightshift run` process of its own (state folder, control socket) on the database."""
+class Replica(ReplicaProcess):
+    """A replica process whose automation here is `long`."""
 
-    def __init__(self, project: Project, url: str, name: str, **extra: Any) -> None:
-        self.root = project.root / name
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.config = self.root / "config.yaml"
-        self.config.write_text(
-            yaml.safe_dump(
-                {
-                    "state_dir": str(self.root / "state"),
-                    "database_url": url,
-                    "automations_dir": str(project.automations),
-                    "skills_dir": str(project.skills),
-                    "http": {"enabled": False},
-                    "console": False,
-                    "shutdown_grace": "1s",
-                    "replicas": {"heartbeat": "1s", "gone_after": "30s"},
-                    **extra,
-                }
-            )
-        )
-        self.socket = self.root / "state" / "control.sock"
-        self.log = self.root / "daemon.log"
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "daemon", "--config", str(self.config), "run"],
-                cwd=self.root,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.id = str(wait_for_sync(self._status, 30)["replica"])
-
-    def _status(self) -> dict[str, Any] | None:
-        assert self.proc.poll() is None, self.log.read_text()
-        try:
-            with ControlClient(self.socket, timeout=1) as client:
-                return client.status()
-        except ControlError:
-            return None
-
-    def trigger(self) -> int:
-        with ControlClient(self.socket) as client:
-            return client.trigger("long", {})
+    def trigger(self, automation: str = "long", inputs: dict[str, Any] | None = None) -> int:
+        return super().trigger(automation, inputs)
 
     def cancel(self, run_id: int) -> None:
-        with ControlClient(self.socket) as client:
+        with self.client() as client:
             client.cancel(run_id, "test")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(30)
 
 
 @pytest.fixture

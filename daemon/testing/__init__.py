@@ -56,7 +56,9 @@ async def wait_for(
         await asyncio.sleep(interval)
 
 
-def wait_for_sync(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02) -> T:
+def wait_for_sync(
+    predicate: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.02
+) -> T:
     """`wait_for` for synchronous code (subprocess tests)."""
     deadline = time.monotonic() + timeout
     while True:
