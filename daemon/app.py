@@ -203,13 +203,35 @@ class Daemon:
         while True:
             await asyncio.sleep(every)
             try:
-                await self.store.call(self.store.beat, self.replica_id)
+                # A database cut off may not answer at all: a beat not stored in time failed.
+                async with asyncio.timeout(max(every, 1.0)):
+                    await self.store.call(self.store.beat, self.replica_id)
                 self._beat_at = time.monotonic()
                 await self.executor.drop_lost()
+                if thawed := await self.executor.unfence():
+                    log.warning("database reachable again: agents thawed", runs=thawed)
                 if not self.stopping:
                     await self.executor.recover_gone()
-            except StoreError as exc:  # the database is away: beat again next time
-                log.warning("heartbeat not stored", error=str(exc))
+            except (StoreError, TimeoutError) as exc:  # the database is away: beat again
+                log.warning("heartbeat not stored", error=str(exc) or "timed out")
+                await self._fence_if_silent()
+
+    async def _fence_if_silent(self) -> None:
+        """Past half of `replicas.gone_after` without a stored beat, another replica may soon
+        take this one's runs: their agents are frozen until a beat is stored again. Only on a
+        shared database — one SQLite file has no other replica to take them."""
+        if self.store.engine.dialect.name == "sqlite":
+            return
+        silent = time.monotonic() - self._beat_at
+        if silent <= self.config.replicas.gone_after.total_seconds() / 2:
+            return
+        if frozen := await self.executor.fence():
+            log.warning(
+                "database unreachable: agents frozen until this replica knows its runs "
+                "are still its own",
+                runs=frozen,
+                silent_s=round(silent, 1),
+            )
 
     def _beating(self) -> bool:
         """Whether this replica beat lately (within two beats): a replica that did not may

@@ -5,6 +5,7 @@ alone — only a gone replica's runs are recovered."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -212,3 +214,88 @@ async def wait_for_async_steps(d: Any, run_id: int) -> None:
         return sum(r.type == "step" for r in rows) >= 3
 
     await wait_for(stepped, 10)
+
+
+class Cuttable:
+    """A TCP proxy to PostgreSQL on 127.0.0.1 that can be cut (every connection closed, no
+    new one taken) and restored on the same port: one replica's network to the database."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._open):
+            writer.transport.abort()
+        self._open.clear()
+        await self._server.wait_closed()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self._open |= {writer, up_writer}
+
+        async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.transport.abort()
+
+        await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer))
+
+
+EFFECTS = """\
+import json, pathlib, sys, time
+ctx = json.loads(sys.stdin.readline())
+out = pathlib.Path(ctx["inputs"]["out"])
+attempt = ctx["run"]["attempt"]
+print(json.dumps({"type": "step", "title": "working"}), flush=True)
+for n in range(1 if attempt > 1 else 100000):
+    with out.open("a") as f:  # an effect of its own, as a push would be
+        f.write(f"{attempt} {time.time()}\\n")
+    time.sleep(0.1)
+print(json.dumps({"type": "finished", "status": "succeeded", "summary": f"attempt {attempt}"}), flush=True)
+"""
+
+
+async def test_a_replica_cut_off_from_the_database_freezes_its_agents_before_a_takeover(
+    project: Project, store: Store, pg_schema_url: str
+) -> None:
+    out = project.root / "effects.log"
+    project.skill("effects", EFFECTS, inputs={"out": {"type": "string"}})
+    project.automation("effects", skill="effects", inputs={"out": str(out)})
+    parts = urlsplit(pg_schema_url)
+    proxy = Cuttable((parts.hostname or "127.0.0.1", parts.port or 5432))
+    await proxy.start()
+    through = pg_schema_url.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
+    beats = {"replicas": {"heartbeat": "1s", "gone_after": "6s"}}
+    a = await asyncio.to_thread(Replica, project, through, "a", **beats)
+    b = await asyncio.to_thread(Replica, project, pg_schema_url, "b", **beats)
+    try:
+        run_id = await asyncio.to_thread(a.trigger, "effects")
+        await wait_for(lambda: out.exists() and out.read_text().count("\n") > 3, 20)
+        await proxy.cut()  # a cannot reach the database; b can, and takes a's run over
+        lost = await wait_for(lambda: (r := store.get_run(run_id)).finished_at and r, 30)
+        assert (lost.status, lost.owner) == (RunStatus.INTERRUPTED, b.id)
+        taken_at = lost.finished_at.timestamp()
+        await wait_for(lambda: any(r.retry_of == run_id for r in store.list_runs()), 20)
+        await proxy.start()  # a is back: it learns the run is b's and stops its agent
+        await wait_for(lambda: "was taken over" in a.log.read_text(), 20)
+        await asyncio.sleep(1)
+        firsts = [
+            float(t) for n, t in (ln.split() for ln in out.read_text().splitlines()) if n == "1"
+        ]
+        assert firsts and max(firsts) < taken_at  # nothing of the lost attempt once b took it
+        assert "2" in {ln.split()[0] for ln in out.read_text().splitlines()}  # b's attempt ran
+        assert "agents frozen" in a.log.read_text()
+    finally:
+        await asyncio.gather(asyncio.to_thread(a.stop), asyncio.to_thread(b.stop))
+        with contextlib.suppress(Exception):
+            await proxy.cut()

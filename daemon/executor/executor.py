@@ -242,6 +242,34 @@ class Executor(Messages):
             self._cleanups.add(task)
             task.add_done_callback(self._cleanups.discard)
 
+    async def fence(self) -> list[int]:
+        """Freeze the agents of the runs executing here: this replica cannot reach the
+        database, so it cannot tell whether another has taken them over — and an agent of a
+        lost run must not act (push, write to GitHub) meanwhile. The ids frozen."""
+        frozen = []
+        for run_id, active in self._active.items():
+            if active.agent is None or active.lost or active.fenced:
+                continue
+            if active.status == RunStatus.PAUSED:
+                continue  # a person paused it: it stays so, and is theirs to resume
+            active.fenced = True
+            await active.agent.pause()
+            frozen.append(run_id)
+        return frozen
+
+    async def unfence(self) -> list[int]:
+        """Thaw the agents `fence` froze, once `drop_lost` has stopped those of runs taken
+        over meanwhile. The ids thawed."""
+        thawed = []
+        for run_id, active in self._active.items():
+            if not active.fenced:
+                continue
+            active.fenced = False
+            if not active.lost and active.agent is not None:
+                await active.agent.resume()
+                thawed.append(run_id)
+        return thawed
+
     async def drop_lost(self) -> list[int]:
         """Stop, without a word, the runs executing here that another replica took over (see
         `recovery.drop_lost`). The ids dropped."""

@@ -92,6 +92,7 @@ class RunLifecycle:
         self.capped: str | None = None  # why `policies.cost_cap` stopped it
         self.interrupted = False
         self.lost = False  # another replica took the run over: nothing more is reported here
+        self.fenced = False  # its agent is frozen until this replica knows the run is its own
         # The inbox server is waiting for the next message (nothing half handled to lose).
         self.inbox_idle = True
         self.inbox_closed = False
