@@ -52,6 +52,14 @@ def all_sent(d: Daemon) -> bool:
     return bool(items) and all(i.status != "pending" for i in items)
 
 
+def ended_and_sent(d: Daemon, run_id: int) -> bool:
+    """The run's end is in its outbox (reported after its state is stored) and nothing is
+    pending any more."""
+    items = d.store.outbox(run_id)
+    ended = any(i.kind == "reply" and "*succeeded*" in str(i.payload) for i in items)
+    return ended and all_sent(d)
+
+
 def parent_says(slack: SlackDouble, status: str) -> bool:
     parents = slack.parents("C0OPS")
     return bool(parents) and parents[0].current_text.endswith(status)
@@ -235,13 +243,13 @@ async def test_an_answer_nobody_foresaw_is_retried_then_recorded_never_fatal(
         first = await d.dispatcher.manual("deps", {}, "test")
         assert first.id is not None
         await wait_status(d, first.id, RunStatus.SUCCEEDED)
-        await wait_for(lambda: all_sent(d), 30)
+        await wait_for(lambda: ended_and_sent(d, first.id or 0), 30)
         assert {i.status for i in d.store.outbox(first.id)} == {"sent"}
         slack.answer("chat.postMessage", {"ok": True}, times=3)
         second = await d.dispatcher.manual("deps", {}, "test")
         assert second.id is not None
         await wait_status(d, second.id, RunStatus.SUCCEEDED)
-        await wait_for(lambda: all_sent(d), 30)
+        await wait_for(lambda: ended_and_sent(d, second.id or 0), 30)
         parent, *replies = d.store.outbox(second.id)
         assert parent.status == "failed" and parent.error is not None
         assert parent.error.startswith("unexpected: ValueError(")
@@ -249,7 +257,7 @@ async def test_an_answer_nobody_foresaw_is_retried_then_recorded_never_fatal(
         third = await d.dispatcher.manual("deps", {}, "test")  # delivery goes on
         assert third.id is not None
         await wait_status(d, third.id, RunStatus.SUCCEEDED)
-        await wait_for(lambda: all_sent(d), 30)
+        await wait_for(lambda: ended_and_sent(d, third.id or 0), 30)
         assert {i.status for i in d.store.outbox(third.id)} == {"sent"}
     assert len(slack.parents()) == 2
 
