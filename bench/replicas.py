@@ -95,7 +95,7 @@ def database() -> Iterator[str]:
         admin.dispose()
 
 
-def Replica(project: Project, url: str, name: str, **config: Any) -> ReplicaProcess:
+def quiet_replica(project: Project, url: str, name: str, **config: Any) -> ReplicaProcess:
     """A replica process, quiet."""
     return ReplicaProcess(project, url, name, logging={"level": "warning"}, **config)
 
@@ -107,7 +107,7 @@ def replicas(
     started: list[ReplicaProcess] = []
     try:
         for name in names:
-            started.append(Replica(project, url, name, **config))
+            started.append(quiet_replica(project, url, name, **config))
         yield started
     finally:
         for replica in started:
@@ -214,10 +214,10 @@ def failover(project: Project, address: str, times: int, how: signal.Signals) ->
     config = {"engine": engine(address), "replicas": {"heartbeat": "1s", "gone_after": "30s"}}
     with database() as url:
         store = Store(url)
-        spare = Replica(project, url, "spare", **config)
+        spare = quiet_replica(project, url, "spare", **config)
         try:
             for attempt in range(times):
-                victim = Replica(project, url, f"victim{attempt}", **config)
+                victim = quiet_replica(project, url, f"victim{attempt}", **config)
                 with victim.client() as client:
                     run_id = client.trigger("echo", {"every": "0"})
                 wait_for_sync(lambda run_id=run_id: any(  # type: ignore[misc]

@@ -8,9 +8,6 @@ import fcntl
 import functools
 import os
 import signal
-import socket
-import time
-import uuid
 from collections.abc import Coroutine
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +26,7 @@ from .github import GitHubClient
 from .http import build_web_app, serve_control
 from .http import serve as serve_asgi
 from .loader import Catalog, Loader
+from .membership import Membership
 from .metrics import Metrics
 from .reload import watch
 from .reporters import ConsoleReporter
@@ -37,16 +35,6 @@ from .spec import Automation, Skill, describe_trigger
 from .store import Store, utcnow
 
 log = structlog.get_logger(__name__)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    return True
 
 
 class Daemon:
@@ -60,12 +48,13 @@ class Daemon:
         console: TextIO | None = None,
     ) -> None:
         self.config = config
-        # Who this daemon is among those sharing the database (recorded on every run it takes).
-        self.replica_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._beat_at = time.monotonic()  # the last heartbeat stored
-        self._others_at: tuple[float, set[str]] = (-1e9, set())  # live others, when read
         self.loader = Loader(config.automations_dir, config.skills_dir)
         self.store = Store(config.resolved_database_url())
+        self.metrics = Metrics()
+        self.membership = Membership(
+            self.store, config.replicas, refused=self.metrics.effects_refused.inc
+        )
+        self.replica_id = self.membership.id
         self.bus = EventBus(self.store)
         executing: dict[str, Any] = {
             "store": self.store,
@@ -77,8 +66,8 @@ class Daemon:
             "base_dir": config.base_dir,
             "skill_env": self._skill_env,
             "owner": self.replica_id,
-            "live": self._live_replicas,
-            "beating": self._beating,
+            "live": self.membership.live,
+            "beating": self.membership.beating,
         }
         if config.engine.type == "temporal":
             # Imported only here: the Temporal client is for the installs that use it.
@@ -108,7 +97,6 @@ class Daemon:
             ignore=[config.state_dir],
             force_polling=config.reload.force_polling,
         )
-        self.metrics = Metrics()
         self.metrics.track_executor(
             lambda: len(self.executor.active_ids),
             lambda: len(self.executor.queued_ids),
@@ -193,20 +181,17 @@ class Daemon:
             page_url=page,
             every=every,
             wrote=self.conversations.wrote,
-            holds=self._holds,
+            holds=self.membership.holds,
         )
 
     async def _heartbeat(self) -> None:
         """Beat while alive, so replicas sharing the database leave this daemon's runs alone;
-        and recover the runs of replicas that stopped beating."""
-        every = self.config.replicas.heartbeat.total_seconds()
+        recover the runs of replicas that stopped beating; and while no beat can be stored,
+        freeze this replica's agents before another may take their runs."""
         while True:
-            await asyncio.sleep(every)
+            await asyncio.sleep(self.membership.every)
             try:
-                # A database cut off may not answer at all: a beat not stored in time failed.
-                async with asyncio.timeout(max(every, 1.0)):
-                    await self.store.call(self.store.beat, self.replica_id)
-                self._beat_at = time.monotonic()
+                await self.membership.beat()
                 await self.executor.drop_lost()
                 if thawed := await self.executor.unfence():
                     log.warning("database reachable again: agents thawed", runs=thawed)
@@ -214,60 +199,14 @@ class Daemon:
                     await self.executor.recover_gone()
             except (StoreError, TimeoutError) as exc:  # the database is away: beat again
                 log.warning("heartbeat not stored", error=str(exc) or "timed out")
-                await self._fence_if_silent()
-
-    async def _fence_if_silent(self) -> None:
-        """Past half of `replicas.gone_after` without a stored beat, another replica may soon
-        take this one's runs: their agents are frozen until a beat is stored again. Only on a
-        shared database — one SQLite file has no other replica to take them."""
-        if self.store.engine.dialect.name == "sqlite":
-            return
-        silent = time.monotonic() - self._beat_at
-        if silent <= self.config.replicas.gone_after.total_seconds() / 2:
-            return
-        if frozen := await self.executor.fence():
-            log.warning(
-                "database unreachable: agents frozen until this replica knows its runs "
-                "are still its own",
-                runs=frozen,
-                silent_s=round(silent, 1),
-            )
-
-    def _beating(self) -> bool:
-        """Whether this replica beat lately (within two beats): a replica that did not may
-        have lost runs to another while it was silent."""
-        every = self.config.replicas.heartbeat.total_seconds()
-        return time.monotonic() - self._beat_at < 2 * every
-
-    async def _holds(self, run_id: int) -> bool:
-        """Whether this replica may act for `run_id` now: every external effect of a run (a
-        Slack post, a GitHub comment) is made by the replica holding it, and refused and
-        logged elsewhere. The run of a replica that is gone (stopped, killed) is held by the
-        one that takes it: its recovery while it was executing, or — ended — the first
-        replica to claim it here."""
-        owner = await self.store.call(self.store.owner_of, run_id)
-        if owner is None or owner == self.replica_id:
-            return True
-        now = time.monotonic()
-        if now - self._others_at[0] > self.config.replicas.heartbeat.total_seconds():
-            self._others_at = (now, await self._other_replicas())
-        if owner not in self._others_at[1]:
-            claim = self.store.claim_ended
-            if await self.store.call(claim, run_id, owner, self.replica_id):
-                return True
-        self.metrics.effects_refused.inc()
-        return False
-
-    async def _other_replicas(self) -> set[str]:
-        return await self._live_replicas() - {self.replica_id}
-
-    async def _live_replicas(self) -> set[str]:
-        """The replicas alive now: beating, and — on this machine — with a live process (a
-        daemon killed with `kill -9` and started again at once is gone, fresh beat or not)."""
-        gone_after = self.config.replicas.gone_after
-        live = await self.store.call(self.store.live_replicas, gone_after)
-        here = socket.gethostname()
-        return {r.id for r in live if r.host != here or _process_alive(r.pid)}
+                silent = self.membership.silent_for()
+                if silent is not None and (frozen := await self.executor.fence()):
+                    log.warning(
+                        "database unreachable: agents frozen until this replica knows its "
+                        "runs are still its own",
+                        runs=frozen,
+                        silent_s=round(silent, 1),
+                    )
 
     def catalog(self) -> Catalog:
         """The active automations and skills."""
@@ -356,10 +295,7 @@ class Daemon:
             catalog = await asyncio.to_thread(self.loader.load)
             self._report_problems(catalog)
             self.started_at = utcnow()
-            await self.store.call(
-                self.store.register_replica, self.replica_id, socket.gethostname(), os.getpid()
-            )
-            self._beat_at = time.monotonic()
+            await self.membership.register()
             await self.dispatcher.load_paused()
             await self.executor.start()
             await self.scheduler.sync(catalog, catch_up=True)
@@ -412,8 +348,8 @@ class Daemon:
                     self.store,
                     make_client(self.config.slack, self._slack_http),
                     self.config.slack.min_interval.total_seconds(),
-                    others=self._other_replicas,
-                    holds=self._holds,
+                    others=self.membership.others,
+                    holds=self.membership.holds,
                 )
                 reporter = SlackReporter(
                     self.store, self.bus, self.catalog, delivery.enqueue, delivery.enqueue_written
@@ -472,7 +408,7 @@ class Daemon:
                     task.cancel()
             await self.executor.shutdown(self.config.shutdown_grace.total_seconds())
             with contextlib.suppress(Exception):  # a database gone now: the beat stops anyway
-                await self.store.call(self.store.forget_replica, self.replica_id)
+                await self.membership.forget()
             if self._slack_reporter is not None:
                 await self._slack_reporter.flush(5)
             for task in tasks:

@@ -275,7 +275,7 @@ async def test_a_replica_cut_off_from_the_database_freezes_its_agents_before_a_t
     proxy = Cuttable((parts.hostname or "127.0.0.1", parts.port or 5432))
     await proxy.start()
     through = pg_schema_url.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
-    beats = {"replicas": {"heartbeat": "1s", "gone_after": "6s"}}
+    beats = {"replicas": {"heartbeat": "1s", "gone_after": "10s"}}
     a = await asyncio.to_thread(Replica, project, through, "a", **beats)
     b = await asyncio.to_thread(Replica, project, pg_schema_url, "b", **beats)
     try:

@@ -158,8 +158,8 @@ class CliRun(QueuedRun):
                 os.killpg(self._proc.pid, sig)
 
     def kill(self) -> None:
-        self.signal(signal.SIGCONT)  # a paused group must wake to die cleanly
-        self.signal(signal.SIGKILL)
+        self.signal(signal.SIGKILL)  # a stopped group dies too, without running on
+        self.signal(signal.SIGCONT)
 
     # -- internals ------------------------------------------------------------------------
     def _finish(self, status: RunStatus, summary: str) -> None:

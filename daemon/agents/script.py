@@ -273,8 +273,6 @@ class ScriptRun:
     async def cancel(self) -> None:
         if self._sub is not None:
             await self._sub.cancel()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self._proc.pid, signal.SIGCONT)  # a stopped process cannot act on SIGTERM
         if self._kill is None:
             self._kill = asyncio.create_task(self._terminate())
         # Every caller waits for the same kill; shield keeps it going if one caller is cancelled.
@@ -288,6 +286,9 @@ class ScriptRun:
                 break
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._proc.pid, sig)
+                # A stopped group (paused, or frozen while its replica was cut off) acts on the
+                # signal pending first thing when woken: nothing more of it runs before.
+                os.killpg(self._proc.pid, signal.SIGCONT)
             # asyncio.wait, not wait_for: 3.11's wait_for can swallow a cancellation.
             await asyncio.wait({waiter}, timeout=grace)
         # The leader may be gone while children it started linger in the group.
