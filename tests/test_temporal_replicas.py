@@ -6,6 +6,7 @@ lost, and a schedule fires once per slot."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -28,7 +29,7 @@ from daemon.testing import Project, running_daemon, wait_for
 from daemon.testing.slack import SlackDouble
 
 from .conftest import start_temporal
-from .test_replicas import Replica
+from .test_replicas import EFFECTS, Cuttable, Replica
 
 GATED = """\
 import json, pathlib, select, sys
@@ -371,3 +372,46 @@ async def _steer_once(d: Any, run_id: int, sent: list[bool]) -> bool:
         except NightshiftError:  # the server is not back yet
             return False
     return any(e.data.get("text") == "steered: still there?" for e in d.store.run_events(run_id))
+
+
+async def test_a_replica_cut_off_from_temporal_lets_its_run_go_before_another_takes_it(
+    project: Project, temporal: str, pg_schema_url: str, store: Store, slack: SlackDouble
+) -> None:
+    out = project.root / "effects.log"
+    project.skill("effects", EFFECTS, inputs={"out": {"type": "string"}})
+    project.automation("effects", skill="effects", inputs={"out": str(out)})
+    host, port = temporal.rsplit(":", 1)
+    proxy = Cuttable((host, int(port)))
+    await proxy.start()
+    config = settings(temporal, slack)
+    config["engine"]["heartbeat_timeout"] = "3s"
+    through = {**config, "engine": {**config["engine"], "address": f"127.0.0.1:{proxy.port}"}}
+    (a,) = await replicas(project, pg_schema_url, "a", **through)
+    group = [a]
+    try:
+        run_id = await asyncio.to_thread(a.trigger, "effects")
+        await wait_for(lambda: stepped(store, run_id), 30)
+        (b,) = await replicas(project, pg_schema_url, "b", **config)
+        group.append(b)
+        await proxy.cut()  # a reaches the database, not Temporal: its run times out there
+        # a stops its agent and lets the run go; only then does b take it (a still beats, so
+        # b waits for that rather than run it twice).
+        lost = await wait_for(lambda: (r := store.get_run(run_id)).finished_at and r, 60)
+        assert (lost.status, lost.owner) == (RunStatus.INTERRUPTED, b.id)
+        said = [e.data.get("text") for e in store.run_events(run_id) if e.type == "message"]
+        assert f"its replica lost Temporal and let it go; recovered by {b.id}" in said
+        await proxy.start()
+
+        def second() -> list[float]:
+            lines = [ln.split() for ln in out.read_text().splitlines()]
+            return [float(t) for n, t in lines if n == "2"]
+
+        seconds = await wait_for(second, 60)
+        firsts = [
+            float(t) for n, t in (ln.split() for ln in out.read_text().splitlines()) if n == "1"
+        ]
+        assert max(firsts) < min(seconds)  # the two attempts never overlapped
+    finally:
+        stop_all(*group)
+        with contextlib.suppress(Exception):
+            await proxy.cut()

@@ -79,10 +79,12 @@ class RunWorkflow:
                         # A claim and a few rows: an attempt handed to a frozen replica is
                         # given up quickly and tried again elsewhere.
                         start_to_close_timeout=timedelta(seconds=5),
+                        # Tried until the run is taken: its replica may hold it for as long
+                        # as it beats to the database without reaching Temporal.
                         retry_policy=RetryPolicy(
                             initial_interval=timedelta(milliseconds=500),
                             maximum_interval=timedelta(seconds=2),
-                            maximum_attempts=100,
+                            maximum_attempts=0,
                         ),
                     )
                     return "lost"

@@ -264,6 +264,13 @@ class TemporalEngine(Executor):
         else:
             log.warning("a run's activity timed out here: it is recovered elsewhere", run_id=run_id)
             await self._drop_here(run_id)
+            if active.task is not None:
+                await asyncio.wait({active.task}, timeout=DRAIN)
+            # Let it go: the lost-run activity waiting for this replica takes it now.
+            await self._store.call(self._store.claim_run, run_id, self._owner, None)
+
+    async def _still_beating(self) -> set[str]:
+        return await self._live() if self._live is not None else set()
 
     async def _drop_here(self, run_id: int) -> None:
         """Stop executing `run_id` here without reporting more of it (another replica, or
@@ -286,11 +293,22 @@ class TemporalEngine(Executor):
             await self._drop_here(run_id)
             if active.task is not None:
                 await asyncio.wait({active.task}, timeout=DRAIN)
+        elif run.owner not in (None, self._owner) and run.owner in await self._still_beating():
+            # Its replica still beats to the database: cut off from Temporal only, its agent
+            # going on. Taken now, the run would run twice; it is taken once that replica lets
+            # it go (back on Temporal, it learns its activity is gone) or is gone.
+            raise EngineUnavailable(
+                f"run {run_id}: its replica {run.owner} still beats; waiting for it to let go"
+            )
         if not await self._store.call(self._store.claim_run, run_id, run.owner, self._owner):
             return  # taken over already
         self.taken_over += 1
         log.warning("recovering a run whose replica went silent", run_id=run_id, replica=run.owner)
-        text = f"its replica ({run.owner}) went silent; recovered by {self._owner}"
+        text = (
+            f"its replica ({run.owner}) went silent; recovered by {self._owner}"
+            if run.owner is not None
+            else f"its replica lost Temporal and let it go; recovered by {self._owner}"
+        )
         await self._emit(run_id, Message(level="warning", text=text))
         await self._finish(run_id, RunStatus.INTERRUPTED, "its replica went silent", None)
 

@@ -85,9 +85,10 @@ class RunQueries(Repository):
             s.commit()
             return run
 
-    def claim_run(self, run_id: int, from_owner: str | None, to_owner: str) -> bool:
+    def claim_run(self, run_id: int, from_owner: str | None, to_owner: str | None) -> bool:
         """Make `to_owner` the owner of an executing run still owned by `from_owner`: True for
-        the one replica whose claim took it (a gone replica's run is recovered once)."""
+        the one replica whose claim took it (a gone replica's run is recovered once). None
+        lets it go: the next claim from None takes it."""
         with self._session() as s:
             runs = RUNS
             owned = runs.c.owner.is_(None) if from_owner is None else runs.c.owner == from_owner
