@@ -206,13 +206,7 @@ class TemporalEngine(Executor):
         self, run_id: int, approval_id: str | None, approved: bool, by: str, reason: str | None
     ) -> str:
         run_id = await self._executing(run_id)
-        pending = await self._store.call(self._store.approvals, run_id, "pending")
-        if approval_id is None:
-            if not pending:
-                raise RunStateError(f"run {run_id} has no pending approval request")
-            approval_id = pending[0].request_id
-        elif approval_id not in {a.request_id for a in pending}:
-            raise RunStateError(f"run {run_id} has no pending approval {approval_id!r}")
+        approval_id = await self._pending_approval(run_id, approval_id)
         message = {
             "kind": "decide",
             "approval_id": approval_id,

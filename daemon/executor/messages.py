@@ -52,6 +52,13 @@ class Messages:
         """Approve or deny a pending request (the oldest when `approval_id` is None)."""
         run_id = await self._current(run_id)
         active = self._require_active(run_id)
+        approval_id = await self._pending_approval(run_id, approval_id)
+        active.inbox.put(Decision(approval_id=approval_id, approved=approved, by=by, reason=reason))
+        return approval_id
+
+    async def _pending_approval(self, run_id: int, approval_id: str | None) -> str:
+        """The pending approval a decision is for (the oldest when `approval_id` is None);
+        RunStateError — saying who decided first, where someone did — when there is none."""
         pending = await self._store.call(self._store.approvals, run_id, "pending")
         if approval_id is None:
             if not pending:
@@ -67,7 +74,6 @@ class Messages:
                     f"{decided.decided_by} at {decided.decided_at:%Y-%m-%d %H:%M:%S} UTC"
                 )
             raise RunStateError(f"run {run_id} has no pending approval {approval_id!r}")
-        active.inbox.put(Decision(approval_id=approval_id, approved=approved, by=by, reason=reason))
         return approval_id
 
     async def cancel(self, run_id: int, by: str, reason: str | None = None) -> None:
