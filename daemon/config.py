@@ -183,6 +183,12 @@ class EngineConfig(_Strict):
         timedelta(seconds=30),
         description="a replica executing a run silent this long has lost it: another takes over",
     )
+    history_events: int = Field(
+        1000,
+        ge=20,
+        description="a run's workflow continues as new once its history holds this many "
+        "events (each message for the run adds about eight; its steps add none)",
+    )
 
 
 class ReplicaConfig(_Strict):

@@ -5,6 +5,7 @@ and its workflow history stays small."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
@@ -15,10 +16,11 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
 
 from daemon.app import Daemon
 from daemon.control import ControlClient
-from daemon.engines.temporal import TemporalEngine
+from daemon.engines.temporal import TemporalEngine, workflow_id
 from daemon.errors import NightshiftError
 from daemon.http import free_port
 from daemon.runs import RunStatus
@@ -39,9 +41,11 @@ print(json.dumps({"type": "finished", "status": "succeeded", "summary": "steered
 """
 
 
-def on_temporal(project: Project, address: str, **extra: Any) -> Any:
+def on_temporal(
+    project: Project, address: str, engine_extra: dict[str, Any] | None = None, **extra: Any
+) -> Any:
     queue = f"nightshift-{uuid.uuid4().hex[:8]}"  # each test its own install
-    engine = {"type": "temporal", "address": address, "task_queue": queue}
+    engine = {"type": "temporal", "address": address, "task_queue": queue, **(engine_extra or {})}
     return project.config(engine=engine, **extra)
 
 
@@ -130,18 +134,133 @@ async def test_a_workflow_cancelled_in_temporal_cancels_its_run_and_its_agent(
         assert "cancel requested by temporal: its workflow was cancelled" in notes
 
 
+LISTENS = """\
+import json, sys
+sys.stdin.readline()
+if "{asks}" == "yes":
+    print(json.dumps({"type": "approval_request", "id": "push-1", "action": "push"}), flush=True)
+print(json.dumps({"type": "step", "title": "listening"}), flush=True)
+heard = []
+while True:
+    message = json.loads(sys.stdin.readline())
+    if "approved" in message:
+        heard.append(str(message.get("reason")))
+        break
+    if message["text"] == "done":
+        break
+    heard.append(message["text"])
+    print(json.dumps({"type": "step", "title": "heard " + message["text"]}), flush=True)
+print(json.dumps({"type": "finished", "status": "succeeded", "summary": " | ".join(heard)}), flush=True)
+"""
+
+
+async def workflow_runs(client: Client, workflow: str) -> list[list[Any]]:
+    """The history of each run of one workflow, first to last (continued as new)."""
+    described = await client.get_workflow_handle(workflow).describe()
+    following: str | None = described.raw_description.workflow_execution_info.first_run_id
+    runs: list[list[Any]] = []
+    while following:
+        one = client.get_workflow_handle(workflow, run_id=following)
+        history = [e async for e in one.fetch_history_events()]
+        runs.append(history)
+        last = history[-1]
+        following = None
+        if last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+            attributes = last.workflow_execution_continued_as_new_event_attributes
+            following = attributes.new_execution_run_id
+    return runs
+
+
+async def moves(address: str, workflow: str) -> int:
+    """How many runs one workflow has had so far (continued as new)."""
+    return len(await workflow_runs(await Client.connect(address), workflow))
+
+
+async def test_a_long_conversation_continues_its_workflow_as_new_and_the_run_goes_on(
+    project: Project, temporal: str
+) -> None:
+    project.skill("listens", LISTENS.replace("{asks}", "no"))
+    project.automation("listens", skill="listens")
+    engine = {"history_events": 20}
+    async with running_daemon(on_temporal(project, temporal, engine_extra=engine)) as d:
+        run = await d.dispatcher.manual("listens", {}, "test")
+        run_id = run.id or 0
+        await wait_for(lambda: any(e.type == "step" for e in d.store.run_events(run_id)), 20)
+        assert isinstance(d.executor, TemporalEngine)
+        said = [f"m{n}" for n in range(16)]
+        for n, text in enumerate(said[:10]):  # a conversation: each heard before the next
+            await d.executor.steer(run_id, text, "cli:ann")
+            steps = n + 2  # "listening", then one a message
+
+            def heard(steps: int = steps) -> bool:
+                return len(d.store.run_events(run_id, type="step")) >= steps
+
+            await wait_for(heard, 20)
+        runs = await workflow_runs(d.executor.client, d.executor.handle(run_id).id)
+        assert len(runs) >= 3  # it moved, more than once
+        # Each workflow run's history stays near the bound: it may pass it by the message
+        # being delivered and the move (about ten events each), however long the talk.
+        assert all(len(history) <= 20 + 24 for history in runs), [len(h) for h in runs]
+        for text in [*said[10:], "done"]:  # at once: kept in order across the moves
+            await d.executor.steer(run_id, text, "cli:ann")
+        done = await wait_status(d, run_id, RunStatus.SUCCEEDED, timeout=60)
+        assert done.summary == " | ".join(said)
+        assert await d.executor.handle(run_id).result() == "succeeded"
+        # The agent never noticed: one attempt, never taken over or lost.
+        assert [r.id for r in d.store.list_runs() if r.retry_of == run_id] == []
+        assert (d.executor.taken_over, d.executor.lost_here) == (0, 0)
+        # Each message reached the agent once: none lost or delivered twice by a move.
+        assert len(d.store.run_events(run_id, type="steer_received")) == len(said) + 1
+
+
+async def test_an_approvals_deadline_and_a_cancel_reach_a_run_after_its_workflow_moved(
+    project: Project, temporal: str
+) -> None:
+    project.skill("asks", LISTENS.replace("{asks}", "yes"))
+    project.automation("asks", skill="asks", policies={"approval_ttl": "4s"})
+    project.skill("listens", LISTENS.replace("{asks}", "no"))
+    project.automation("listens", skill="listens")
+    engine = {"history_events": 20}
+    async with running_daemon(on_temporal(project, temporal, engine_extra=engine)) as d:
+        assert isinstance(d.executor, TemporalEngine)
+        run = await d.dispatcher.manual("asks", {}, "test")
+        run_id = run.id or 0
+        await wait_for(lambda: any(e.type == "step" for e in d.store.run_events(run_id)), 20)
+        for n in range(6):  # the deadline's timer was set before these moved the workflow
+            await d.executor.steer(run_id, f"m{n}", "cli:ann")
+        done = await wait_status(d, run_id, RunStatus.SUCCEEDED, timeout=60)
+        assert done.summary.startswith("m0 | m1 | m2 | m3 | m4 | m5 | expired at ")
+        runs = await workflow_runs(d.executor.client, d.executor.handle(run_id).id)
+        assert len(runs) >= 2
+        fired = [EventType.Name(e.event_type) for e in runs[-1]]
+        assert "EVENT_TYPE_TIMER_FIRED" in fired  # the timer of the workflow run it moved to
+
+        run = await d.dispatcher.manual("listens", {}, "test")
+        run_id = run.id or 0
+        await wait_for(lambda: any(e.type == "step" for e in d.store.run_events(run_id)), 20)
+        for n in range(4):
+            await d.executor.steer(run_id, f"m{n}", "cli:ann")
+        await wait_for(lambda: len(d.store.run_events(run_id, type="step")) >= 5, 30)
+        assert len(await workflow_runs(d.executor.client, d.executor.handle(run_id).id)) >= 2
+        await d.executor.handle(run_id).cancel()  # as `temporal workflow cancel` does
+        done = await wait_status(d, run_id, RunStatus.CANCELLED, timeout=30)
+        assert done.summary == "cancelled by temporal"
+
+
 TWICE = """\
 import json, sys
 ctx = json.loads(sys.stdin.readline())
 if ctx["run"]["attempt"] == 1:
     print(json.dumps({"type": "step", "title": "working"}), flush=True)
-    sys.stdin.readline()  # until its replica dies
+    for line in sys.stdin:  # until its replica dies
+        print(json.dumps({"type": "step", "title": "heard " + json.loads(line)["text"]}), flush=True)
 print(json.dumps({"type": "finished", "status": "succeeded", "summary": "attempt " + str(ctx["run"]["attempt"])}), flush=True)
 """
 
 
+@pytest.mark.parametrize("moved", [False, True], ids=["executing", "after-its-workflow-moved"])
 def test_a_replica_killed_mid_run_hands_the_run_to_another(
-    project: Project, temporal: str, pg_schema_url: str
+    project: Project, temporal: str, pg_schema_url: str, moved: bool
 ) -> None:
     project.skill("twice", TWICE)
     project.automation("twice", skill="twice")
@@ -152,14 +271,25 @@ def test_a_replica_killed_mid_run_hands_the_run_to_another(
         "address": temporal,
         "task_queue": f"nightshift-{uuid.uuid4().hex[:8]}",
         "heartbeat_timeout": "3s",
+        "history_events": 20,
     }
     a = Replica(project, pg_schema_url, "a", engine=engine)
     b: Replica | None = None
     try:
         with ControlClient(a.socket) as client:
             run_id = client.trigger("twice", {})
-        wait_for_sync(lambda: any(e.type == "step" for e in store.run_events(run_id)), 30)
-        assert store.get_run(run_id).owner == a.id
+            wait_for_sync(lambda: any(e.type == "step" for e in store.run_events(run_id)), 30)
+            assert store.get_run(run_id).owner == a.id
+            if moved:  # its workflow continued as new: the run is held by an attachment
+                for n in range(4):
+                    client.steer(run_id, f"m{n}")
+
+                    def heard(steps: int = n + 2) -> bool:
+                        return len(store.run_events(run_id, type="step")) >= steps
+
+                    wait_for_sync(heard, 30)
+                workflow = workflow_id(engine["task_queue"], run_id)
+                assert asyncio.run(moves(temporal, workflow)) >= 2
         b = Replica(project, pg_schema_url, "b", engine=engine)
         os.killpg(a.proc.pid, signal.SIGKILL)  # the replica and the run's script with it
         a.proc.wait(10)

@@ -5,7 +5,11 @@ The run executes as one heartbeating activity on whichever replica takes it; tha
 tells the workflow its own task queue, and every message for the run (steering, decisions,
 pause, resume, cancel) arriving as a signal on any replica is delivered there by a short
 activity. An approval's deadline is a durable timer here: its expiry is delivered the same
-way. The run's events go to nightshift's store, never into the workflow's history.
+way. The run's events go to nightshift's store, never into the workflow's history, so the
+history holds the run's messages only; once it holds `history_events` of them, the workflow
+tells the replica executing the run that it moves, and continues as new, carrying its
+undelivered messages and deadlines — the new workflow run holds the same execution through a
+short-lived attachment on that replica's queue, so the agent never notices.
 """
 
 from __future__ import annotations
@@ -22,40 +26,93 @@ from temporalio.exceptions import ActivityError
 EXECUTE = "nightshift.execute"
 DELIVER = "nightshift.deliver"
 LOST = "nightshift.lost"
+ATTACH = "nightshift.attach"
 
 
 @workflow.defn(name="nightshift.run")
 class RunWorkflow:
-    """Runs one nightshift run; its id is the run's (`nightshift-run-<id>`)."""
+    """Runs one nightshift run; its id is `<task queue>-run-<run id>` (`temporal.workflow_id`)."""
 
-    def __init__(self) -> None:
-        self._queue: str | None = None
-        self._inbox: list[dict[str, Any]] = []
-        self._deadlines: dict[str, str] = {}  # approval id -> when it expires (ISO 8601)
+    @workflow.init
+    def __init__(
+        self,
+        run_id: int,
+        heartbeat_timeout: float = 30.0,
+        history_events: int = 1000,
+        moved: dict[str, Any] | None = None,
+    ) -> None:
+        # What a workflow run it continued from had not delivered yet, set before any signal
+        # of this one is handled (they follow it in the inbox).
+        moved = moved or {}
+        self._queue: str | None = moved.get("queue")
+        self._inbox: list[dict[str, Any]] = list(moved.get("inbox", []))
+        # approval id -> when it expires (ISO 8601)
+        self._deadlines: dict[str, str] = dict(moved.get("deadlines", {}))
         self._new_deadline = False
+        self._may_move = True  # a move that failed is tried again after the next message
 
     @workflow.run
-    async def run(self, run_id: int, heartbeat_timeout: float = 30.0) -> str:
-        execution = workflow.start_activity(
-            EXECUTE,
-            run_id,
-            start_to_close_timeout=timedelta(days=7),
-            heartbeat_timeout=timedelta(seconds=heartbeat_timeout),
-            retry_policy=RetryPolicy(maximum_attempts=1),
-            # Cancelling the workflow cancels the run: it waits for the run to end.
-            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-        )
+    async def run(
+        self,
+        run_id: int,
+        heartbeat_timeout: float = 30.0,
+        history_events: int = 1000,
+        moved: dict[str, Any] | None = None,
+    ) -> str:
+        beats = timedelta(seconds=heartbeat_timeout)
+        if moved is None:
+            execution = workflow.start_activity(
+                EXECUTE,
+                run_id,
+                start_to_close_timeout=timedelta(days=7),
+                heartbeat_timeout=beats,
+                retry_policy=RetryPolicy(maximum_attempts=1),
+                # Cancelling the workflow cancels the run: it waits for the run to end.
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+        else:  # continued as new: the run executes on `queue` already, held from here on
+            execution = workflow.start_activity(
+                ATTACH,
+                run_id,
+                task_queue=self._queue,
+                # Its replica gone meanwhile, the attachment never starts: the run is lost.
+                schedule_to_start_timeout=beats,
+                start_to_close_timeout=timedelta(days=7),
+                heartbeat_timeout=beats,
+                retry_policy=RetryPolicy(maximum_attempts=1),
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
         try:
-            return await self._serve(run_id, execution)
+            result = await self._serve(run_id, execution, history_events)
+            if result is not None:
+                return result
         except asyncio.CancelledError:
             execution.cancel()
             with contextlib.suppress(ActivityError, asyncio.CancelledError):
                 await execution
             raise
+        moved = {"queue": self._queue, "inbox": self._inbox, "deadlines": self._deadlines}
+        workflow.continue_as_new(args=[run_id, heartbeat_timeout, history_events, moved])
 
-    async def _serve(self, run_id: int, execution: asyncio.Task[Any]) -> str:
-        """Route the run's messages and deadlines until its execution ends."""
+    def _long(self, history_events: int) -> bool:
+        """Whether this workflow run's history is long enough to continue as new."""
+        info = workflow.info()
+        return (
+            info.get_current_history_length() >= history_events
+            or info.is_continue_as_new_suggested()
+        )
+
+    async def _serve(
+        self, run_id: int, execution: asyncio.Task[Any], history_events: int
+    ) -> str | None:
+        """Route the run's messages and deadlines until its execution ends (its status), or
+        until the history is long and the replica executing the run knows it moves (None)."""
         while True:
+            long = self._may_move and self._long(history_events)
+            if long and self._queue is not None and not execution.done():
+                if await self._deliver(run_id, {"kind": "move"}) and not execution.done():
+                    return None
+                self._may_move = False
             with contextlib.suppress(TimeoutError):  # a deadline came first
                 await workflow.wait_condition(
                     lambda: (
@@ -90,17 +147,22 @@ class RunWorkflow:
                     return "lost"
             if self._queue is None or not self._inbox:
                 continue  # woken by a new deadline: nothing to deliver yet
-            message = self._inbox.pop(0)
-            try:
-                await workflow.execute_activity(
-                    DELIVER,
-                    args=[run_id, message],
-                    task_queue=self._queue,
-                    start_to_close_timeout=timedelta(seconds=30),
-                    retry_policy=RetryPolicy(maximum_attempts=3),
-                )
-            except ActivityError:
-                workflow.logger.warning("message not delivered to run %s", run_id)
+            self._may_move = await self._deliver(run_id, self._inbox.pop(0)) or self._may_move
+
+    async def _deliver(self, run_id: int, message: dict[str, Any]) -> bool:
+        """Deliver one message to the replica executing the run; whether it arrived."""
+        try:
+            await workflow.execute_activity(
+                DELIVER,
+                args=[run_id, message],
+                task_queue=self._queue,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        except ActivityError:
+            workflow.logger.warning("message not delivered to run %s", run_id)
+            return False
+        return True
 
     def _until_deadline(self) -> float | None:
         """Seconds until the nearest approval deadline (a durable timer); None without one."""

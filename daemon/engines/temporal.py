@@ -4,7 +4,9 @@ heartbeating activity on whichever replica takes it — through the very code pa
 local engine (`Executor.execute_now`: workspace, agent, events to the store, reporters).
 Steering, decisions, pause, resume and cancel may arrive at any replica: they become signals
 on the run's workflow, which delivers each to the replica executing the run; an approval's
-deadline is a timer of that workflow."""
+deadline is a timer of that workflow. A workflow whose history grows long continues as new
+while its run goes on: the replica is told first, and keeps the run for the new workflow
+run's attachment."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import structlog
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
@@ -26,7 +28,7 @@ from ..errors import EngineUnavailable, NightshiftError, RunStateError
 from ..executor import Executor, expiry
 from ..runs import EXECUTING, Message, RunStatus
 from ..store import RunRow
-from .run_workflow import DELIVER, EXECUTE, LOST, RunWorkflow
+from .run_workflow import ATTACH, DELIVER, EXECUTE, LOST, RunWorkflow
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +53,10 @@ class TemporalEngine(Executor):
         self._workers: list[Worker] = []
         self._running: list[asyncio.Task[None]] = []
         self._submits: set[asyncio.Task[None]] = set()
+        # Which workflow run holds each run executing here; a run whose workflow is moving
+        # to a new workflow run (continued as new) is held by none until it attaches.
+        self._holders: dict[int, str | None] = {}
+        self._attached: dict[int, asyncio.Event] = {}
 
     @property
     def client(self) -> Client:
@@ -79,16 +85,23 @@ class TemporalEngine(Executor):
             handle = activity.client().get_workflow_handle(started_by)
             await handle.signal(RunWorkflow.running_on, self._replica_queue)
             task = asyncio.create_task(self.execute_now(run_id))
-            # Beats well inside the timeout: a busy event loop must not look like a dead one.
-            beat = min(_BEAT, self._config.heartbeat_timeout.total_seconds() / 4)
-            try:
-                while not task.done():
-                    activity.heartbeat()
-                    await asyncio.wait({task}, timeout=beat)
-            except asyncio.CancelledError:
-                await self._activity_cancelled(run_id, task)
-                raise
-            return await task
+            return await self._hold(run_id, task)
+
+        @activity.defn(name=ATTACH)
+        async def attach(run_id: int) -> str:
+            moving = self._attached.pop(run_id, None)
+            if moving is not None:
+                moving.set()
+            active = self._active.get(run_id)
+            if active is None or active.task is None or active.lost:
+                self._holders.pop(run_id, None)
+                run = await self._store.call(self._store.get_run, run_id)
+                if run.finished_at is not None:
+                    return run.status  # it ended while its workflow moved
+                raise ApplicationError(
+                    f"run {run_id} does not execute on this replica", non_retryable=True
+                )
+            return await self._hold(run_id, active.task)
 
         @activity.defn(name=DELIVER)
         async def deliver(run_id: int, message: dict[str, Any]) -> None:
@@ -114,7 +127,14 @@ class TemporalEngine(Executor):
             max_concurrent_activity_task_polls=1,
             max_concurrent_workflow_task_polls=2,  # the least with a sticky queue
         )
-        own = Worker(self._client, task_queue=self._replica_queue, activities=[deliver])
+        own = Worker(
+            self._client,
+            task_queue=self._replica_queue,
+            activities=[deliver, attach],
+            # Every run here may be held by an attachment, and messages still get through.
+            max_concurrent_activities=self.max_runs + 16,
+            max_heartbeat_throttle_interval=timedelta(seconds=_BEAT),
+        )
         self._workers = [shared, own]
         self._running = [
             asyncio.create_task(w.run(), name="temporal worker") for w in self._workers
@@ -154,7 +174,11 @@ class TemporalEngine(Executor):
         try:
             await self.client.start_workflow(
                 RunWorkflow.run,
-                args=[run_id, self._config.heartbeat_timeout.total_seconds()],
+                args=[
+                    run_id,
+                    self._config.heartbeat_timeout.total_seconds(),
+                    self._config.history_events,
+                ],
                 id=workflow_id(self._config.task_queue, run_id),
                 task_queue=self._config.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -241,12 +265,43 @@ class TemporalEngine(Executor):
             return False
         return True
 
-    async def _activity_cancelled(self, run_id: int, task: asyncio.Task[str]) -> None:
+    async def _hold(self, run_id: int, task: asyncio.Future[Any]) -> str:
+        """Hold the run executing here for the workflow run of this activity, beating, until
+        it ends (its status)."""
+        holder = activity.info().workflow_run_id
+        self._holders[run_id] = holder
+        # Beats well inside the timeout: a busy event loop must not look like a dead one.
+        beat = min(_BEAT, self._config.heartbeat_timeout.total_seconds() / 4)
+        try:
+            while not task.done():
+                activity.heartbeat()
+                await asyncio.wait({task}, timeout=beat)
+        except asyncio.CancelledError:
+            await self._activity_cancelled(run_id, holder, task)
+            raise
+        finally:
+            if task.done():  # over here: nothing holds it any more
+                self._holders.pop(run_id, None)
+                self._attached.pop(run_id, None)
+        await task
+        return (await self._store.call(self._store.get_run, run_id)).status
+
+    def _moving(self, run_id: int) -> None:
+        """The run's workflow continues as new: the activity holding the run here ends
+        without it, and the new workflow run attaches to it."""
+        if run_id in self._active:
+            self._holders[run_id] = None
+            self._attached.setdefault(run_id, asyncio.Event())
+
+    async def _activity_cancelled(
+        self, run_id: int, holder: str | None, task: asyncio.Future[Any]
+    ) -> None:
         """The run's activity was cancelled under it. Its workflow cancelled (from
         Temporal's UI, CLI or API): the run is cancelled, its agent's process group stopped.
-        Timed out or gone (this replica's beats did not reach Temporal in time): the run is
-        another replica's to recover now, so it is dropped here without a word. A worker
-        shutting down leaves it to the daemon's own shutdown."""
+        Its workflow moved on (continued as new): the run goes on, held by the new workflow
+        run once it attaches. Timed out or gone (this replica's beats did not reach Temporal
+        in time): the run is another replica's to recover now, so it is dropped here without
+        a word. A worker shutting down leaves it to the daemon's own shutdown."""
         details = activity.cancellation_details()
         active = self._active.get(run_id)
         if active is None or details is None or details.worker_shutdown:
@@ -255,13 +310,29 @@ class TemporalEngine(Executor):
             with contextlib.suppress(NightshiftError):
                 await Executor.cancel(self, run_id, "temporal", "its workflow was cancelled")
             await asyncio.wait({task}, timeout=DRAIN)
+            return
+        if self._holders.get(run_id, holder) != holder:
+            attached = self._attached.get(run_id)
+            if attached is None:
+                return  # attached already
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._config.heartbeat_timeout.total_seconds()):
+                    await attached.wait()
+                return
+            self._attached.pop(run_id, None)
+            log.warning("a run's workflow moved and never came back for it", run_id=run_id)
         else:
             log.warning("a run's activity timed out here: it is recovered elsewhere", run_id=run_id)
-            await self._drop_here(run_id)
-            if active.task is not None:
-                await asyncio.wait({active.task}, timeout=DRAIN)
-            # Let it go: the lost-run activity waiting for this replica takes it now.
-            await self._store.call(self._store.claim_run, run_id, self._owner, None)
+        await self._let_go(run_id)
+
+    async def _let_go(self, run_id: int) -> None:
+        """Stop the run here and release it: the lost-run activity waiting for this replica
+        takes it now."""
+        active = self._active.get(run_id)
+        await self._drop_here(run_id)
+        if active is not None and active.task is not None:
+            await asyncio.wait({active.task}, timeout=DRAIN)
+        await self._store.call(self._store.claim_run, run_id, self._owner, None)
 
     async def _still_beating(self) -> set[str]:
         return await self._live() if self._live is not None else set()
@@ -309,7 +380,9 @@ class TemporalEngine(Executor):
     async def _deliver_here(self, run_id: int, message: dict[str, Any]) -> None:
         """A message the run's workflow routed to this replica, where the run executes."""
         kind = message["kind"]
-        if kind == "steer":
+        if kind == "move":
+            self._moving(run_id)
+        elif kind == "steer":
             await Executor.steer(self, run_id, message["text"], message["by"], message.get("ref"))
         elif kind == "decide":
             await Executor.decide(
