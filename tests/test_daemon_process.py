@@ -17,7 +17,7 @@ from daemon.control import ControlClient
 from daemon.errors import ControlError
 from daemon.testing import Project, wait_for_sync
 
-from .helpers import alive
+from .helpers import alive, git
 
 # First attempt: leaves a marker and hangs (with a child process); later attempts succeed.
 SLEEPY = """\
@@ -26,6 +26,7 @@ ctx = json.loads(sys.stdin.readline())
 marker = pathlib.Path(ctx["inputs"]["marker"])
 if ctx["run"]["attempt"] == 1 and not marker.exists():
     child = subprocess.Popen(["sleep", "300"])
+    pathlib.Path("half-done.txt").write_text("attempt 1 got this far")  # in its folder
     print(json.dumps({"type": "step", "title": "working on attempt 1"}), flush=True)
     marker.write_text(str(child.pid))
     threading.Event().wait()  # hang until killed
@@ -128,6 +129,12 @@ def test_kill_9_mid_run_then_restart_reconciles_the_run(
     assert any("→ working on attempt 1" in line for line in lines)  # the step log survived
     assert "⚡ interrupted: the daemon stopped during the run" in lines[-2]
     assert "retrying as run 2 (now)" in lines[-1]
+    if isolated:  # what attempt 1 changed is kept, committed on its branch, and named
+        said = "what it changed is committed on branch nightshift/sleepy/1"
+        assert any(said in line for line in lines), lines
+        kept = git(repo, "show", "--stat", "--format=%s", "nightshift/sleepy/1")
+        assert kept.splitlines()[0] == "nightshift: run 1 (interrupted)"
+        assert "half-done.txt" in kept
     assert daemon_proc.stop() == 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -248,9 +249,10 @@ async def test_an_approvals_deadline_and_a_cancel_reach_a_run_after_its_workflow
 
 
 TWICE = """\
-import json, sys
+import json, pathlib, sys
 ctx = json.loads(sys.stdin.readline())
 if ctx["run"]["attempt"] == 1:
+    pathlib.Path("half-done.txt").write_text("attempt 1 got this far")  # in its worktree
     print(json.dumps({"type": "step", "title": "working"}), flush=True)
     for line in sys.stdin:  # until its replica dies
         print(json.dumps({"type": "step", "title": "heard " + json.loads(line)["text"]}), flush=True)
@@ -260,10 +262,10 @@ print(json.dumps({"type": "finished", "status": "succeeded", "summary": "attempt
 
 @pytest.mark.parametrize("moved", [False, True], ids=["executing", "after-its-workflow-moved"])
 def test_a_replica_killed_mid_run_hands_the_run_to_another(
-    project: Project, temporal: str, pg_schema_url: str, moved: bool
+    project: Project, temporal: str, pg_schema_url: str, repo: Path, moved: bool
 ) -> None:
     project.skill("twice", TWICE)
-    project.automation("twice", skill="twice")
+    project.automation("twice", skill="twice", workspace={"repository": str(repo), "isolate": True})
     store = Store(pg_schema_url)
     store.create_all()
     engine = {
@@ -311,12 +313,26 @@ def test_a_replica_killed_mid_run_hands_the_run_to_another(
             b.id,
         )
         assert len([r for r in store.list_runs() if r.retry_of == run_id]) == 1  # once
+        # The thread names where the lost attempt's work is; a, started again, commits it.
+        said = [e.data["text"] for e in store.run_events(run_id, type="message")]
+        branch = f"nightshift/twice/{run_id}"
+        assert any(f"what it changed stays on branch {branch} ({a.id} " in t for t in said), said
+        a = Replica(project, pg_schema_url, "a", engine=engine)
+        kept = wait_for_sync(lambda: git_or_none(repo, "show", "--stat", "--format=%s", branch), 30)
+        assert kept.splitlines()[0] == f"nightshift: run {run_id} (interrupted)"
+        assert "half-done.txt" in kept
     finally:
         if b is not None:
             b.stop()
         if a.proc.poll() is None:
             a.stop()
         store.close()
+
+
+def git_or_none(repo: Path, *args: str) -> str | None:
+    """git's output, or None while it fails (a branch not there yet)."""
+    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    return done.stdout if done.returncode == 0 else None
 
 
 async def test_an_unreachable_temporal_is_one_clear_line(project: Project) -> None:

@@ -25,7 +25,7 @@ from temporalio.worker import Worker
 
 from ..config import EngineConfig
 from ..errors import EngineUnavailable, NightshiftError, RunStateError
-from ..executor import Executor, expiry
+from ..executor import Executor, expiry, left_on
 from ..runs import EXECUTING, Message, RunStatus
 from ..store import RunRow
 from .run_workflow import ATTACH, DELIVER, EXECUTE, LOST, RunWorkflow
@@ -373,7 +373,7 @@ class TemporalEngine(Executor):
             f"its replica ({run.owner}) went silent; recovered by {self._owner}"
             if run.owner is not None
             else f"its replica lost Temporal and let it go; recovered by {self._owner}"
-        )
+        ) + left_on(self._branch_of(run), run.owner or "its replica")
         await self._emit(run_id, Message(level="warning", text=text))
         await self._finish(run_id, RunStatus.INTERRUPTED, "its replica went silent", None)
 

@@ -34,6 +34,7 @@ from ..runs import (
 )
 from ..spec import Automation, Skill
 from ..store import NewRun, RunRow, Store, utcnow
+from ..workspace import branch_name
 from .admission import Admission
 from .launch import Launcher, local_repository
 from .lifecycle import DRAIN_AFTER_CANCEL, RunLifecycle
@@ -296,9 +297,17 @@ class Executor(Messages):
             me=self._owner,
             live=await self._live(),
             executing_here=set(self._active),
+            branch_of=self._branch_of,
         )
         self.taken_over += len(taken)
         return taken
+
+    def _branch_of(self, run: RunRow) -> str | None:
+        """The branch a run's attempt works on, when its automation works in a worktree."""
+        automation = self._catalog().automations.get(run.automation)
+        if automation is None or run.id is None or not automation.isolated():
+            return None
+        return branch_name(run.automation, run.id)
 
     async def _pump_loop(self) -> None:
         while True:

@@ -1,6 +1,6 @@
 """What a daemon does at start with the runs a previous one left executing: it kills their
-processes, ends each as its journal says (a script that finished meanwhile) or as
-interrupted, salvages their worktrees, and hands back the runs still queued."""
+processes, commits what each changed on its branch, ends each as its journal says (a script
+that finished meanwhile) or as interrupted, and hands back the runs still queued."""
 
 from __future__ import annotations
 
@@ -36,14 +36,12 @@ async def recover(
         store.list_runs, statuses=list(EXECUTING), limit=10_000, oldest_first=True
     )
     alive = await live() if live is not None else set()
-    finished: set[int] = set()
     for run in stale:
         assert run.id is not None
         if run.owner is not None and run.owner in alive:
             continue  # another replica's, and it is alive: not this daemon's to touch
-        if await _end_left_run(run.id, state, emit, finish):
-            finished.add(run.id)
-    salvaged = await workspace.salvage_all(state.worktrees, finished=finished)
+        await _end_left_run(run.id, state, emit, finish)
+    salvaged = await workspace.salvage_all(state.worktrees)
     await workspace.discard_spares(state.spares)
     if salvaged:
         log.warning("removed worktrees left by a previous daemon", count=len(salvaged))
@@ -61,6 +59,7 @@ async def recover_gone(
     me: str,
     live: set[str],
     executing_here: set[int],
+    branch_of: Callable[[RunRow], str | None] = lambda run: None,
 ) -> list[int]:
     """While this daemon runs: end the runs of replicas that stopped beating (claimed first, so
     one live replica recovers each); the ids recovered."""
@@ -76,17 +75,24 @@ async def recover_gone(
             continue  # another replica claimed it first
         log.warning("recovering the run of a replica that stopped beating", run_id=run.id,
                     replica=run.owner)  # fmt: skip
-        await emit(
-            run.id,
-            Message(level="warning", text=f"its daemon ({run.owner}) stopped beating"),
-        )
+        text = f"its daemon ({run.owner}) stopped beating" + left_on(branch_of(run), run.owner)
+        await emit(run.id, Message(level="warning", text=text))
         await finish(run.id, RunStatus.INTERRUPTED, "its daemon stopped beating")
         recovered.append(run.id)
     return recovered
 
 
-async def _end_left_run(run_id: int, state: StateLayout, emit: Emit, finish: Finish) -> bool:
-    """End one run left executing; True when its script had finished on its own."""
+def left_on(branch: str | None, replica: str | None) -> str:
+    """What a run's thread says of the work an attempt that a gone replica executed left: on
+    its branch, in that replica's worktree until it starts again and commits it there."""
+    if branch is None:
+        return ""
+    return f"; what it changed stays on branch {branch} ({replica} commits it when it starts again)"
+
+
+async def _end_left_run(run_id: int, state: StateLayout, emit: Emit, finish: Finish) -> None:
+    """End one run left executing: as its script said, when it finished on its own; else
+    interrupted. What it changed is committed on its branch first, and the thread says where."""
     # Its processes carry the folder they worked in: a worktree, or a plain folder.
     killed = await asyncio.to_thread(kill_orphans, *state.run_dirs(run_id))
     log.warning("run was left running by a previous daemon", run_id=run_id, killed=killed)
@@ -94,8 +100,10 @@ async def _end_left_run(run_id: int, state: StateLayout, emit: Emit, finish: Fin
     # A script that went on and finished while no daemon listened left its outcome in its
     # journal: the run ends as the script said, and is not run again.
     said = None if killed else await asyncio.to_thread(recorded, journal)
+    kept = await workspace.salvage(state.worktrees / str(run_id), ended=said is not None)
+    on = f"; what it changed is committed on branch {kept}" if kept else ""
     if said is None:
-        text = "the daemon stopped while this run was active"
+        text = "the daemon stopped while this run was active" + on
         await emit(run_id, Message(level="warning", text=text))
         await finish(run_id, RunStatus.INTERRUPTED, "the daemon stopped during the run")
     else:
@@ -105,14 +113,13 @@ async def _end_left_run(run_id: int, state: StateLayout, emit: Emit, finish: Fin
                 level="warning",
                 text="the daemon stopped during this run; the script went on and "
                 f"finished (exit code {said.code}, {said.lines} lines of output): "
-                "its outcome is recorded from its journal",
+                "its outcome is recorded from its journal" + on,
             ),
         )
         for artifact in said.artifacts:
             await emit(run_id, artifact)
         await finish(run_id, said.finished.status, said.finished.summary)
     await asyncio.to_thread(discard_journal, journal)
-    return said is not None
 
 
 async def drop_lost(store: Store, active: Mapping[int, RunLifecycle], me: str) -> list[int]:

@@ -12,6 +12,7 @@ from .worktree import (
     live_diff,
     prepare_spare,
     remove,
+    salvage,
     salvage_all,
 )
 
@@ -28,5 +29,6 @@ __all__ = [
     "mirror",
     "prepare_spare",
     "remove",
+    "salvage",
     "salvage_all",
 ]

@@ -308,42 +308,60 @@ def _own_commits(repo: Path, branch: str) -> int:
     return int(out) if out.isdigit() else 1  # unsure: keep the branch
 
 
-def _salvage_all(root: Path, finished: set[int]) -> list[Path]:
-    """After a crash: commit what each leftover worktree changed on its branch, then remove it
-    (and its branch, when that holds no commit of its own: the run changed nothing)."""
+def _salvage(path: Path, ended: bool) -> str | None:
+    """Commit what one leftover worktree changed on its branch, then remove it (and its
+    branch, when that holds no commit of its own: the run changed nothing); the branch, when
+    it is kept."""
+    kept = None
+    repo = _common_dir(path)
+    if repo is not None:
+        branch = _git(path, "symbolic-ref", "--quiet", "--short", "HEAD", check=False).strip()
+        _git(path, "add", "--all", check=False)
+        if _git(path, "status", "--porcelain", check=False).strip():
+            _git(
+                path,
+                "commit",
+                "--quiet",
+                "--no-verify",
+                "-m",
+                f"nightshift: run {path.name}" + ("" if ended else " (interrupted)"),
+                check=False,
+            )
+        with repository_lock(repo):
+            _git(repo, "worktree", "remove", "--force", str(path), check=False)
+            if branch.startswith("nightshift/") and not _own_commits(repo, branch):
+                _git(repo, "branch", "-D", branch, check=False)
+            elif branch:
+                kept = branch
+        _git(repo, "worktree", "prune", check=False)
+    shutil.rmtree(path, ignore_errors=True)
+    return kept
+
+
+def _salvage_if_there(path: Path, ended: bool) -> str | None:
+    return _salvage(path, ended) if path.is_dir() else None
+
+
+def _salvage_all(root: Path) -> list[Path]:
     removed: list[Path] = []
     if not root.is_dir():
         return removed
     for path in sorted(root.iterdir()):
-        repo = _common_dir(path)
-        if repo is not None:
-            branch = _git(path, "symbolic-ref", "--quiet", "--short", "HEAD", check=False).strip()
-            _git(path, "add", "--all", check=False)
-            ended = path.name.isdigit() and int(path.name) in finished
-            if _git(path, "status", "--porcelain", check=False).strip():
-                _git(
-                    path,
-                    "commit",
-                    "--quiet",
-                    "--no-verify",
-                    "-m",
-                    f"nightshift: run {path.name}" + ("" if ended else " (interrupted)"),
-                    check=False,
-                )
-            with repository_lock(repo):
-                _git(repo, "worktree", "remove", "--force", str(path), check=False)
-                if branch.startswith("nightshift/") and not _own_commits(repo, branch):
-                    _git(repo, "branch", "-D", branch, check=False)
-            _git(repo, "worktree", "prune", check=False)
-        shutil.rmtree(path, ignore_errors=True)
+        _salvage(path, ended=False)
         removed.append(path)
     return removed
 
 
-async def salvage_all(root: Path, finished: set[int] | None = None) -> list[Path]:
-    """Commit and remove every worktree left under `root` (start-up, after a crash); the
-    runs in `finished` ended after all (their script finished while no daemon listened)."""
-    return await asyncio.to_thread(_salvage_all, root, finished or set())
+async def salvage(path: Path, *, ended: bool) -> str | None:
+    """After a crash: commit what the run's leftover worktree at `path` changed and remove it;
+    the branch that keeps its work (None: no worktree there, or it changed nothing). `ended`:
+    its agent finished after all, while no daemon listened."""
+    return await asyncio.to_thread(_salvage_if_there, path, ended)
+
+
+async def salvage_all(root: Path) -> list[Path]:
+    """Commit and remove every worktree left under `root` (start-up, after a crash)."""
+    return await asyncio.to_thread(_salvage_all, root)
 
 
 async def create(
