@@ -21,7 +21,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 EXECUTE = "nightshift.execute"
 DELIVER = "nightshift.deliver"
@@ -86,10 +86,17 @@ class RunWorkflow:
             result = await self._serve(run_id, execution, history_events)
             if result is not None:
                 return result
-        except asyncio.CancelledError:
+        except BaseException as exc:  # a cancel may come as an activity's, while one runs
+            if not is_cancelled_exception(exc):
+                raise
             execution.cancel()
             with contextlib.suppress(ActivityError, asyncio.CancelledError):
                 await execution
+            if self._queue is not None:
+                # Cancelled while it moved, its attachment never started: the replica still
+                # executes the run, held by the workflow run it left. Told directly (it
+                # ignores this once the run has ended).
+                await self._deliver(run_id, {"kind": "cancelled"})
             raise
         moved = {"queue": self._queue, "inbox": self._inbox, "deadlines": self._deadlines}
         workflow.continue_as_new(args=[run_id, heartbeat_timeout, history_events, moved])
@@ -159,8 +166,10 @@ class RunWorkflow:
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_attempts=3),
             )
-        except ActivityError:
-            workflow.logger.warning("message not delivered to run %s", run_id)
+        except ActivityError as exc:
+            if is_cancelled_exception(exc):
+                raise  # the workflow is being cancelled: not this message's failure
+            workflow.logger.warning("message not delivered to run %s: %s", run_id, exc.cause)
             return False
         return True
 

@@ -56,7 +56,8 @@ class TemporalEngine(Executor):
         # Which workflow run holds each run executing here; a run whose workflow is moving
         # to a new workflow run (continued as new) is held by none until it attaches.
         self._holders: dict[int, str | None] = {}
-        self._attached: dict[int, asyncio.Event] = {}
+        # A run moving: the workflow run it leaves, and whether the new one has attached.
+        self._moves: dict[int, tuple[str | None, asyncio.Event]] = {}
 
     @property
     def client(self) -> Client:
@@ -89,9 +90,9 @@ class TemporalEngine(Executor):
 
         @activity.defn(name=ATTACH)
         async def attach(run_id: int) -> str:
-            moving = self._attached.pop(run_id, None)
-            if moving is not None:
-                moving.set()
+            move = self._moves.pop(run_id, None)
+            if move is not None:
+                move[1].set()
             active = self._active.get(run_id)
             if active is None or active.task is None or active.lost:
                 self._holders.pop(run_id, None)
@@ -282,7 +283,7 @@ class TemporalEngine(Executor):
         finally:
             if task.done():  # over here: nothing holds it any more
                 self._holders.pop(run_id, None)
-                self._attached.pop(run_id, None)
+                self._moves.pop(run_id, None)
         await task
         return (await self._store.call(self._store.get_run, run_id)).status
 
@@ -290,8 +291,8 @@ class TemporalEngine(Executor):
         """The run's workflow continues as new: the activity holding the run here ends
         without it, and the new workflow run attaches to it."""
         if run_id in self._active:
+            self._moves[run_id] = (self._holders.get(run_id), asyncio.Event())
             self._holders[run_id] = None
-            self._attached.setdefault(run_id, asyncio.Event())
 
     async def _activity_cancelled(
         self, run_id: int, holder: str | None, task: asyncio.Future[Any]
@@ -312,14 +313,22 @@ class TemporalEngine(Executor):
             await asyncio.wait({task}, timeout=DRAIN)
             return
         if self._holders.get(run_id, holder) != holder:
-            attached = self._attached.get(run_id)
-            if attached is None:
-                return  # attached already
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._config.heartbeat_timeout.total_seconds()):
-                    await attached.wait()
+            move = self._moves.get(run_id)
+            if move is None or move[0] != holder:
+                return  # another workflow run holds it already, or is coming for it
+            attached = move[1]
+            came = asyncio.ensure_future(attached.wait())
+            try:  # the new workflow run attaches, or the run ends meanwhile
+                await asyncio.wait(
+                    {came, task},
+                    timeout=self._config.heartbeat_timeout.total_seconds(),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                came.cancel()
+            if attached.is_set() or task.done():
                 return
-            self._attached.pop(run_id, None)
+            self._moves.pop(run_id, None)
             log.warning("a run's workflow moved and never came back for it", run_id=run_id)
         else:
             log.warning("a run's activity timed out here: it is recovered elsewhere", run_id=run_id)
@@ -399,6 +408,10 @@ class TemporalEngine(Executor):
             await Executor.resume(self, run_id, message["by"])
         elif kind == "cancel":
             await Executor.cancel(self, run_id, message["by"], message.get("reason"))
+        elif kind == "cancelled":  # its workflow was, and the run may not have heard it yet
+            active = self._active.get(run_id)
+            if active is not None and active.cancelled_by is None and not active.lost:
+                await Executor.cancel(self, run_id, "temporal", "its workflow was cancelled")
         elif kind == "expire":
             active = self._active.get(run_id)
             if active is not None:  # ended meanwhile: nothing is waiting any more
