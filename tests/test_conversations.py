@@ -3,6 +3,7 @@ people with write access only, never for bots, nightshift itself, quotes, code o
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +14,10 @@ import pytest
 from freezegun import freeze_time
 
 from daemon.app import Daemon
-from daemon.runs import RunStatus
+from daemon.bus import EventBus
+from daemon.conversations import StatusComments
+from daemon.runs import Finished, Message, RunStatus
+from daemon.store import NewRun, Store
 from daemon.testing import Project, running_daemon, wait_for
 from daemon.testing.github import GitHubDouble
 
@@ -506,3 +510,25 @@ async def test_a_fork_pull_requests_run_gets_no_secrets(
     trusted, untrusted = by_key[f"{REPO}#{own}"], by_key[f"{REPO}#{fork}"]
     assert (trusted.untrusted, trusted.summary) == (False, "DEPLOY_KEY,GITHUB_TOKEN")
     assert (untrusted.untrusted, untrusted.summary) == (True, "none")
+
+
+async def test_the_status_follower_forgets_runs_that_are_no_conversations_once_they_end(
+    tmp_path: Path,
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'n.db'}")
+    store.create_all()
+    bus = EventBus(store)
+    follower = StatusComments(store, bus, lambda: None)
+    following = asyncio.create_task(follower.run())
+    await asyncio.sleep(0)  # subscribed
+    try:
+        plain = [store.create_run(NewRun("nightly", "manual", {})).id or 0 for _ in range(3)]
+        for run_id in plain:
+            await bus.emit(run_id, Message(text="working"))
+        await wait_for(lambda: follower.following == 3, 5)
+        for run_id in plain:
+            await bus.emit(run_id, Finished(status=RunStatus.SUCCEEDED, summary="done"))
+        await wait_for(lambda: follower.following == 0, 5)  # a daemon's memory stays flat
+    finally:
+        following.cancel()
+        store.close()

@@ -128,6 +128,11 @@ class StatusComments:
         self._shown: dict[int, _Shown] = {}
         self._others: set[int] = set()  # runs that are no conversation's
 
+    @property
+    def following(self) -> int:
+        """How many runs it keeps something of now (each until its end is handled)."""
+        return len(self._shown) + len(self._others)
+
     async def run(self) -> None:
         """Follow every run's events until cancelled."""
         with self._bus.subscribe() as sub:
@@ -140,13 +145,16 @@ class StatusComments:
 
     async def _handle(self, env: Envelope) -> None:
         if env.run_id in self._others:
+            if isinstance(env.event, Finished):  # remembered while it runs, not for ever
+                self._others.discard(env.run_id)
             return
         shown = self._shown.get(env.run_id)
         if shown is None:
             run = await self._store.call(self._store.get_run, env.run_id)
             where = conversation_of(run.key) if run.trigger.startswith(TRIGGER) else None
             if where is None or self._github() is None:
-                self._others.add(env.run_id)
+                if not isinstance(env.event, Finished):
+                    self._others.add(env.run_id)
                 return
             shown = self._shown[env.run_id] = await self._open(env, *where)
             shown.writer = asyncio.create_task(self._write(env.run_id, shown))
