@@ -9,7 +9,7 @@ import pytest
 from sqlmodel import Session, SQLModel, col, select
 
 from daemon.runs import RunStatus
-from daemon.store import Decision, DecisionRow, EventRow, NewRun, RunRow, Store
+from daemon.store import Decision, DecisionRow, EventRow, NewRun, RunRow, Store, utcnow
 from daemon.testing import Project, running_daemon
 
 from .helpers import client_call, events, wait_status
@@ -378,3 +378,21 @@ def test_secrets_are_masked_in_their_encodings_and_stored_json_stays_valid() -> 
     assert '1", "url' in text
     stored = json.loads(r.redact_json_text(text))  # valid JSON
     assert stored == {"a": "1", "url": "https://s3/?***=1"}
+
+
+def test_a_conversation_has_one_unfinished_run_per_automation(db_url: str) -> None:
+    store = Store(db_url)
+    store.create_all()
+    asked = NewRun("answer", "github_mention:o/r#7", {}, key="o/r#7")
+    first = store.create_run_once(asked)
+    assert first is not None and first.id is not None
+    # A second replica that heard another mention of #7 at the same moment starts nothing.
+    assert store.create_run_once(asked) is None
+    # Another conversation, another automation, or a run no conversation asked for are free.
+    assert store.create_run_once(NewRun("answer", "github_mention:o/r#8", {}, key="o/r#8"))
+    assert store.create_run_once(NewRun("review", "github_mention:o/r#7", {}, key="o/r#7"))
+    assert store.create_run_once(NewRun("answer", "manual", {}, key="o/r#7"))
+    assert store.create_run_once(NewRun("answer", "manual", {}, key="o/r#7"))
+    store.end_run(first.id, RunStatus.SUCCEEDED.value, "done", utcnow())
+    assert store.create_run_once(asked) is not None  # its next run, once the first ended
+    store.close()

@@ -6,7 +6,8 @@ against GitHub's collaborator permission (write, maintain or admin; cached brief
 the payload's `author_association`; a refusal is answered once per person and conversation
 an hour (remembered in the store, so across restarts and replicas); a heard mention gets 👀,
 then decides the conversation's pending approval (`approve` / `deny <reason>`), steers its
-active run, or starts its next run.
+active run, or starts its next run — one unfinished run per conversation and automation,
+also when two replicas hear two mentions of one conversation at once (the store keeps it so).
 """
 
 from __future__ import annotations
@@ -151,8 +152,12 @@ class Conversations:
                 )
             elif active is not None:
                 await self._executor.steer(active, asked.mention.request, by, ref=_ref(asked))
-            else:
-                await self._start(m)
+            elif not await self._start(m):
+                # Another replica started the conversation's run a moment ago: it is steered.
+                active = await self._active_run(m.automation, asked.conversation)
+                if active is None:
+                    raise NightshiftError("the conversation's run ended as this was asked")
+                await self._executor.steer(active, asked.mention.request, by, ref=_ref(asked))
         except NightshiftError as exc:
             log.warning("mention could not act", conversation=asked.conversation, error=str(exc))
             await asyncio.to_thread(
@@ -249,7 +254,9 @@ class Conversations:
         head = pull.head.repo.full_name if pull.head.repo is not None else ""
         return head.lower() != asked.repository.lower()
 
-    async def _start(self, m: Mentioned) -> None:
+    async def _start(self, m: Mentioned) -> bool:
+        """Start the conversation's next run; False when another replica just started one
+        (a conversation has one unfinished run per automation)."""
         key = m.addressed.conversation
         automation = self._catalog().automations.get(m.automation)
         if automation is None:
@@ -291,7 +298,9 @@ class Conversations:
             key=key,
             untrusted=untrusted,
         )
-        run = await self._store.call(self._store.create_run, new, m.event_id)
+        run = await self._store.call(self._store.create_run_once, new, m.event_id)
+        if run is None:
+            return False
         self._executor.enqueue(run)
         log.info(
             "mention started a run",
@@ -300,6 +309,7 @@ class Conversations:
             by=m.addressed.author,
             untrusted=untrusted,
         )
+        return True
 
 
 def _ref(asked: Addressed) -> str:

@@ -456,7 +456,7 @@ class Executor(Messages):
         if (delay := verdict.delay) is None:
             return
         new = await self._store.call(
-            self._store.create_run,
+            self._store.create_run_once,
             NewRun(
                 automation=run.automation,
                 trigger=run.trigger,
@@ -471,6 +471,10 @@ class Executor(Messages):
             ),
             run.event_id,
         )
+        if new is None:  # a conversation's: a person started its next run meanwhile
+            text = "not retried: the conversation's next run has started"
+            await self._emit(run.id, Message(level="warning", text=text))
+            return
         assert new.id is not None
         when = f"in {format_duration(delay)}" if delay else "now"
         await self._emit(run.id, Message(text=f"retrying as run {new.id} ({when})"))

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from ..errors import RunNotFound
@@ -35,8 +36,30 @@ def new_run_row(new: NewRun, event_id: int | None, now: datetime | None = None) 
 class RunQueries(Repository):
     """Runs, their chains of attempts, their logs, and the events that started them."""
 
+    def create_run_once(self, new: NewRun, event_id: int | None = None) -> RunRow | None:
+        """Create a queued run, unless it would be its conversation's second unfinished one
+        (another replica started one meanwhile): None then."""
+        try:
+            return self._insert_run(new, event_id)
+        except IntegrityError:
+            with self._session() as s:
+                taken = s.exec(
+                    select(RunRow.id).where(
+                        RunRow.automation == new.automation,
+                        RunRow.key == new.key,
+                        col(RunRow.finished_at).is_(None),
+                        col(RunRow.trigger).startswith("github_mention:"),
+                    )
+                ).first()
+            if taken is None:
+                raise  # some other constraint: not the conversation's
+            return None
+
     def create_run(self, new: NewRun, event_id: int | None = None) -> RunRow:
         """Create a queued run outside an event (retries)."""
+        return self._insert_run(new, event_id)
+
+    def _insert_run(self, new: NewRun, event_id: int | None) -> RunRow:
         with self._session() as s:
             run = new_run_row(new, event_id)
             s.add(run)

@@ -18,9 +18,14 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
+
+# A conversation's run not yet ended (its trigger is `github_mention:<key>`; `substr` reads the
+# same on SQLite and PostgreSQL).
+CONVERSATION_UNFINISHED = "finished_at IS NULL AND substr(\"trigger\", 1, 15) = 'github_mention:'"
 
 
 def utcnow() -> datetime:
@@ -102,7 +107,19 @@ class RunRow(SQLModel, table=True):
     """One execution of one automation."""
 
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_status_automation", "status", "automation"),)
+    __table_args__ = (
+        Index("ix_runs_status_automation", "status", "automation"),
+        # A conversation has one unfinished run per automation, whichever replica heard the
+        # mention that starts it (the second to try steers the first's run instead).
+        Index(
+            "ux_runs_conversation_unfinished",
+            "automation",
+            "key",
+            unique=True,
+            sqlite_where=text(CONVERSATION_UNFINISHED),
+            postgresql_where=text(CONVERSATION_UNFINISHED),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     automation: str = Field(index=True)
