@@ -343,3 +343,38 @@ async def test_a_starting_delivery_leaves_the_items_of_other_live_replicas_runs_
     assert [m.text for m in slack.parents()] == ["nobody's run"]
     assert [o.status for o in store.outbox()] == ["pending", "sent"]
     store.close()
+
+
+WAITS_FOR_WORD = """\
+import json, sys
+sys.stdin.readline()
+def emit(**e): print(json.dumps(e), flush=True)
+emit(type="step", title="first step")
+word = json.loads(sys.stdin.readline())["text"]
+emit(type="step", title="heard " + word)
+emit(type="finished", status="succeeded", summary="done")
+"""
+
+
+async def test_a_reply_posted_but_not_recorded_before_a_stop_is_not_posted_twice(
+    project: Project, slack: SlackDouble
+) -> None:
+    project.skill("listens", WAITS_FOR_WORD)
+    project.automation("listens", skill="listens", report={"channel": "#ops"})
+    async with running_daemon(config(project, slack)) as d:
+        run = await d.dispatcher.manual("listens", {}, "test")
+        run_id = run.id or 0
+        await wait_for(lambda: any("first step" in m.text for m in slack.messages), 10)
+        # Slack takes the next post and never answers: the daemon stops not knowing.
+        slack.stall("chat.postMessage")
+        await d.executor.steer(run_id, "go", "test")
+        await wait_for(lambda: any("heard go" in m.text for m in slack.messages), 10)
+        await wait_status(d, run_id, RunStatus.SUCCEEDED)
+        assert any(i.status == "pending" for i in d.store.outbox(run_id))
+    async with running_daemon(config(project, slack)) as d:
+        await wait_for(lambda: all_sent(d), 30)
+        (parent,) = slack.parents()
+        texts = [m.text for m in slack.thread(parent)]
+        assert sum("heard go" in t for t in texts) == 1, texts  # found in the thread
+        assert "*succeeded*: done" in texts[-1]
+        assert parent.current_text.endswith("succeeded")

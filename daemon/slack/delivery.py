@@ -6,6 +6,11 @@ kept, nothing lost — also across restarts, since the outbox is in the store); 
 rejects for good (channel_not_found, not_in_channel, …) is marked failed with the reason, and
 `nightshift show` lists it. Consecutive replies of a run are coalesced, and posts to one
 channel are spaced by `min_interval`, so a chatty run never floods a channel.
+
+Slack has no idempotency key for a new message, so each reply carries the ids of the items
+it holds as message metadata; a reply whose earlier post may have gone through unrecorded
+(the call timed out, or another process — a replica that died, this one before a crash —
+left it pending) is looked up in its thread first, and recorded rather than posted twice.
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ PERMANENT = frozenset(
         "invalid_arguments",
     }
 )
+_META = "nightshift_outbox"  # the metadata event type of a reply: the items it holds
+_LOOKUP_PAGES = 5  # pages of a thread read to find a reply posted but not recorded
 _MAX_COALESCED = 20
 _MAX_FAULTS = 3  # unexpected failures of one item before it is recorded as failed
 _MAX_COALESCED_CHARS = 3500
@@ -112,10 +119,17 @@ class SlackDelivery:
         self._watched: Future[OutboxItem] | None = None
         self._resync = True  # the backlog a previous process left
         self._faults: dict[int, int] = {}  # item id -> unexpected failures so far
+        # Items this process queued (the rest it read from the store: another process left
+        # them, and may have posted one before it stopped), and items whose post may have
+        # gone through unrecorded: looked up in their thread before they are posted.
+        self._from_here: set[int] = set()
+        self._unsure: set[int] = set()
+        self._looked_up: deque[int] = deque(maxlen=_SETTLED_KEPT)  # runs looked up already
         self.backoff_max = 30.0
 
     def enqueue(self, item: OutboxItem) -> None:
         """An item just stored: no need to read it back from the store."""
+        self._from_here.add(item.id)
         self._incoming.append(item)
         self._wake.set()
 
@@ -135,6 +149,7 @@ class SlackDelivery:
                 log.error("slack reply not stored", error=str(written.exception()))
             else:
                 taken.append(written.result())
+                self._from_here.add(taken[-1].id)
         if self._written and self._written[0] is not self._watched:
             self._watched = self._written[0]
             asyncio.wrap_future(self._watched).add_done_callback(lambda _: self._wake.set())
@@ -188,6 +203,7 @@ class SlackDelivery:
             if not await self._held(head):
                 items.pop(0)
                 known.discard(head.id)
+                self._from_here.discard(head.id)
                 continue
             wait = self._cooldown(head)
             if wait > 0:
@@ -208,6 +224,8 @@ class SlackDelivery:
                 items = [i for i in items if i.id not in settled]
                 for done in settled:
                     known.discard(done)
+                    self._from_here.discard(done)
+                    self._unsure.discard(done)
                     if len(self._settled) == self._settled.maxlen:
                         self._settled_ids.discard(self._settled[0])
                     self._settled.append(done)
@@ -250,6 +268,7 @@ class SlackDelivery:
                 )
                 return {item.id}
         settled = {item.id}
+        posting: list[int] = []  # the items of a reply being posted
         try:
             if item.kind == "reaction":
                 with contextlib.suppress(SlackApiError):  # already reacted, message gone: fine
@@ -294,15 +313,24 @@ class SlackDelivery:
             else:
                 assert parent is not None
                 assert parent.ts is not None
+                found = await self._posted_already(item, parent)
+                if found is not None:
+                    return found
                 batch = self._coalesce(item, pending)
                 payload = (
                     batch[0].payload
                     if len(batch) == 1
                     else {"text": "\n".join(str(b.payload.get("text", "")) for b in batch)}
                 )
+                posting = [b.id for b in batch]
+                self._unsure.update(posting)  # until Slack answers: it may post and not say so
                 resp = await self._client.chat_postMessage(
-                    channel=item.channel, thread_ts=parent.thread_ts or parent.ts, **payload
+                    channel=item.channel,
+                    thread_ts=parent.thread_ts or parent.ts,
+                    metadata={"event_type": _META, "event_payload": {"items": posting}},
+                    **payload,
                 )
+                self._unsure.difference_update(posting)
                 self._last_post[item.channel] = time.monotonic()
                 settled = {b.id for b in batch if b.id}
                 await self._store.call(
@@ -314,6 +342,8 @@ class SlackDelivery:
                 )
         except SlackApiError as exc:
             error = str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
+            if exc.response.status_code < 500:  # refused: it was not posted
+                self._unsure.difference_update(posting)
             if error in PERMANENT:
                 log.error(
                     "slack refused a message",
@@ -343,6 +373,57 @@ class SlackDelivery:
             return settled
         self._faults.pop(item.id, None)
         return settled
+
+    async def _posted_already(self, item: OutboxItem, parent: OutboxItem) -> set[int] | None:
+        """Whether `item` is in its thread already — posted by an attempt whose outcome was
+        not recorded — and then the items that reply holds, recorded sent. Looked up only for
+        an item whose post may have gone through (see the module's docstring); a lookup
+        Slack refuses is logged, and the item posted."""
+        unsure = item.id in self._unsure
+        if not unsure and (item.id in self._from_here or item.run_id in self._looked_up):
+            return None
+        self._looked_up.append(item.run_id)  # only a run's first left item can be in flight
+        channel = parent.channel_id or item.channel
+        thread = parent.thread_ts or parent.ts
+        assert thread is not None  # a posted parent
+        oldest = await self._store.call(self._store.last_posted, item.run_id) or thread
+        cursor = None
+        try:
+            for _ in range(_LOOKUP_PAGES):
+                resp = await self._client.conversations_replies(
+                    channel=channel,
+                    ts=thread,
+                    oldest=oldest,
+                    inclusive=False,
+                    include_all_metadata=True,
+                    limit=200,
+                    cursor=cursor,
+                )
+                for message in resp.get("messages") or []:
+                    meta = message.get("metadata") or {}
+                    held = (meta.get("event_payload") or {}).get("items") or []
+                    if meta.get("event_type") == _META and item.id in held:
+                        ids = sorted(int(i) for i in held)
+                        log.warning(
+                            "a reply was posted but not recorded: recorded now",
+                            run_id=item.run_id,
+                            items=ids,
+                        )
+                        await self._store.call(
+                            self._store.mark_outbox,
+                            ids,
+                            "sent",
+                            ts=message.get("ts"),
+                            channel_id=channel,
+                        )
+                        return set(ids)
+                cursor = (resp.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    break
+        except (SlackApiError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.warning("thread not read: the reply is posted", run_id=item.run_id, error=str(exc))
+        self._unsure.discard(item.id)
+        return None
 
     @staticmethod
     def _coalesce(item: OutboxItem, pending: list[OutboxItem]) -> list[OutboxItem]:

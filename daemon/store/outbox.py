@@ -38,6 +38,22 @@ class OutboxQueries(Repository):
         with self.engine.connect() as conn:
             return [OutboxItem(**row) for row in conn.execute(q).mappings()]
 
+    def last_posted(self, run_id: int) -> str | None:
+        """The ts of the run's newest message posted in its thread (None: none yet)."""
+        q = (
+            select(OUTBOX.c.ts)
+            .where(
+                OUTBOX.c.run_id == run_id,
+                OUTBOX.c.kind == "reply",
+                OUTBOX.c.status == "sent",
+                OUTBOX.c.ts.is_not(None),
+            )
+            .order_by(OUTBOX.c.id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(q).scalar()
+
     def get_outbox(self, item_id: int) -> OutboxItem | None:
         """One outbox item."""
         with self.engine.connect() as conn:

@@ -37,6 +37,7 @@ class Posted:
     blocks: list[dict[str, Any]] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)  # every chat.update, in order
     received_at: float = field(default_factory=time.time)  # wall clock, for latency checks
+    metadata: dict[str, Any] | None = None  # message metadata: event_type, event_payload
 
     @property
     def current_text(self) -> str:
@@ -66,6 +67,8 @@ class SlackDouble:
         self.usergroups: dict[str, set[str]] = {}
         self.sockets: list[WebSocket] = []
         self.acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.stalls: dict[str, int] = {}  # method -> calls to take but never answer
+        self._released = asyncio.Event()
         self._ts = itertools.count(1)
         self._ids = itertools.count(1)
         self._task: asyncio.Task[None] | None = None
@@ -90,13 +93,20 @@ class SlackDouble:
         """Answer the next `times` calls of `method` with `body` (200), whatever it lacks."""
         self.script.setdefault(method, []).extend([(200, body, {})] * times)
 
+    def stall(self, method: str, times: int = 1) -> None:
+        """Carry out the next `times` calls of `method` but never answer them (until `stop`):
+        a caller that gives up, or dies, cannot know they went through."""
+        self.stalls[method] = self.stalls.get(method, 0) + times
+
     async def start(self) -> None:
         """Listen (again on the same port, after `stop()`)."""
+        self._released = asyncio.Event()
         self.port = self.port or free_port()
         self._task = await serve_in_background(self._app(), self.port)
 
     async def stop(self) -> None:
         """Go down: the port refuses connections until `start()` again."""
+        self._released.set()  # stalled calls end
         await stop(self._task)
         self._task = None
 
@@ -139,7 +149,11 @@ class SlackDouble:
             handler = getattr(self, "_" + method.replace(".", "_"), None)
             if handler is None:
                 return JSONResponse({"ok": False, "error": "unknown_method"})
-            return JSONResponse(handler(params))
+            answer = handler(params)
+            if self.stalls.get(method, 0) > 0:
+                self.stalls[method] -= 1
+                await self._released.wait()
+            return JSONResponse(answer)
 
         async def link(ws: WebSocket) -> None:
             await ws.accept()
@@ -365,15 +379,49 @@ class SlackDouble:
             blocks = json.loads(blocks)
         if not params.get("text") and not blocks:
             return {"ok": False, "error": "no_text"}
+        metadata = params.get("metadata")
+        if isinstance(metadata, str):
+            metadata = json.loads(metadata)
         msg = Posted(
             channel, self._next_ts(), str(params.get("text", "")), params.get("thread_ts"), blocks
         )
+        msg.metadata = metadata
         self.messages.append(msg)
         return {
             "ok": True,
             "channel": channel,
             "ts": msg.ts,
             "message": {"text": msg.text, "ts": msg.ts, "thread_ts": msg.thread_ts},
+        }
+
+    def _conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._channel(str(params.get("channel", "")))
+        ts = str(params.get("ts", ""))
+        parent = next((m for m in self.messages if m.channel == channel and m.ts == ts), None)
+        if parent is None:
+            return {"ok": False, "error": "thread_not_found"}
+        inclusive = str(params.get("inclusive", "")).lower() in ("1", "true")
+        oldest = str(params.get("oldest") or "0")
+        everything = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
+        thread = [parent, *self.thread(parent)]
+        shown = [m for m in thread if m.ts > oldest or (inclusive and m.ts == oldest)]
+        start = int(params.get("cursor") or 0)
+        limit = int(params.get("limit") or 1000)
+        page = shown[start : start + limit]
+        more = start + limit < len(shown)
+
+        def message(m: Posted) -> dict[str, Any]:
+            out: dict[str, Any] = {"type": "message", "text": m.current_text, "ts": m.ts}
+            out["thread_ts"] = m.thread_ts or m.ts
+            if everything and m.metadata is not None:
+                out["metadata"] = m.metadata
+            return out
+
+        return {
+            "ok": True,
+            "messages": [message(m) for m in page],
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
         }
 
     def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
