@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -396,3 +397,26 @@ def test_a_conversation_has_one_unfinished_run_per_automation(db_url: str) -> No
     store.end_run(first.id, RunStatus.SUCCEEDED.value, "done", utcnow())
     assert store.create_run_once(asked) is not None  # its next run, once the first ended
     store.close()
+
+
+def test_the_loop_breaker_counts_every_replicas_comments_and_trips_once(db_url: str) -> None:
+    first, second = Store(db_url), Store(db_url)  # two replicas on one database
+    first.create_all()
+    window, now = timedelta(minutes=10), utcnow()
+    first.note_comment("o/r#7", now - timedelta(minutes=11), window)  # outside the window
+    for n in range(6):
+        (first if n % 2 else second).note_comment("o/r#7", now + timedelta(seconds=n), window)
+    second.note_comment("o/r#8", now, window)
+    later = now + timedelta(seconds=6)
+    assert first.comments_since("o/r#7", later - window) == 6
+    assert second.comments_since("o/r#7", later - window) == 6
+    # Both see the storm; one trips the breaker (and says so), the other finds it holding.
+    assert first.hold_conversation("o/r#7", later, later + window) is True
+    assert second.hold_conversation("o/r#7", later, later + window) is False
+    assert second.held_until("o/r#7") == later + window
+    assert first.held_until("o/r#8") is None
+    # Once it has passed, it may trip again.
+    after = later + window
+    assert second.hold_conversation("o/r#7", after, after + window) is True
+    first.close()
+    second.close()

@@ -8,6 +8,8 @@ an hour (remembered in the store, so across restarts and replicas); a heard ment
 then decides the conversation's pending approval (`approve` / `deny <reason>`), steers its
 active run, or starts its next run — one unfinished run per conversation and automation,
 also when two replicas hear two mentions of one conversation at once (the store keeps it so).
+A loop breaker stops listening in a conversation where nightshift wrote too much too fast;
+what it counts and whether it holds are in the store, shared by the replicas.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ log = structlog.get_logger(__name__)
 
 WRITERS = frozenset({"admin", "maintain", "write"})
 LOOP_COMMENTS = 10  # nightshift's own new comments in one conversation …
-LOOP_WINDOW = 600.0  # … within this many seconds trip the loop breaker
+LOOP_WINDOW = timedelta(minutes=10)  # … within this long trip the loop breaker
 _REACT_ON = {"comment": "issue_comment", "review_comment": "review_comment", "body": "issue"}
 
 
@@ -71,8 +73,6 @@ class Conversations:
         self._executor = executor
         self._github = github
         self._catalog = catalog
-        self._written: dict[str, list[float]] = {}  # conversation -> when nightshift commented
-        self._stopped: dict[str, float] = {}  # conversation -> until when the breaker holds
         self._permission_ttl = permission_ttl
         self._refusal_every = refusal_every
         self._clock = clock
@@ -104,11 +104,11 @@ class Conversations:
             except Exception:  # one mention's failure must not stop its conversation
                 log.exception("mention not handled", conversation=key)
 
-    def wrote(self, conversation: str) -> None:
-        """Count a new comment nightshift wrote in `conversation` (the loop breaker's)."""
-        now = self._clock()
-        recent = [t for t in self._written.get(conversation, []) if now - t < LOOP_WINDOW]
-        self._written[conversation] = [*recent, now]
+    async def wrote(self, conversation: str) -> None:
+        """Count a new comment nightshift wrote in `conversation` (the loop breaker's, kept in
+        the store: every replica's comments count)."""
+        store = self._store
+        await store.call(store.note_comment, conversation, utcnow(), LOOP_WINDOW)
 
     async def _handle(self, m: Mentioned) -> None:
         asked = m.addressed
@@ -163,27 +163,28 @@ class Conversations:
             await asyncio.to_thread(
                 client.comment, asked.repository, asked.number, f"@{asked.author} {exc}"
             )
-            self.wrote(asked.conversation)
+            await self.wrote(asked.conversation)
 
     async def _broken(self, asked: Addressed) -> bool:
         """True while the loop breaker holds `asked`'s conversation: nightshift wrote more than
         `LOOP_COMMENTS` comments there within `LOOP_WINDOW`. It says so once, then listens to
         nothing there until the window has passed."""
-        key, now = asked.conversation, self._clock()
-        if self._stopped.get(key, 0.0) > now:
+        key, now, store = asked.conversation, utcnow(), self._store
+        until = await store.call(store.held_until, key)
+        if until is not None and until > now:
             return True
-        recent = [t for t in self._written.get(key, []) if now - t < LOOP_WINDOW]
-        if len(recent) <= LOOP_COMMENTS:
+        recent = await store.call(store.comments_since, key, now - LOOP_WINDOW)
+        if recent <= LOOP_COMMENTS:
             return False
-        self._stopped[key] = now + LOOP_WINDOW
-        self._written[key] = []
-        minutes = int(LOOP_WINDOW // 60)
-        log.warning("loop breaker tripped", conversation=key, comments=len(recent))
+        if not await store.call(store.hold_conversation, key, now, now + LOOP_WINDOW):
+            return True  # another replica tripped it this moment, and says so
+        minutes = int(LOOP_WINDOW.total_seconds() // 60)
+        log.warning("loop breaker tripped", conversation=key, comments=recent)
         client = self._github()
         if client is not None:
             text = (
                 f"nightshift stops answering here for {minutes} minutes: it wrote "
-                f"{len(recent)} comments in this conversation within {minutes} minutes, "
+                f"{recent} comments in this conversation within {minutes} minutes, "
                 "which looks like a loop."
             )
             await asyncio.to_thread(client.comment, asked.repository, asked.number, text)
@@ -230,7 +231,7 @@ class Conversations:
             "nightshift here."
         )
         await asyncio.to_thread(client.comment, asked.repository, asked.number, text)
-        self.wrote(asked.conversation)
+        await self.wrote(asked.conversation)
 
     async def _active_run(self, automation: str, conversation: str) -> int | None:
         unfinished = [s.value for s in UNFINISHED]

@@ -115,7 +115,7 @@ class StatusComments:
         *,
         page_url: Callable[[int], str | None] = lambda run_id: None,
         every: float = 2.0,
-        wrote: Callable[[str], None] = lambda conversation: None,
+        wrote: Callable[[str], Awaitable[None]] | None = None,
         holds: Callable[[int], Awaitable[bool]] | None = None,
     ) -> None:
         self._store = store
@@ -215,7 +215,8 @@ class StatusComments:
                         client.comment, shown.repository, shown.number, body
                     )
                     shown.comment_id = made.id
-                    self._wrote(f"{shown.repository}#{shown.number}")
+                    if self._wrote is not None:
+                        await self._wrote(f"{shown.repository}#{shown.number}")
                     await self._store.call(
                         self._store.keep_status_comment,
                         shown.first,

@@ -1,15 +1,22 @@
 """What GitHub conversations remember past one process and across replicas: each run's
-status comment, and whom a refusal was told when."""
+status comment, whom a refusal was told when, and the loop breaker's count and hold."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .repository import Repository
-from .tables import MENTION_REFUSALS, StatusCommentRow, utcnow
+from .tables import (
+    CONVERSATION_BREAKS,
+    CONVERSATION_COMMENTS,
+    MENTION_REFUSALS,
+    StatusCommentRow,
+    utcnow,
+)
 
 
 class ConversationQueries(Repository):
@@ -48,3 +55,47 @@ class ConversationQueries(Repository):
         ).returning(MENTION_REFUSALS.c.told_at)
         with self.engine.begin() as conn:
             return conn.execute(claim).first() is not None
+
+    def note_comment(self, conversation: str, at: datetime, window: timedelta) -> int:
+        """Count a comment nightshift wrote in `conversation` at `at`; how many it wrote there
+        within `window` up to then (older ones are forgotten here)."""
+        table = CONVERSATION_COMMENTS
+        with self.engine.begin() as conn:
+            conn.execute(insert(table).values(conversation=conversation, written_at=at))
+            conn.execute(
+                delete(table).where(
+                    table.c.conversation == conversation, table.c.written_at < at - window
+                )
+            )
+            count = select(func.count()).where(table.c.conversation == conversation)
+            return int(conn.execute(count).scalar_one())
+
+    def comments_since(self, conversation: str, since: datetime) -> int:
+        """How many comments nightshift wrote in `conversation` since `since`."""
+        table = CONVERSATION_COMMENTS
+        q = select(func.count()).where(
+            table.c.conversation == conversation, table.c.written_at >= since
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    def hold_conversation(self, conversation: str, now: datetime, until: datetime) -> bool:
+        """Trip the loop breaker of `conversation` until `until`: True for the one caller
+        that trips it (it says so), False while it holds already."""
+        insert_ = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        upsert = insert_(CONVERSATION_BREAKS).values(conversation=conversation, until=until)
+        claim = upsert.on_conflict_do_update(
+            index_elements=["conversation"],
+            set_={"until": upsert.excluded.until},
+            where=CONVERSATION_BREAKS.c.until <= now,
+        ).returning(CONVERSATION_BREAKS.c.until)
+        with self.engine.begin() as conn:
+            return conn.execute(claim).first() is not None
+
+    def held_until(self, conversation: str) -> datetime | None:
+        """Until when the loop breaker of `conversation` holds (None: it never tripped)."""
+        q = select(CONVERSATION_BREAKS.c.until).where(
+            CONVERSATION_BREAKS.c.conversation == conversation
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(q).scalar()

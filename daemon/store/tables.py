@@ -328,6 +328,28 @@ class MentionRefusalRow(SQLModel, table=True):
     told_at: datetime = _ts(nullable=False)
 
 
+class ConversationCommentRow(SQLModel, table=True):
+    """A comment nightshift wrote in a GitHub conversation, for the loop breaker: counted
+    across replicas, kept for the breaker's window only."""
+
+    __tablename__ = "conversation_comments"
+    __table_args__ = (Index("ix_conversation_comments", "conversation", "written_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation: str  # owner/repo#number
+    written_at: datetime = _ts(nullable=False)
+
+
+class ConversationBreakRow(SQLModel, table=True):
+    """Until when nightshift listens to nothing in a conversation (its loop breaker tripped),
+    whichever replica tripped it."""
+
+    __tablename__ = "conversation_breaks"
+
+    conversation: str = Field(primary_key=True)
+    until: datetime = _ts(nullable=False)
+
+
 def _core(name: str) -> Table:
     return SQLModel.metadata.tables[name]
 
@@ -340,3 +362,5 @@ SCHEDULES = _core("schedule_state")
 RUN_EVENTS = _core("run_events")
 OUTBOX = _core("outbox")
 MENTION_REFUSALS = _core("mention_refusals")
+CONVERSATION_COMMENTS = _core("conversation_comments")
+CONVERSATION_BREAKS = _core("conversation_breaks")
