@@ -282,6 +282,7 @@ async def test_the_next_run_is_handed_the_last_ones_summary_and_a_storm_trips_th
             notices = [b for b in comments_on(gh) if "stops answering here" in b]
             assert len(notices) == 1 and "wrote 11 comments" in notices[0]
             assert len(await d.store.call(d.store.list_runs, automation="mention")) == 11
+            assert d.conversations.busy == 0  # handled, and forgotten
 
 
 async def test_a_conversation_runs_at_most_as_often_as_its_throttle_allows(

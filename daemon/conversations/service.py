@@ -95,6 +95,11 @@ class Conversations:
         if busy:
             await asyncio.wait(busy, timeout=timeout)
 
+    @property
+    def busy(self) -> int:
+        """How many conversations have mentions being handled now."""
+        return len(self._workers)
+
     async def _work(self, key: str) -> None:
         queue = self._queues[key]
         while not queue.empty():
@@ -103,6 +108,9 @@ class Conversations:
                 await self._handle(mentioned)
             except Exception:  # one mention's failure must not stop its conversation
                 log.exception("mention not handled", conversation=key)
+        # Idle: forgotten (a daemon hears many conversations in its life). No mention can
+        # arrive between the empty queue and here: nothing awaits in between.
+        del self._queues[key], self._workers[key]
 
     async def wrote(self, conversation: str) -> None:
         """Count a new comment nightshift wrote in `conversation` (the loop breaker's, kept in
