@@ -378,3 +378,28 @@ async def test_a_reply_posted_but_not_recorded_before_a_stop_is_not_posted_twice
         assert sum("heard go" in t for t in texts) == 1, texts  # found in the thread
         assert "*succeeded*: done" in texts[-1]
         assert parent.current_text.endswith("succeeded")
+
+
+async def test_a_runs_first_message_posted_but_not_recorded_is_not_posted_twice(
+    project: Project, slack: SlackDouble
+) -> None:
+    project.skill("listens", WAITS_FOR_WORD)
+    project.automation("listens", skill="listens", report={"channel": "#ops"})
+    async with running_daemon(config(project, slack)) as d:
+        first = await d.dispatcher.manual("listens", {}, "test")
+        await wait_for(lambda: any("first step" in m.text for m in slack.messages), 10)
+        await d.executor.cancel(first.id or 0, "test")
+        await wait_for(lambda: all_sent(d), 10)
+        # Slack takes the next run's first message and never answers.
+        slack.stall("chat.postMessage")
+        second = await d.dispatcher.manual("listens", {}, "test")
+        await wait_for(lambda: len(slack.parents()) == 2, 10)
+        await d.executor.steer(second.id or 0, "go", "test")
+        await wait_status(d, second.id or 0, RunStatus.SUCCEEDED)
+    async with running_daemon(config(project, slack)) as d:
+        await wait_for(lambda: all_sent(d), 30)
+        parents = slack.parents()
+        assert len(parents) == 2, [p.text for p in parents]  # one thread a run
+        texts = [m.text for m in slack.thread(parents[1])]
+        assert any("heard go" in t for t in texts) and "*succeeded*: done" in texts[-1]
+        assert parents[1].current_text.endswith("succeeded")

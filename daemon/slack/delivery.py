@@ -7,10 +7,11 @@ rejects for good (channel_not_found, not_in_channel, …) is marked failed with 
 `nightshift show` lists it. Consecutive replies of a run are coalesced, and posts to one
 channel are spaced by `min_interval`, so a chatty run never floods a channel.
 
-Slack has no idempotency key for a new message, so each reply carries the ids of the items
-it holds as message metadata; a reply whose earlier post may have gone through unrecorded
+Slack has no idempotency key for a new message, so each message carries the ids of the
+items it holds as message metadata; one whose earlier post may have gone through unrecorded
 (the call timed out, or another process — a replica that died, this one before a crash —
-left it pending) is looked up in its thread first, and recorded rather than posted twice.
+left it pending) is looked up first — a reply in its thread, a run's first message among its
+channel's newest — and recorded rather than posted twice.
 """
 
 from __future__ import annotations
@@ -275,12 +276,23 @@ class SlackDelivery:
                     await self._client.reactions_add(**item.payload)
                 await self._store.call(self._store.mark_outbox, [item.id], "sent")
             elif item.kind == "parent":
-                resp = await self._client.chat_postMessage(channel=item.channel, **item.payload)
-                self._last_post[item.channel] = time.monotonic()
-                if not isinstance(resp.get("ts"), str):  # its replies would have no thread
-                    raise ValueError("chat.postMessage answered ok without the message's ts")
-                item.ts, item.channel_id = resp["ts"], resp.get("channel")
-                item.thread_ts = item.payload.get("thread_ts") or resp["ts"]
+                found = await self._posted_already(item, None)
+                if found is not None:
+                    item.ts, item.channel_id = found[0], found[1]
+                else:
+                    posting = [item.id]
+                    self._unsure.add(item.id)
+                    resp = await self._client.chat_postMessage(
+                        channel=item.channel,
+                        metadata={"event_type": _META, "event_payload": {"items": posting}},
+                        **item.payload,
+                    )
+                    self._unsure.discard(item.id)
+                    self._last_post[item.channel] = time.monotonic()
+                    if not isinstance(resp.get("ts"), str):  # its replies would have no thread
+                        raise ValueError("chat.postMessage answered ok without the message's ts")
+                    item.ts, item.channel_id = resp["ts"], resp.get("channel")
+                item.thread_ts = item.payload.get("thread_ts") or item.ts
                 item.status = "sent"
                 await self._store.call(
                     self._store.mark_outbox,
@@ -315,7 +327,10 @@ class SlackDelivery:
                 assert parent.ts is not None
                 found = await self._posted_already(item, parent)
                 if found is not None:
-                    return found
+                    ts, channel_id, held = found
+                    mark = self._store.mark_outbox
+                    await self._store.call(mark, held, "sent", ts=ts, channel_id=channel_id)
+                    return set(held)
                 batch = self._coalesce(item, pending)
                 payload = (
                     batch[0].payload
@@ -374,55 +389,61 @@ class SlackDelivery:
         self._faults.pop(item.id, None)
         return settled
 
-    async def _posted_already(self, item: OutboxItem, parent: OutboxItem) -> set[int] | None:
-        """Whether `item` is in its thread already — posted by an attempt whose outcome was
-        not recorded — and then the items that reply holds, recorded sent. Looked up only for
-        an item whose post may have gone through (see the module's docstring); a lookup
-        Slack refuses is logged, and the item posted."""
+    async def _posted_already(
+        self, item: OutboxItem, parent: OutboxItem | None
+    ) -> tuple[str, str, list[int]] | None:
+        """Where Slack has `item` already, if an attempt posted it without its outcome being
+        recorded: the message's ts, its channel id and the items it holds — found in the
+        thread (a reply) or among the channel's newest messages (a parent). Looked up only for
+        an item whose post may have gone through (see the module's docstring); a lookup Slack
+        refuses is logged, and the item posted."""
         unsure = item.id in self._unsure
         if not unsure and (item.id in self._from_here or item.run_id in self._looked_up):
             return None
         self._looked_up.append(item.run_id)  # only a run's first left item can be in flight
-        channel = parent.channel_id or item.channel
-        thread = parent.thread_ts or parent.ts
-        assert thread is not None  # a posted parent
-        oldest = await self._store.call(self._store.last_posted, item.run_id) or thread
+        self._unsure.discard(item.id)
+        if parent is not None:
+            channel: str | None = parent.channel_id or item.channel
+        else:
+            channel = await self._store.call(self._store.channel_id_of, item.channel)
+        if channel is None:
+            return None  # nothing of this process's ever went there: nothing to find
+        oldest = await self._store.call(self._store.last_posted, item.run_id)
         cursor = None
         try:
             for _ in range(_LOOKUP_PAGES):
-                resp = await self._client.conversations_replies(
-                    channel=channel,
-                    ts=thread,
-                    oldest=oldest,
-                    inclusive=False,
-                    include_all_metadata=True,
-                    limit=200,
-                    cursor=cursor,
-                )
+                if parent is not None:
+                    thread = parent.thread_ts or parent.ts
+                    assert thread is not None  # a posted parent
+                    resp = await self._client.conversations_replies(
+                        channel=channel,
+                        ts=thread,
+                        oldest=oldest or thread,
+                        inclusive=False,
+                        include_all_metadata=True,
+                        limit=200,
+                        cursor=cursor,
+                    )
+                else:  # newest first
+                    resp = await self._client.conversations_history(
+                        channel=channel, include_all_metadata=True, limit=200, cursor=cursor
+                    )
                 for message in resp.get("messages") or []:
                     meta = message.get("metadata") or {}
                     held = (meta.get("event_payload") or {}).get("items") or []
                     if meta.get("event_type") == _META and item.id in held:
                         ids = sorted(int(i) for i in held)
                         log.warning(
-                            "a reply was posted but not recorded: recorded now",
+                            "a message was posted but not recorded: recorded now",
                             run_id=item.run_id,
                             items=ids,
                         )
-                        await self._store.call(
-                            self._store.mark_outbox,
-                            ids,
-                            "sent",
-                            ts=message.get("ts"),
-                            channel_id=channel,
-                        )
-                        return set(ids)
+                        return str(message.get("ts")), channel, ids
                 cursor = (resp.get("response_metadata") or {}).get("next_cursor")
                 if not cursor:
                     break
         except (SlackApiError, aiohttp.ClientError, TimeoutError, OSError) as exc:
-            log.warning("thread not read: the reply is posted", run_id=item.run_id, error=str(exc))
-        self._unsure.discard(item.id)
+            log.warning("not looked up: the message is posted", run_id=item.run_id, error=str(exc))
         return None
 
     @staticmethod

@@ -54,6 +54,18 @@ class OutboxQueries(Repository):
         with self.engine.connect() as conn:
             return conn.execute(q).scalar()
 
+    def channel_id_of(self, channel: str) -> str | None:
+        """The id Slack gave `channel` (a name such as `#ops`, or an id) when a message was
+        last posted there; None if none was."""
+        q = (
+            select(OUTBOX.c.channel_id)
+            .where(OUTBOX.c.channel == channel, OUTBOX.c.channel_id.is_not(None))
+            .order_by(OUTBOX.c.id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(q).scalar()
+
     def get_outbox(self, item_id: int) -> OutboxItem | None:
         """One outbox item."""
         with self.engine.connect() as conn:

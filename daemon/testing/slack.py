@@ -394,6 +394,13 @@ class SlackDouble:
             "message": {"text": msg.text, "ts": msg.ts, "thread_ts": msg.thread_ts},
         }
 
+    def _conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = str(params.get("channel", ""))
+        if channel not in self.channels.values():  # an id, never a name
+            return {"ok": False, "error": "channel_not_found"}
+        newest_first = list(reversed(self.parents(channel)))
+        return self._page(newest_first, params)
+
     def _conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = self._channel(str(params.get("channel", "")))
         ts = str(params.get("ts", ""))
@@ -402,9 +409,15 @@ class SlackDouble:
             return {"ok": False, "error": "thread_not_found"}
         inclusive = str(params.get("inclusive", "")).lower() in ("1", "true")
         oldest = str(params.get("oldest") or "0")
-        everything = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
         thread = [parent, *self.thread(parent)]
-        shown = [m for m in thread if m.ts > oldest or (inclusive and m.ts == oldest)]
+        return self._page(
+            [m for m in thread if m.ts > oldest or (inclusive and m.ts == oldest)], params
+        )
+
+    @staticmethod
+    def _page(shown: list[Posted], params: dict[str, Any]) -> dict[str, Any]:
+        """One page of messages as conversations.history and .replies answer it."""
+        everything = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
         start = int(params.get("cursor") or 0)
         limit = int(params.get("limit") or 1000)
         page = shown[start : start + limit]
