@@ -93,9 +93,9 @@ class RunWorkflow:
             with contextlib.suppress(ActivityError, asyncio.CancelledError):
                 await execution
             if self._queue is not None:
-                # Cancelled while it moved, its attachment never started: the replica still
-                # executes the run, held by the workflow run it left. Told directly (it
-                # ignores this once the run has ended).
+                # Its execution may never have heard: cancelled while the workflow moved,
+                # before the attachment started, the run is held by the workflow run it
+                # left. The replica is told directly (and ignores it once the run has ended).
                 await self._deliver(run_id, {"kind": "cancelled"})
             raise
         moved = {"queue": self._queue, "inbox": self._inbox, "deadlines": self._deadlines}
