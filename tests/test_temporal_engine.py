@@ -248,6 +248,33 @@ async def test_an_approvals_deadline_and_a_cancel_reach_a_run_after_its_workflow
         assert done.summary == "cancelled by temporal"
 
 
+@pytest.mark.parametrize("moved", [False, True], ids=["executing", "after-its-workflow-moved"])
+async def test_a_workflow_terminated_in_temporal_ends_its_run_as_cancelled(
+    project: Project, temporal: str, moved: bool
+) -> None:
+    project.skill("listens", LISTENS.replace("{asks}", "no"))
+    project.automation("listens", skill="listens")
+    engine = {"history_events": 20, "heartbeat_timeout": "4s"}
+    async with running_daemon(on_temporal(project, temporal, engine_extra=engine)) as d:
+        assert isinstance(d.executor, TemporalEngine)
+        run = await d.dispatcher.manual("listens", {}, "test")
+        run_id = run.id or 0
+        await wait_for(lambda: any(e.type == "step" for e in d.store.run_events(run_id)), 20)
+        if moved:
+            for n in range(3):
+                await d.executor.steer(run_id, f"m{n}", "cli:ann")
+            await wait_for(lambda: len(d.store.run_events(run_id, type="step")) >= 4, 30)
+            handle = d.executor.handle(run_id)
+            assert len(await workflow_runs(d.executor.client, handle.id)) >= 2
+        # As `temporal workflow terminate` does: no cancellation reaches the activity, which
+        # finds its workflow gone at its next heartbeat.
+        await d.executor.handle(run_id).terminate("ops: stop it")
+        done = await wait_status(d, run_id, RunStatus.CANCELLED, timeout=30)
+        assert done.summary == "cancelled by temporal"
+        notes = [e["text"] for e in await events(d, run_id) if e["type"] == "message"]
+        assert "cancel requested by temporal: its workflow was terminated" in notes
+
+
 TWICE = """\
 import json, pathlib, sys
 ctx = json.loads(sys.stdin.readline())

@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 from temporalio import activity
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
@@ -302,14 +302,18 @@ class TemporalEngine(Executor):
         Its workflow moved on (continued as new): the run goes on, held by the new workflow
         run once it attaches. Timed out or gone (this replica's beats did not reach Temporal
         in time): the run is another replica's to recover now, so it is dropped here without
-        a word. A worker shutting down leaves it to the daemon's own shutdown."""
+        a word — unless its workflow ended with no run to follow (terminated in Temporal):
+        then the run is cancelled. A worker shutting down leaves it to the daemon's own
+        shutdown."""
         details = activity.cancellation_details()
         active = self._active.get(run_id)
         if active is None or details is None or details.worker_shutdown:
             return
-        if details.cancel_requested:
+        ended = await self._workflow_ended(run_id) if details.not_found else None
+        if details.cancel_requested or ended is not None:
+            why = "its workflow was cancelled" if ended is None else f"its workflow {ended}"
             with contextlib.suppress(NightshiftError):
-                await Executor.cancel(self, run_id, "temporal", "its workflow was cancelled")
+                await Executor.cancel(self, run_id, "temporal", why)
             await asyncio.wait({task}, timeout=DRAIN)
             return
         if self._holders.get(run_id, holder) != holder:
@@ -333,6 +337,24 @@ class TemporalEngine(Executor):
         else:
             log.warning("a run's activity timed out here: it is recovered elsewhere", run_id=run_id)
         await self._let_go(run_id)
+
+    async def _workflow_ended(self, run_id: int) -> str | None:
+        """How the run's workflow was ended by a person, with no run to follow it (terminated
+        or cancelled in Temporal's UI or CLI); None otherwise, or when Temporal cannot say."""
+        try:
+            async with asyncio.timeout(5):
+                status = (await self._handle(run_id).describe()).status
+        except (TimeoutError, RPCError):
+            return None
+        # Completed is the lost-run path's end (another replica took the run): not this.
+        return (
+            {
+                WorkflowExecutionStatus.TERMINATED: "was terminated",
+                WorkflowExecutionStatus.CANCELED: "was cancelled",
+            }.get(status)
+            if status is not None
+            else None
+        )
 
     async def _let_go(self, run_id: int) -> None:
         """Stop the run here and release it: the lost-run activity waiting for this replica
