@@ -224,8 +224,12 @@ async def test_three_replicas_share_runs_and_lose_none_when_one_is_killed(
         for parent in slack.parents("C0OPS"):
             texts = [m.text for m in slack.thread(parent)]
             # A reply the killed replica had posted but not yet recorded as sent is found in
-            # its thread by the replica that took its run over, not posted again.
+            # its thread by the replica that took its run over, not posted again; one it had
+            # not posted goes before what the new holder says of the run.
             assert sorted(set(texts)) == sorted(texts), texts
+            said = [n for n, t in enumerate(texts) if "stopped beating" in t or "went silent" in t]
+            if said and "→ *attempt 1*" in texts:
+                assert texts.index("→ *attempt 1*") < said[0], texts
 
         # The schedule fired once per slot, whichever replica claimed each.
         ticks = store.list_runs(automation="ticker", limit=500)

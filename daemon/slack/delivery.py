@@ -126,6 +126,10 @@ class SlackDelivery:
         self._from_here: set[int] = set()
         self._unsure: set[int] = set()
         self._looked_up: deque[int] = deque(maxlen=_SETTLED_KEPT)  # runs looked up already
+        # Runs begun elsewhere (taken over from a silent replica, or left by this daemon's
+        # last process) whose backlog was read before this process's own items of them go:
+        # what the other process left is posted first, in order.
+        self._caught_up: deque[int] = deque(maxlen=_SETTLED_KEPT)
         self.backoff_max = 30.0
 
     def enqueue(self, item: OutboxItem) -> None:
@@ -194,6 +198,10 @@ class SlackDelivery:
                     known.add(item.id)
                 if added:  # each once, in id order
                     items = sorted(items + added, key=lambda i: i.id)
+                if not self._resync and self._begun_elsewhere(added):
+                    self._resync, page_after = True, 0
+                    self._wake.set()
+                    continue
             if not items:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
@@ -231,6 +239,21 @@ class SlackDelivery:
                         self._settled_ids.discard(self._settled[0])
                     self._settled.append(done)
                     self._settled_ids.add(done)
+
+    def _begun_elsewhere(self, added: list[OutboxItem]) -> bool:
+        """Whether this process queued a message for a run whose thread it did not begin,
+        and has not read the backlog since: what another process left of that run is to be
+        read (and posted) first."""
+        elsewhere = {
+            i.run_id
+            for i in added
+            if i.id in self._from_here
+            and i.parent_id is not None
+            and i.parent_id not in self._parents
+            and i.run_id not in self._caught_up
+        }
+        self._caught_up.extend(elsewhere)
+        return bool(elsewhere)
 
     async def _held(self, item: OutboxItem) -> bool:
         """Whether this replica still holds `item`'s run: a lost run's items are left, unsent,
@@ -408,7 +431,7 @@ class SlackDelivery:
             channel = await self._store.call(self._store.channel_id_of, item.channel)
         if channel is None:
             return None  # nothing of this process's ever went there: nothing to find
-        oldest = await self._store.call(self._store.last_posted, item.run_id)
+        oldest = await self._store.call(self._store.last_posted, item.run_id, item.id)
         cursor = None
         try:
             for _ in range(_LOOKUP_PAGES):

@@ -38,12 +38,14 @@ class OutboxQueries(Repository):
         with self.engine.connect() as conn:
             return [OutboxItem(**row) for row in conn.execute(q).mappings()]
 
-    def last_posted(self, run_id: int) -> str | None:
-        """The ts of the run's newest message posted in its thread (None: none yet)."""
+    def last_posted(self, run_id: int, before: int) -> str | None:
+        """The ts of the run's last message posted in its thread before item `before` (None:
+        none) — a message posted for `before` itself comes after it in the thread."""
         q = (
             select(OUTBOX.c.ts)
             .where(
                 OUTBOX.c.run_id == run_id,
+                OUTBOX.c.id < before,
                 OUTBOX.c.kind == "reply",
                 OUTBOX.c.status == "sent",
                 OUTBOX.c.ts.is_not(None),
