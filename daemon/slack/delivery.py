@@ -425,13 +425,14 @@ class SlackDelivery:
             return None
         self._looked_up.append(item.run_id)  # only a run's first left item can be in flight
         self._unsure.discard(item.id)
+        oldest = None
         if parent is not None:
             channel: str | None = parent.channel_id or item.channel
+            oldest = await self._store.call(self._store.last_posted, item.run_id, item.id)
         else:
             channel = await self._store.call(self._store.channel_id_of, item.channel)
         if channel is None:
-            return None  # nothing of this process's ever went there: nothing to find
-        oldest = await self._store.call(self._store.last_posted, item.run_id, item.id)
+            return None  # no message of this install went there yet: nothing to find
         cursor = None
         try:
             for _ in range(_LOOKUP_PAGES):
